@@ -1,0 +1,122 @@
+"""Benchmark the graph backbones on RLMRec's Yelp split: accuracy, speed, memory.
+
+    python benchmarks/bench_graph_cf.py                          # lightgcn + gccf, 3 seeds
+    python benchmarks/bench_graph_cf.py --models lightgcn --seeds 2023 --markdown docs/benchmarks.md
+
+Each (model, seed) is a full CLI run to early stopping in its own process. Printed per
+model: seconds per training epoch and per full evaluation (median over the run), peak
+resident memory, epochs to early stop, wall time, and test Recall/NDCG@5/10/20 (mean ± std
+over seeds), next to the RLMRec paper's numbers. With ``--markdown FILE`` the table is
+appended to FILE with the machine, date and command. The speed ratio against a naive
+reference of the same epoch is measured by ``benchmarks/bench_speed.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "rlmrec_yelp"
+# RLMRec paper (WWW 2024), Table 1, Yelp, base models: Recall@20, NDCG@20
+PAPER = {"lightgcn": (0.1157, 0.0733), "gccf": (0.1084, 0.0680), "sgl": (0.1197, 0.0753),
+         "simgcl": (0.1254, 0.0801), "dccf": (0.1249, 0.0800), "autocf": (0.1280, 0.0813)}
+
+CHILD = ("import resource, sys; from semrec.encoder.train_encoder import main; rc = main(sys.argv[1:]); "
+         "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads")
+
+
+def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) -> dict:
+    out = workdir / f"{model}-{seed}"
+    cmd = [sys.executable, "-c", CHILD, "--model", model, "--dataset", data.name, "--data-dir", str(data),
+           "--seed", str(seed), "--out", str(out), "--device", "cpu", "--quiet", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{model} seed {seed} failed:\n{proc.stderr[-2000:]}")
+    peak_kb = int(next(ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("PEAK_RSS_KB")))
+    res = json.loads((out / "results.json").read_text())
+    t = res["timing"]
+    return {"seed": seed, "test": res["test"], "best_epoch": res["best_epoch"], "epochs": res["last_epoch"] + 1,
+            "train_epoch_s": statistics.median(t["train_epoch_seconds"]),
+            "eval_s": statistics.median(t["eval_seconds"]), "peak_rss_mb": peak_kb / 1024, "wall_s": wall}
+
+
+def fmt(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["lightgcn", "gccf"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every run")
+    p.add_argument("--markdown", help="append the table to this file")
+    p.add_argument("--json", help="write all per-run numbers to this file")
+    args = p.parse_args(argv)
+    data = Path(args.data_dir)
+    if not (data / "trn_mat.pkl").exists():
+        print(f"skipped: {data} not found (the benchmark reads ../shared/data/rlmrec_yelp)", file=sys.stderr)
+        return 0
+    extra = [x for o in args.overrides for x in ("--set", o)]
+    rows, runs = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            runs[model] = [run_one(model, s, data, extra, Path(tmp)) for s in args.seeds]
+            for r in runs[model]:
+                print(f"{model} seed {r['seed']}: recall@20 {r['test']['recall@20']:.4f} ndcg@20 "
+                      f"{r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s", file=sys.stderr)
+    header = ("| model | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | paper R@20 / N@20 | s/epoch | s/eval "
+              "| epochs (best) | wall s | peak RSS MB |")
+    rows = [header, "|" + "---|" * 13]
+    for model, rs in runs.items():
+        m = lambda key: fmt([r["test"][key] for r in rs])
+        paper = PAPER.get(model)
+        med = lambda key: statistics.median(r[key] for r in rs)
+        rows.append(
+            f"| {model} | {m('recall@5')} | {m('recall@10')} | {m('recall@20')} | {m('ndcg@5')} | {m('ndcg@10')} "
+            f"| {m('ndcg@20')} | {'%.4f / %.4f' % paper if paper else '-'} | {med('train_epoch_s'):.2f} "
+            f"| {med('eval_s'):.2f} | {'/'.join(str(r['epochs']) for r in rs)} "
+            f"({'/'.join(str(r['best_epoch']) for r in rs)}) | {med('wall_s'):.0f} | {max(r['peak_rss_mb'] for r in rs):.0f} |")
+    table = "\n".join(rows)
+    print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=2))
+    if args.markdown:
+        cmd = "python benchmarks/bench_graph_cf.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        with open(args.markdown, "a") as f:
+            f.write(f"\n### Graph backbones on RLMRec Yelp ({time.strftime('%Y-%m-%d')})\n\n"
+                    f"Machine: {machine()}.  \nCommand: `{cmd.strip()}`  \nSeeds: {args.seeds}; "
+                    "mean ± std of test metrics at the best validation epoch; times are medians.\n\n"
+                    f"{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

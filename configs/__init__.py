@@ -1,0 +1,1 @@
+"""Model configuration files (YAML); see semrec.encoder.config for the format."""

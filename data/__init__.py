@@ -1,0 +1,1 @@
+"""Datasets and the scripts that make them (demo, download, read_profile)."""

@@ -1,0 +1,1 @@
+"""semrec.encoder: data loading, graph recommenders, trainer, evaluator and the training CLI."""

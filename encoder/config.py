@@ -1,0 +1,251 @@
+"""Layered, typed run configuration.
+
+Precedence, lowest first: the dataclass defaults below (and the model constructor's own
+defaults) < ``configs/<model>.yaml`` < that file's ``datasets: <dataset>:`` section <
+``--set key=value`` on the command line. Every key is checked: an unknown section or key
+is an error that lists the valid ones, and values are converted to the declared type.
+
+A model YAML file looks like::
+
+    train: {lr: 1.0e-3, batch_size: 4096}
+    model: {layers: 3, reg_weight: 1.0e-6}   # the model constructor's arguments
+    datasets:
+      steam: {model: {layers: 2}}
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message lists the valid choices."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and early stopping.
+
+    Attributes:
+        epochs: maximum number of epochs.
+        batch_size: training triples per step.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay (RLMRec uses 0 and an explicit L2 term instead).
+        test_step: validate every this many epochs (after epochs 0, test_step, 2·test_step, ...).
+        patience: stop after this many validations without improvement.
+        stop_metric: validation metric that selects the best epoch, ``NAME@K``.
+        seed: seed for every random number generator.
+        device: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    epochs: int = 3000
+    batch_size: int = 4096
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    test_step: int = 3
+    patience: int = 5
+    stop_metric: str = "recall@20"
+    seed: int = 2023
+    device: str = "auto"
+
+
+@dataclass
+class EvalConfig:
+    """Full-ranking evaluation.
+
+    Attributes:
+        ks: cut-offs for every metric.
+        metrics: any of recall, ndcg, precision, mrr, hit.
+        batch_size: users scored at once.
+        mask_valid_at_test: also exclude validation items when ranking for the test split.
+    """
+
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    metrics: list[str] = field(default_factory=lambda: ["recall", "ndcg", "precision", "mrr", "hit"])
+    batch_size: int = 1024
+    mask_valid_at_test: bool = False
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs, resolved from all layers."""
+
+    model_name: str
+    dataset: str
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = ("train", "eval", "model")
+
+
+def config_dir() -> Path:
+    """The folder of model YAML files (the repository's ``configs/``)."""
+    import semrec.configs
+
+    return Path(next(iter(semrec.configs.__path__)))
+
+
+def coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert ``value`` to ``annotation`` (int, float, bool, str, list[...]) or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(annotation) or (Any,)
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return coerce(value, args[0], key)
+    if annotation in (Any, inspect.Parameter.empty):
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+        if not f.is_integer():
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(f)
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)  # also accepts "1e-6", which YAML reads as a string
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def model_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:
+    """The constructor arguments of a model that a config may set."""
+    skip = {"self", *getattr(model_cls, "data_args", ())}
+    params = inspect.signature(model_cls.__init__).parameters
+    hints = typing.get_type_hints(model_cls.__init__)
+    return {n: p.replace(annotation=hints.get(n, p.annotation)) for n, p in params.items()
+            if n not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+class _Builder:
+    def __init__(self, model_name: str, dataset: str, model_cls: type):
+        self.cfg = RunConfig(model_name=model_name, dataset=dataset)
+        self.hparams = model_hyperparameters(model_cls)
+        self.cfg.model = {n: p.default for n, p in self.hparams.items() if p.default is not p.empty}
+
+    def set(self, section: str, key: str, value: Any, origin: str) -> None:
+        where = f"{origin}: {section}.{key}"
+        if section == "model":
+            if key not in self.hparams:
+                raise ConfigError(f"{where} is not a hyperparameter of {self.cfg.model_name}; "
+                                  f"valid keys: {', '.join(self.hparams) or '(none)'}")
+            self.cfg.model[key] = coerce(value, self.hparams[key].annotation, where)
+            return
+        obj = getattr(self.cfg, section)
+        fields = {f.name: f for f in dataclasses.fields(obj)}
+        if key not in fields:
+            raise ConfigError(f"{where} is unknown; valid keys in '{section}': {', '.join(fields)}")
+        hint = typing.get_type_hints(type(obj))[key]
+        setattr(obj, key, coerce(value, hint, where))
+
+    def apply(self, layer: dict[str, Any], origin: str, allow_datasets: bool = False) -> None:
+        for section, values in (layer or {}).items():
+            if section == "datasets" and allow_datasets:
+                continue
+            if section not in SECTIONS:
+                valid = SECTIONS + (("datasets",) if allow_datasets else ())
+                raise ConfigError(f"{origin}: unknown section {section!r}; valid sections: {', '.join(valid)}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{origin}: section {section!r} must be a mapping")
+            for key, value in values.items():
+                self.set(section, str(key), value, origin)
+
+    def check_complete(self) -> None:
+        missing = [n for n in self.hparams if n not in self.cfg.model]
+        if missing:
+            raise ConfigError(f"{self.cfg.model_name}: no value for required hyperparameter(s) "
+                              f"{', '.join(missing)}; set them in the model YAML or with --set model.NAME=V")
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, str, Any]]:
+    """``["train.lr=0.01", "model.layers=2"]`` -> ``[("train", "lr", 0.01), ("model", "layers", 2)]``."""
+    out = []
+    for item in items:
+        key, eq, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not eq or not dot or not name:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.lr=0.001 "
+                              f"(sections: {', '.join(SECTIONS)})")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((section, name, value))
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from e
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return content
+
+
+def resolve_config(model_name: str, dataset: str, model_cls: type, overrides: list[str] = (),
+                   config_file: Path | None = None) -> RunConfig:
+    """Build the run configuration from all layers (see the module docstring)."""
+    b = _Builder(model_name, dataset, model_cls)
+    path = config_file or config_dir() / f"{model_name}.yaml"
+    if path.exists():
+        layer = read_yaml(path)
+        b.apply(layer, str(path), allow_datasets=True)
+        per_dataset = layer.get("datasets") or {}
+        if not isinstance(per_dataset, dict):
+            raise ConfigError(f"{path}: 'datasets' must map dataset names to sections")
+        b.apply(per_dataset.get(dataset) or {}, f"{path} [datasets.{dataset}]")
+    elif config_file is not None:
+        raise ConfigError(f"config file {path} does not exist")
+    for section, key, value in parse_overrides(list(overrides)):
+        if section not in SECTIONS:
+            raise ConfigError(f"--set {section}.{key}: unknown section {section!r}; valid sections: "
+                              f"{', '.join(SECTIONS)}")
+        b.set(section, key, value, "--set")
+    b.check_complete()
+    return b.cfg
+
+
+def config_from_dict(d: dict[str, Any], model_cls: type) -> RunConfig:
+    """Rebuild a saved (resolved) configuration, re-checking every key."""
+    b = _Builder(d["model_name"], d["dataset"], model_cls)
+    b.apply({s: d.get(s, {}) for s in SECTIONS}, "saved config")
+    b.check_complete()
+    return b.cfg

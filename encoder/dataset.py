@@ -1,0 +1,233 @@
+"""Loading and checking datasets in RLMRec's layout, and pairwise (BPR) training batches.
+
+A dataset folder holds ``trn_mat.pkl``, ``val_mat.pkl`` and ``tst_mat.pkl`` (pickled scipy
+sparse ``users × items`` matrices, any sparse format; non-zero means "interacted") and,
+optionally, the semantic embeddings ``usr_emb_np.pkl`` / ``itm_emb_np.pkl`` (``users × d``
+and ``items × d`` arrays) and the text profiles ``usr_prf.pkl`` / ``itm_prf.pkl``.
+
+Pickles are read with :class:`SafeUnpickler`, which only admits numpy, scipy.sparse and
+plain builtin types, so a pickle downloaded from the internet cannot run code.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+log = logging.getLogger(__name__)
+
+SPLIT_FILES = {"train": "trn_mat.pkl", "valid": "val_mat.pkl", "test": "tst_mat.pkl"}
+EMBEDDING_FILES = {"user": "usr_emb_np.pkl", "item": "itm_emb_np.pkl"}
+PROFILE_FILES = {"user": "usr_prf.pkl", "item": "itm_prf.pkl"}
+
+
+class DataError(ValueError):
+    """A dataset file is missing or malformed; the message names the file."""
+
+
+_SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
+                  "str", "bytes", "bytearray", "bool", "slice", "range"}
+_SAFE_NUMPY = {"_reconstruct", "scalar", "ndarray", "dtype", "_frombuffer"}
+_SPARSE_CLASS = re.compile(r"(coo|csr|csc|bsr|dok|lil|dia)_(matrix|array)")
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickler that only resolves numpy arrays, scipy sparse matrices and plain builtins."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = (
+            (module == "builtins" and name in _SAFE_BUILTINS)
+            or (module == "collections" and name in {"OrderedDict", "defaultdict"})
+            or (module == "_codecs" and name == "encode")
+            # dok_matrix pickles through copyreg; the classes it rebuilds are checked here too
+            or (module == "copyreg" and name == "_reconstructor")
+            or (module in {"numpy", "numpy.core.multiarray", "numpy._core.multiarray",
+                           "numpy.core.numeric", "numpy._core.numeric"} and name in _SAFE_NUMPY)
+            or (module.startswith("numpy.dtypes") and name.endswith("DType"))
+            or (module.startswith("scipy.sparse") and _SPARSE_CLASS.fullmatch(name) is not None)
+        )
+        if not allowed:
+            raise pickle.UnpicklingError(
+                f"refusing to load '{module}.{name}': only numpy, scipy.sparse and builtin "
+                "types are allowed in dataset pickles")
+        return super().find_class(module, name)
+
+
+def load_pickle(path: str | Path) -> Any:
+    """Load a pickle with :class:`SafeUnpickler`; errors name the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return SafeUnpickler(f).load()
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a data error
+        raise DataError(f"{path}: cannot be read as a dataset pickle ({e})") from e
+
+
+def _binary_csr(obj: Any, path: Path) -> sp.csr_matrix:
+    if not sp.issparse(obj):
+        raise DataError(f"{path}: expected a scipy sparse users×items matrix, got {type(obj).__name__}")
+    m = sp.csr_matrix(obj)
+    if m.nnz and not np.all(np.isfinite(m.data)):
+        bad = int((~np.isfinite(m.data)).sum())
+        raise DataError(f"{path}: {bad} stored values are NaN or infinite")
+    m.eliminate_zeros()
+    m.sum_duplicates()
+    m.data = np.ones_like(m.data, dtype=np.float32)
+    m = m.astype(np.float32)
+    m.sort_indices()
+    return m
+
+
+@dataclass
+class InteractionData:
+    """An implicit-feedback dataset split into train / validation / test.
+
+    Attributes:
+        train, valid, test: binary ``users × items`` CSR matrices (float32).
+        user_emb, item_emb: semantic embeddings ``(users, d)`` / ``(items, d)``, or ``None``.
+        user_profiles, item_profiles: text profiles indexed by id, or ``None``.
+        name: dataset name; ``path``: the folder it came from.
+    """
+
+    train: sp.csr_matrix
+    valid: sp.csr_matrix
+    test: sp.csr_matrix
+    user_emb: np.ndarray | None = None
+    item_emb: np.ndarray | None = None
+    user_profiles: Any = None
+    item_profiles: Any = None
+    name: str = ""
+    path: Path | None = None
+    _train_keys: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def num_users(self) -> int:
+        return self.train.shape[0]
+
+    @property
+    def num_items(self) -> int:
+        return self.train.shape[1]
+
+    def split(self, name: str) -> sp.csr_matrix:
+        try:
+            return {"train": self.train, "valid": self.valid, "test": self.test}[name]
+        except KeyError:
+            raise ValueError(f"unknown split {name!r}; choose from train, valid, test") from None
+
+    def stats(self) -> dict[str, Any]:
+        u, i = self.train.shape
+        return {"users": u, "items": i, "train": int(self.train.nnz), "valid": int(self.valid.nnz),
+                "test": int(self.test.nnz),
+                "density": float((self.train.nnz + self.valid.nnz + self.test.nnz) / (u * i)),
+                "semantic_dim": None if self.user_emb is None else int(self.user_emb.shape[1])}
+
+    def overlaps(self) -> dict[str, int]:
+        """Number of (user, item) pairs shared by each pair of splits."""
+        pairs = {"train&valid": (self.train, self.valid), "train&test": (self.train, self.test),
+                 "valid&test": (self.valid, self.test)}
+        return {k: int(a.multiply(b).nnz) for k, (a, b) in pairs.items()}
+
+    def check(self, source: str = "") -> None:
+        """Validate shapes, emptiness and embeddings; warn about overlapping splits."""
+        where = source or str(self.path or self.name)
+        for split, fname in SPLIT_FILES.items():
+            m = self.split(split)
+            if m.shape != self.train.shape:
+                shapes = ", ".join(f"{f}={self.split(s).shape}" for s, f in SPLIT_FILES.items())
+                raise DataError(f"{where}: split shapes disagree ({shapes})")
+            if m.nnz == 0:
+                raise DataError(f"{where}/{fname}: the {split} split has no interactions")
+        full = np.flatnonzero(np.diff(self.train.indptr) >= self.num_items)
+        if len(full):
+            raise DataError(f"{where}/{SPLIT_FILES['train']}: {len(full)} user(s) interacted with every "
+                            "item, so no negative item can be sampled for them")
+        for kind, fname in EMBEDDING_FILES.items():
+            emb = getattr(self, f"{kind}_emb")
+            if emb is None:
+                continue
+            n = self.num_users if kind == "user" else self.num_items
+            if emb.ndim != 2 or emb.shape[0] != n:
+                raise DataError(f"{where}/{fname}: expected {n} rows ({kind}s) × d, got shape {emb.shape}")
+            if not np.all(np.isfinite(emb)):
+                raise DataError(f"{where}/{fname}: {int((~np.isfinite(emb)).any(axis=1).sum())} rows "
+                                "contain NaN or infinite values")
+        over = {k: v for k, v in self.overlaps().items() if v}
+        if over:
+            log.warning("%s: splits overlap (%s shared user-item pairs); metrics on overlapping "
+                        "pairs are optimistic", where, ", ".join(f"{k}: {v}" for k, v in over.items()))
+
+    # ----- pairwise training data ---------------------------------------------------------
+    def train_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All training (user, item) pairs as two int64 tensors, in row-major order."""
+        coo = self.train.tocoo()
+        return torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
+
+    def sample_negatives(self, users: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One uniformly drawn item per user that the user has not interacted with in training.
+
+        Vectorised rejection sampling: draw for everyone, redraw only the collisions.
+        """
+        if self._train_keys is None:
+            u, i = self.train_pairs()
+            self._train_keys = u * self.num_items + i  # row-major order is already sorted
+        keys = self._train_keys
+        neg = torch.randint(0, self.num_items, users.shape, generator=generator)
+        todo = torch.arange(users.numel())
+        while todo.numel():
+            k = users[todo] * self.num_items + neg[todo]
+            pos = torch.searchsorted(keys, k).clamp_(max=keys.numel() - 1)
+            todo = todo[keys[pos] == k]
+            neg[todo] = torch.randint(0, self.num_items, todo.shape, generator=generator)
+        return neg
+
+
+def load_embeddings(path: Path) -> np.ndarray:
+    emb = load_pickle(path)
+    if sp.issparse(emb):
+        emb = emb.toarray()
+    emb = np.asarray(emb)
+    if emb.dtype == object or not np.issubdtype(emb.dtype, np.number):
+        raise DataError(f"{path}: expected a numeric array, got dtype {emb.dtype}")
+    return emb.astype(np.float32, copy=False)
+
+
+def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool = False) -> InteractionData:
+    """Load and validate a dataset folder in RLMRec's layout.
+
+    Args:
+        path: folder holding ``trn_mat.pkl``, ``val_mat.pkl``, ``tst_mat.pkl`` (+ optional files).
+        name: dataset name (default: the folder name).
+        with_profiles: also load ``usr_prf.pkl`` / ``itm_prf.pkl`` when present.
+
+    Raises:
+        DataError: a missing or malformed file (the message names it).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"dataset folder {path} does not exist; create it with `python data/prepare.py` "
+                        "or fetch RLMRec's data with `python data/download.py NAME`")
+    mats = {}
+    for split, fname in SPLIT_FILES.items():
+        f = path / fname
+        if not f.exists():
+            raise DataError(f"{f}: missing (a dataset needs {', '.join(SPLIT_FILES.values())})")
+        mats[split] = _binary_csr(load_pickle(f), f)
+    data = InteractionData(**mats, name=name or path.name, path=path)
+    for kind, fname in EMBEDDING_FILES.items():
+        if (path / fname).exists():
+            setattr(data, f"{kind}_emb", load_embeddings(path / fname))
+    if with_profiles:
+        for kind, fname in PROFILE_FILES.items():
+            if (path / fname).exists():
+                setattr(data, f"{kind}_profiles", load_pickle(path / fname))
+    data.check(str(path))
+    return data

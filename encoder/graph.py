@@ -1,0 +1,137 @@
+"""The user–item graph as a normalised sparse adjacency, with edge dropout and a fast spmm.
+
+The bipartite graph of ``U`` users and ``I`` items is the ``(U+I)×(U+I)`` matrix
+``A = [[0, R], [Rᵀ, 0]]`` (optionally ``+ I`` self-loops, as GCCF uses), normalised
+symmetrically: ``Â = D^-1/2 A D^-1/2``.
+
+It is stored in CSR form together with a permutation to its transpose, so both the
+product ``Â X`` and its gradient ``Âᵀ G`` run on torch's CSR kernels (MKL on CPU, cuSPARSE
+on GPU). Edge dropout keeps each stored entry independently with probability
+``keep_rate`` (as RLMRec and SSLRec do: values are not rescaled) and rebuilds both CSR
+views with one cumulative sum, without sorting.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+
+def normalized_adjacency(train: sp.spmatrix, self_loops: bool = False) -> sp.csr_matrix:
+    """Symmetrically normalised bipartite adjacency ``D^-1/2 (A [+ I]) D^-1/2``.
+
+    Args:
+        train: binary ``U × I`` interaction matrix.
+        self_loops: add the identity before normalising (GCCF).
+
+    Returns:
+        ``(U+I) × (U+I)`` CSR matrix (float32) with sorted indices. Isolated nodes get
+        zero rows.
+    """
+    r = sp.csr_matrix(train, dtype=np.float32)
+    r.data[:] = 1.0
+    adj = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
+    if self_loops:
+        adj = (adj + sp.identity(adj.shape[0], dtype=np.float32, format="csr")).tocsr()
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    with np.errstate(divide="ignore"):
+        inv_sqrt = np.where(deg > 0, deg ** -0.5, 0.0).astype(np.float32)
+    adj = sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)
+    adj = adj.tocsr()
+    adj.sort_indices()
+    return adj
+
+
+class _CSRMatMul(torch.autograd.Function):
+    """``A @ X`` for a constant sparse ``A``; the backward uses the stored ``Aᵀ``."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.a_t = a_t
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None, torch.sparse.mm(ctx.a_t, grad.contiguous())
+
+
+class SparseGraph(nn.Module):
+    """A fixed sparse square matrix that moves with the model and supports edge dropout.
+
+    Args:
+        matrix: square scipy sparse matrix (e.g. from :func:`normalized_adjacency`).
+
+    The index and value arrays are buffers, so ``model.to(device)`` moves the graph.
+    """
+
+    def __init__(self, matrix: sp.spmatrix):
+        super().__init__()
+        m = sp.csr_matrix(matrix, dtype=np.float32)
+        m.sort_indices()
+        n = m.shape[0]
+        if m.shape != (n, n):
+            raise ValueError(f"SparseGraph needs a square matrix, got {m.shape}")
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(m.indptr))
+        cols = m.indices.astype(np.int64)
+        # Position of every entry of Mᵀ (in Mᵀ's CSR order) within M's CSR order.
+        to_transposed = np.lexsort((rows, cols))
+        self.num_nodes = n
+        self.register_buffer("crow", torch.from_numpy(m.indptr.astype(np.int64)), persistent=False)
+        self.register_buffer("col", torch.from_numpy(cols), persistent=False)
+        self.register_buffer("val", torch.from_numpy(m.data.copy()), persistent=False)
+        self.register_buffer("t_crow", torch.from_numpy(
+            np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n))]).astype(np.int64)),
+            persistent=False)
+        self.register_buffer("t_perm", torch.from_numpy(to_transposed), persistent=False)
+        self.register_buffer("t_col", torch.from_numpy(rows[to_transposed]), persistent=False)
+        self._full: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def nnz(self) -> int:
+        return int(self.col.numel())
+
+    def _apply(self, fn, recurse=True):  # device moves invalidate the cached CSR tensors
+        self._full = None
+        return super()._apply(fn, recurse)
+
+    def _csr(self, crow, col, val) -> torch.Tensor:
+        n = self.num_nodes
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(crow, col, val, (n, n), check_invariants=False)
+
+    def matrices(self, keep_rate: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The matrix and its transpose as torch CSR tensors, with edge dropout if ``keep_rate < 1``."""
+        if keep_rate >= 1.0:
+            if self._full is None:
+                self._full = (self._csr(self.crow, self.col, self.val),
+                              self._csr(self.t_crow, self.t_col, self.val[self.t_perm]))
+            return self._full
+        keep = torch.rand(self.nnz, device=self.val.device) < keep_rate
+        return self._dropped(self.crow, self.col, self.val, keep), self._dropped(
+            self.t_crow, self.t_col, self.val[self.t_perm], keep[self.t_perm])
+
+    def _dropped(self, crow, col, val, keep) -> torch.Tensor:
+        kept_before = torch.zeros(keep.numel() + 1, dtype=torch.int64, device=keep.device)
+        torch.cumsum(keep, 0, out=kept_before[1:])
+        idx = keep.nonzero().squeeze(1)
+        return self._csr(kept_before[crow], col[idx], val[idx])
+
+    def propagate(self, x: torch.Tensor, mats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``Â x`` with gradients flowing to ``x``.
+
+        Args:
+            x: ``(num_nodes, d)`` dense features.
+            mats: the pair from :meth:`matrices` (default: the full graph).
+        """
+        a, a_t = mats if mats is not None else self.matrices()
+        if not x.requires_grad:
+            return torch.sparse.mm(a, x)
+        return _CSRMatMul.apply(a, a_t, x)
+
+    def to_dense(self) -> torch.Tensor:
+        """Dense copy, for tests and small graphs."""
+        return self.matrices()[0].to_dense()

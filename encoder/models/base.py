@@ -1,0 +1,94 @@
+"""The interface every recommender implements, and the shared base of the graph backbones.
+
+The trainer and evaluator only call three methods, so any model fits them:
+
+* ``loss(batch) -> (loss, parts)``: the scalar to minimise and a dict of its named terms;
+* ``scorer() -> Callable[[users], scores]``: a ranking function, built once per evaluation;
+* ``batch_kind``: the kind of training batch the model consumes (``"pairwise"`` here).
+
+Graph backbones split their forward pass in two so that alignment modules can reuse it:
+``input_embeddings()`` gives the layer-0 node embeddings and ``encode(x0)`` propagates
+them to the final user and item representations.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from semrec.encoder.losses import bpr_loss, l2_of_parameters
+
+
+class PairBatch(NamedTuple):
+    """A batch of BPR triples. Shapes: each ``(B,)`` int64."""
+
+    users: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+
+    def to(self, device: torch.device) -> "PairBatch":
+        return PairBatch(*(t.to(device, non_blocking=True) for t in self))
+
+
+class GraphRecommender(nn.Module):
+    """ID embeddings propagated over the user–item graph, trained with BPR + L2.
+
+    Subclasses implement :meth:`encode`. Constructor arguments after ``interactions`` are
+    the model's hyperparameters (settable as ``model.<name>`` in configs).
+
+    Args:
+        interactions: binary ``users × items`` training matrix.
+        dim: embedding size.
+        reg_weight: weight of the squared L2 norm of all parameters (RLMRec's ``reg_weight``).
+    """
+
+    batch_kind = "pairwise"
+    #: constructor arguments that come from the dataset, not from the config
+    data_args: tuple[str, ...] = ("interactions",)
+
+    def __init__(self, interactions: sp.spmatrix, dim: int = 32, reg_weight: float = 1e-6):
+        super().__init__()
+        self.num_users, self.num_items = interactions.shape
+        self.dim = dim
+        self.reg_weight = reg_weight
+        self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.num_users, dim)))
+        self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.num_items, dim)))
+
+    @classmethod
+    def from_data(cls, data, **hparams) -> "GraphRecommender":
+        """Build the model for an :class:`~semrec.encoder.dataset.InteractionData`."""
+        return cls(data.train, **hparams)
+
+    def input_embeddings(self) -> torch.Tensor:
+        """Layer-0 embeddings of all nodes, users first. Shape ``(U+I, dim)``."""
+        return torch.cat([self.user_emb, self.item_emb], dim=0)
+
+    def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final user and item representations, ``(U, d_out)`` and ``(I, d_out)``.
+
+        Args:
+            x0: layer-0 node embeddings (default :meth:`input_embeddings`); alignment modules
+                pass modified ones (e.g. masked nodes).
+        """
+        raise NotImplementedError
+
+    def split(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return nodes[: self.num_users], nodes[self.num_users:]
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode()
+
+    def loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        users, items = self.encode()
+        rec = bpr_loss(users[batch.users], items[batch.pos], items[batch.neg])
+        reg = self.reg_weight * l2_of_parameters(self)
+        return rec + reg, {"bpr": rec, "reg": reg}
+
+    @torch.no_grad()
+    def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Inner-product scores of the given users against every item (propagates once)."""
+        users, items = self.encode()
+        items_t = items.t().contiguous()
+        return lambda u: users[u] @ items_t

@@ -1,0 +1,159 @@
+"""Train a recommender on a dataset in RLMRec's layout.
+
+    python encoder/train_encoder.py --model lightgcn --dataset yelp
+    python encoder/train_encoder.py --model gccf --dataset demo --set train.epochs=20 --set model.layers=3
+    python encoder/train_encoder.py --resume runs/yelp/lightgcn/seed2023-20261122-101500
+
+The same command is installed as ``semrec-train``. Exit code 0 on success; otherwise a
+one-line reason on stderr and a non-zero code.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger("semrec")
+
+EXIT_BAD_INPUT = 2
+EXIT_TRAINING_FAILED = 3
+
+
+def data_root() -> Path:
+    """Where ``--dataset NAME`` is looked up: ``$SEMREC_DATA_DIR`` or the repository's ``data/``."""
+    import os
+
+    import semrec.data
+
+    env = os.environ.get("SEMREC_DATA_DIR")
+    return Path(env) if env else Path(next(iter(semrec.data.__path__)))
+
+
+def dataset_path(name: str, data_dir: str | None) -> Path:
+    path = Path(data_dir) if data_dir else data_root() / name
+    if name == "demo" and not data_dir and not (path / "trn_mat.pkl").exists():
+        from semrec.data.demo import make_demo
+
+        log.info("creating the demo dataset in %s", path)
+        make_demo(path)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="semrec-train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="model name (see --list-models)")
+    p.add_argument("--dataset", help="dataset name: a folder under data/ (demo is created on first use)")
+    p.add_argument("--data-dir", help="dataset folder to read instead of data/<dataset>/")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, help="random seed (default from the config: 2023)")
+    p.add_argument("--out", help="run directory (default runs/<dataset>/<model>/seed<seed>-<time>)")
+    p.add_argument("--config", help="model YAML to use instead of configs/<model>.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. train.lr=0.001 or model.layers=2 (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    p.add_argument("--list-models", action="store_true", help="print the model names, one per line")
+    p.add_argument("--quiet", action="store_true", help="only warnings and the final line")
+    return p
+
+
+def _setup_logging(run_dir: Path, quiet: bool) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        if getattr(h, "_semrec", False):
+            root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    file = logging.FileHandler(run_dir / "log.txt")
+    for h in (console, file):
+        h.setFormatter(fmt)
+        h._semrec = True
+        root.addHandler(h)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from semrec.encoder.config import config_from_dict, resolve_config
+    from semrec.encoder.dataset import load_dataset
+    from semrec.encoder.registry import get_model_class
+    from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg_path = run_dir / "config.yaml"
+        if not cfg_path.exists():
+            raise FileNotFoundError(f"{cfg_path}: not a run directory (no config.yaml)")
+        saved = yaml.safe_load(cfg_path.read_text())
+        cfg = config_from_dict(saved["config"], get_model_class(saved["config"]["model_name"]))
+        data_dir = saved["data_dir"]
+        if args.device:
+            cfg.train.device = args.device
+    else:
+        if not args.model or not args.dataset:
+            raise ValueError("--model and --dataset are required (or --resume RUN_DIR)")
+        overrides = list(args.overrides)
+        if args.seed is not None:
+            overrides.append(f"train.seed={args.seed}")
+        if args.device:
+            overrides.append(f"train.device={args.device}")
+        cfg_file = Path(args.config) if args.config else None
+        cfg = resolve_config(args.model, args.dataset, get_model_class(args.model), overrides, cfg_file)
+        data_dir = str(dataset_path(args.dataset, args.data_dir))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out) if args.out else Path("runs") / args.dataset / args.model / f"seed{cfg.train.seed}-{stamp}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({"config": cfg.to_dict(), "data_dir": data_dir},
+                                                            sort_keys=False))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(run_dir, args.quiet)
+    log.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    device = resolve_device(cfg.train.device)
+    sampler = seed_everything(cfg.train.seed)
+    data = load_dataset(data_dir, name=cfg.dataset)
+    log.info("data %s: %s", data_dir, data.stats())
+    model_cls = get_model_class(cfg.model_name)
+    model = model_cls.from_data(data, **cfg.model)
+    trainer = Trainer(model, data, cfg, run_dir, device, sampler=sampler)
+    results = trainer.fit(resume=bool(args.resume))
+    results["run_dir"] = str(run_dir)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.list_models:
+        from semrec.encoder.registry import available_models
+
+        print("\n".join(available_models()))
+        return 0
+    from semrec.encoder.config import ConfigError
+    from semrec.encoder.dataset import DataError
+    from semrec.encoder.trainer import TrainingError
+
+    try:
+        results = run(args)
+    except (ConfigError, DataError, KeyError, ValueError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"semrec-train: error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TrainingError as e:
+        print(f"semrec-train: training failed: {e}", file=sys.stderr)
+        return EXIT_TRAINING_FAILED
+    test = results["test"]
+    shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items() if k.split("@")[0] in ("recall", "ndcg"))
+    print(f"best epoch {results['best_epoch']}  test {shown}  -> {results['run_dir']}/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    # run as a script: keep encoder/ itself off the import path (its modules live in semrec.encoder)
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        sys.path.pop(0)
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""A model-agnostic training loop with early stopping, checkpoints and exact resume.
+
+The trainer only calls ``model.loss(batch)`` and ``model.scorer()``; it owns the optimiser,
+the batches, validation every ``test_step`` epochs, early stopping on ``stop_metric`` and
+the run directory:
+
+* ``config.yaml``: the resolved configuration;
+* ``history.jsonl``: one JSON line per epoch (losses, seconds, validation metrics);
+* ``checkpoint.pt``: written atomically after every validation (model, optimiser, best
+  weights, random states), so ``--resume`` continues a killed run to the same result;
+* ``results.json``: best epoch, validation and test metrics of the best weights, timings.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from semrec.encoder.config import RunConfig
+from semrec.encoder.dataset import InteractionData
+from semrec.encoder.evaluator import Evaluator
+from semrec.encoder.metrics import parse_metric_key
+from semrec.encoder.models.base import PairBatch
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+RESULTS = "results.json"
+HISTORY = "history.jsonl"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (e.g. the loss became NaN)."""
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return the generator that drives batch sampling."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)`` checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (a crash never leaves a half-written file)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class _State:
+    epoch: int = -1  # last completed epoch
+    best_epoch: int = -1
+    best_score: float = -math.inf
+    best_valid: dict[str, float] = field(default_factory=dict)
+    best_weights: dict[str, torch.Tensor] | None = None
+    bad_evals: int = 0
+    train_seconds: list[float] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` as configured by ``cfg``, writing into ``run_dir``.
+
+    Args:
+        model: any module with ``loss(batch)`` and ``scorer()``.
+        data: the dataset.
+        cfg: resolved configuration (``cfg.train`` and ``cfg.eval`` are used here).
+        run_dir: output folder (created).
+        device: where the model and batches live.
+    """
+
+    def __init__(self, model: torch.nn.Module, data: InteractionData, cfg: RunConfig,
+                 run_dir: str | Path, device: torch.device, sampler: torch.Generator | None = None):
+        self.model, self.data, self.cfg = model.to(device), data, cfg
+        self.device = device
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tc = cfg.train
+        if tc.epochs < 1 or tc.batch_size < 1 or tc.test_step < 1 or tc.patience < 1:
+            raise ValueError("train.epochs, train.batch_size, train.test_step and train.patience must be >= 1")
+        self.stop_metric = tc.stop_metric
+        parse_metric_key(self.stop_metric)
+        self.evaluator = Evaluator(data, ks=cfg.eval.ks, metrics=cfg.eval.metrics,
+                                   batch_size=cfg.eval.batch_size,
+                                   mask_valid_at_test=cfg.eval.mask_valid_at_test, device=device)
+        if self.stop_metric not in {f"{m}@{k}" for m in cfg.eval.metrics for k in cfg.eval.ks}:
+            raise ValueError(f"train.stop_metric {self.stop_metric!r} is not computed; it must be one of "
+                             f"eval.metrics at one of eval.ks ({cfg.eval.metrics} @ {cfg.eval.ks})")
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.sampler = sampler or torch.Generator().manual_seed(tc.seed)
+        self.users, self.items = data.train_pairs()
+        self.state = _State()
+
+    # ----- checkpoints ---------------------------------------------------------------------
+    def _save_checkpoint(self) -> None:
+        s = self.state
+        ckpt = {
+            "epoch": s.epoch, "best_epoch": s.best_epoch, "best_score": s.best_score,
+            "best_valid": s.best_valid, "best_weights": s.best_weights, "bad_evals": s.bad_evals,
+            "train_seconds": s.train_seconds, "eval_seconds": s.eval_seconds,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "rng_torch": torch.get_rng_state(), "rng_sampler": self.sampler.get_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        }
+        tmp = self.run_dir / (CHECKPOINT + ".tmp")
+        torch.save(ckpt, tmp)
+        os.replace(tmp, self.run_dir / CHECKPOINT)
+
+    def _load_checkpoint(self) -> None:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no checkpoint to resume from (a run writes one after "
+                                    "its first validation)")
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng_torch"].cpu())
+        self.sampler.set_state(ckpt["rng_sampler"].cpu())
+        if ckpt["rng_cuda"]:
+            torch.cuda.set_rng_state_all([t.cpu() for t in ckpt["rng_cuda"]])
+        self.state = _State(**{k: ckpt[k] for k in _State.__dataclass_fields__})
+        # history lines written after the checkpoint belong to epochs that will be redone
+        hist = self.run_dir / HISTORY
+        if hist.exists():
+            lines = [ln for ln in hist.read_text().splitlines()
+                     if ln.strip() and json.loads(ln)["epoch"] <= self.state.epoch]
+            hist.write_text("".join(ln + "\n" for ln in lines))
+
+    # ----- training ------------------------------------------------------------------------
+    def _batches(self):
+        n = self.users.numel()
+        negs = self.data.sample_negatives(self.users, generator=self.sampler)
+        order = torch.randperm(n, generator=self.sampler)
+        bs = self.cfg.train.batch_size
+        for lo in range(0, n, bs):
+            idx = order[lo:lo + bs]
+            yield PairBatch(self.users[idx], self.items[idx], negs[idx]).to(self.device)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training interactions; returns the mean of each loss term."""
+        self.model.train()
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        for step, batch in enumerate(self._batches()):
+            loss, parts = self.model.loss(batch)
+            if not torch.isfinite(loss):
+                terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
+                ckpt = self.run_dir / CHECKPOINT
+                kept = f"; the last checkpoint ({ckpt}) is kept" if ckpt.exists() else ""
+                raise TrainingError(f"loss became {float(loss.detach())} at epoch {epoch}, step {step} "
+                                    f"({terms}); lower train.lr or check the input embeddings{kept}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            for k, v in {"loss": loss, **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v.detach()
+            steps += 1
+        return {k: float(v) / max(steps, 1) for k, v in sums.items()}
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        self.model.eval()
+        with torch.no_grad():
+            return self.evaluator.evaluate(self.model.scorer(), split)
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train until ``epochs`` or early stopping, then test the best weights.
+
+        Returns:
+            the content of ``results.json``.
+        """
+        tc = self.cfg.train
+        if resume:
+            self._load_checkpoint()
+            log.info("resuming after epoch %d (best %s=%.4f at epoch %d)", self.state.epoch,
+                     self.stop_metric, self.state.best_score, self.state.best_epoch)
+        s = self.state
+        start = time.perf_counter()
+        stopped_early = s.bad_evals >= tc.patience
+        bar = tqdm(range(s.epoch + 1, tc.epochs), desc=f"{self.cfg.model_name}/{self.cfg.dataset}",
+                   unit="epoch", disable=None, initial=s.epoch + 1, total=tc.epochs)
+        with open(self.run_dir / HISTORY, "a") as history:
+            for epoch in ([] if stopped_early else bar):
+                t0 = time.perf_counter()
+                losses = self.train_epoch(epoch)
+                s.train_seconds.append(time.perf_counter() - t0)
+                record: dict[str, Any] = {"epoch": epoch, "train_seconds": s.train_seconds[-1], **losses}
+                if epoch % tc.test_step == 0:
+                    t0 = time.perf_counter()
+                    valid = self.evaluate("valid")
+                    s.eval_seconds.append(time.perf_counter() - t0)
+                    record.update(eval_seconds=s.eval_seconds[-1], valid=valid)
+                    score = valid[self.stop_metric]
+                    if score > s.best_score:
+                        s.best_score, s.best_epoch, s.best_valid, s.bad_evals = score, epoch, valid, 0
+                        s.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                    else:
+                        s.bad_evals += 1
+                    log.info("epoch %d | loss %.4f | valid %s %.4f (best %.4f @ %d) | %.2fs train, %.2fs eval",
+                             epoch, losses["loss"], self.stop_metric, score, s.best_score, s.best_epoch,
+                             s.train_seconds[-1], s.eval_seconds[-1])
+                    bar.set_postfix(loss=f"{losses['loss']:.4f}", **{self.stop_metric: f"{score:.4f}"})
+                s.epoch = epoch
+                history.write(json.dumps(record) + "\n")
+                history.flush()
+                if "valid" in record:
+                    self._save_checkpoint()
+                    if s.bad_evals >= tc.patience:
+                        stopped_early = True
+                        log.info("early stop at epoch %d: no %s gain in %d validations",
+                                 epoch, self.stop_metric, tc.patience)
+                        break
+        bar.close()
+        if s.best_weights is None:
+            raise TrainingError("no validation was run, so there are no best weights to test")
+        self.model.load_state_dict(s.best_weights)
+        valid, test = self.evaluate("valid"), self.evaluate("test")
+        results = {
+            "model": self.cfg.model_name, "dataset": self.cfg.dataset, "seed": tc.seed,
+            "best_epoch": s.best_epoch, "last_epoch": s.epoch, "early_stopped": stopped_early,
+            "valid": valid, "test": test,
+            "timing": {
+                "train_epoch_seconds": s.train_seconds, "eval_seconds": s.eval_seconds,
+                "mean_train_epoch_seconds": float(np.mean(s.train_seconds)) if s.train_seconds else 0.0,
+                "mean_eval_seconds": float(np.mean(s.eval_seconds)) if s.eval_seconds else 0.0,
+                "wall_seconds_this_session": time.perf_counter() - start,
+            },
+            "data": self.data.stats(),
+            "device": str(self.device),
+        }
+        write_json(self.run_dir / RESULTS, results)
+        return results

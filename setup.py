@@ -1,0 +1,39 @@
+"""Install semrec: the repository's top-level folders become the ``semrec.*`` packages.
+
+``encoder/`` -> ``semrec.encoder``, ``generation/`` -> ``semrec.generation``,
+``data/`` -> ``semrec.data`` and ``configs/`` -> ``semrec.configs`` (YAML only), so nothing
+with a generic name (``encoder``, ``data``) lands in site-packages.
+"""
+from setuptools import setup
+
+PACKAGES = {
+    "semrec.encoder": "encoder",
+    "semrec.encoder.models": "encoder/models",
+    "semrec.generation": "generation",
+    "semrec.data": "data",
+    "semrec.configs": "configs",
+}
+
+setup(
+    name="semrec",
+    version="0.1.0",
+    description="LLM-enhanced recommendation: profiles, semantic embeddings, graph and sequential encoders",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=list(PACKAGES),
+    package_dir=PACKAGES,
+    package_data={"semrec.configs": ["*.yaml"]},
+    install_requires=[
+        "torch>=2.1,<2.14",
+        "numpy>=1.23",
+        "scipy>=1.9",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["semrec-train=semrec.encoder.train_encoder:main"]},
+)

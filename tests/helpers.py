@@ -1,0 +1,46 @@
+"""Helpers for the tests: tiny datasets in RLMRec's layout, and the shared real data."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A file under ../shared/data, or skip the test with a clear message."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (tests expect ../shared beside the repo)")
+    return path
+
+
+def random_splits(num_users=30, num_items=40, per_user=8, seed=0):
+    """Disjoint train/valid/test matrices with every user in every split."""
+    rng = np.random.default_rng(seed)
+    parts = [([], []), ([], []), ([], [])]
+    for u in range(num_users):
+        items = rng.choice(num_items, size=per_user, replace=False)
+        for s, chunk in enumerate(np.split(items, [per_user - 4, per_user - 2])):
+            parts[s][0].extend([u] * len(chunk))
+            parts[s][1].extend(chunk)
+    return [sp.coo_matrix((np.ones(len(r)), (r, c)), shape=(num_users, num_items)) for r, c in parts]
+
+
+def write_dataset(folder: Path, mats=None, user_emb=None, item_emb=None, **extra) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    mats = mats if mats is not None else random_splits()
+    files = dict(zip(["trn_mat.pkl", "val_mat.pkl", "tst_mat.pkl"], mats))
+    if user_emb is not None:
+        files["usr_emb_np.pkl"] = user_emb
+    if item_emb is not None:
+        files["itm_emb_np.pkl"] = item_emb
+    files.update(extra)
+    for name, obj in files.items():
+        with open(folder / name, "wb") as f:
+            pickle.dump(obj, f)
+    return folder

@@ -1,0 +1,120 @@
+"""Loading RLMRec-layout folders: formats, validation errors, safe unpickling, negatives."""
+import logging
+import os
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from helpers import random_splits, shared_path, write_dataset
+from semrec.encoder.dataset import DataError, load_dataset, load_pickle
+
+
+@pytest.mark.parametrize("fmt", ["coo", "csr", "csc", "dok", "lil"])
+def test_any_sparse_format_and_values_are_binarised(tmp_path, fmt):
+    mats = [m.asformat(fmt) * 3.0 for m in random_splits()]  # ratings, not 1.0
+    data = load_dataset(write_dataset(tmp_path / fmt, mats))
+    assert data.train.shape == (30, 40)
+    assert set(np.unique(data.train.data)) == {1.0}
+    assert data.train.nnz == mats[0].nnz
+
+
+def test_embeddings_and_profiles_are_loaded(tmp_path):
+    prf = {i: {"profile": f"user {i}", "reasoning": "r"} for i in range(30)}
+    folder = write_dataset(tmp_path / "d", user_emb=np.ones((30, 5)), item_emb=np.zeros((40, 5)),
+                           **{"usr_prf.pkl": prf})
+    data = load_dataset(folder, with_profiles=True)
+    assert data.user_emb.shape == (30, 5) and data.item_emb.dtype == np.float32
+    assert data.user_profiles[3]["profile"] == "user 3"
+
+
+def test_missing_split_names_the_file(tmp_path):
+    folder = write_dataset(tmp_path / "d")
+    os.remove(folder / "val_mat.pkl")
+    with pytest.raises(DataError, match="val_mat.pkl: missing"):
+        load_dataset(folder)
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tmp_path / "nowhere")
+
+
+def test_shapes_that_disagree(tmp_path):
+    trn, val, tst = random_splits()
+    tst = sp.coo_matrix((tst.data, (tst.row, tst.col)), shape=(30, 41))
+    with pytest.raises(DataError, match=r"split shapes disagree .*tst_mat.pkl=\(30, 41\)"):
+        load_dataset(write_dataset(tmp_path / "d", [trn, val, tst]))
+
+
+def test_nan_values(tmp_path):
+    trn, val, tst = random_splits()
+    trn = trn.copy(); trn.data[0] = np.nan
+    with pytest.raises(DataError, match="trn_mat.pkl: 1 stored values are NaN"):
+        load_dataset(write_dataset(tmp_path / "d", [trn, val, tst]))
+
+
+def test_empty_split(tmp_path):
+    trn, val, _ = random_splits()
+    with pytest.raises(DataError, match="test split has no interactions"):
+        load_dataset(write_dataset(tmp_path / "d", [trn, val, sp.coo_matrix((30, 40))]))
+
+
+def test_embedding_rows_must_match(tmp_path):
+    with pytest.raises(DataError, match=r"itm_emb_np.pkl: expected 40 rows \(items\)"):
+        load_dataset(write_dataset(tmp_path / "d", item_emb=np.ones((39, 8))))
+    emb = np.ones((30, 8)); emb[2, 1] = np.inf
+    with pytest.raises(DataError, match="usr_emb_np.pkl: 1 rows contain NaN or infinite"):
+        load_dataset(write_dataset(tmp_path / "e", user_emb=emb))
+
+
+def test_overlapping_splits_warn_with_counts(tmp_path, caplog):
+    trn, val, tst = random_splits()
+    with caplog.at_level(logging.WARNING):
+        load_dataset(write_dataset(tmp_path / "d", [trn, val, trn]))
+    assert "train&test: 120" in caplog.text
+
+
+def test_not_a_matrix(tmp_path):
+    trn, val, _ = random_splits()
+    with pytest.raises(DataError, match="tst_mat.pkl: expected a scipy sparse"):
+        load_dataset(write_dataset(tmp_path / "d", [trn, val, [[1, 2]]]))
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_unpickler_refuses_code(tmp_path):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(DataError, match="refusing to load 'posix.system'"):
+        load_pickle(path)
+    trn, val, _ = random_splits()
+    with pytest.raises(DataError, match="tst_mat.pkl: cannot be read.*refusing"):
+        load_dataset(write_dataset(tmp_path / "d", [trn, val, Exploit()]))
+
+
+def test_negatives_are_never_training_items(tiny_data):
+    users, items = tiny_data.train_pairs()
+    users = users.repeat(50)
+    neg = tiny_data.sample_negatives(users, torch.Generator().manual_seed(0))
+    dense = torch.from_numpy(tiny_data.train.toarray())
+    assert not dense[users, neg].any()
+    # uniform over the user's non-interacted items: every item shows up
+    assert set(neg.tolist()) == set(range(tiny_data.num_items))
+
+
+def test_user_with_every_item_is_rejected(tmp_path):
+    trn, val, tst = (m.tolil() for m in random_splits())
+    trn[0, :] = 1
+    val[0, :] = 0; tst[0, :] = 0
+    with pytest.raises(DataError, match="1 user\\(s\\) interacted with every item"):
+        load_dataset(write_dataset(tmp_path / "d", [trn.tocoo(), val.tocoo(), tst.tocoo()]))
+
+
+def test_shared_yelp_split_loads_with_published_statistics():
+    data = load_dataset(shared_path("rlmrec_yelp"))
+    assert (data.num_users, data.num_items) == (11091, 11010)
+    assert (data.train.nnz, data.valid.nnz, data.test.nnz) == (166620, 55479, 55436)
+    assert data.overlaps() == {"train&valid": 0, "train&test": 0, "valid&test": 0}
