@@ -1,0 +1,250 @@
+"""Readers from raw public data to one in-memory form, :class:`RawInteractions`.
+
+Each reader takes the path the user gave (a file or a folder) and returns every
+interaction with its user, item, rating, timestamp and review text where the source has
+them, plus item and user metadata keyed by raw id. A malformed line is an error that names
+the file and the line number.
+
+Sources: RecBole atomic files, Amazon reviews (2014/2018 and 2023 JSON lines, gzipped or
+not) with metadata, the Yelp Open Dataset, S3-Rec sequence files with ``item2attributes``
+and an optional item-text JSON.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+class PrepareError(ValueError):
+    """Raw data cannot be converted; the message names the file (and line)."""
+
+
+@dataclass
+class RawInteractions:
+    """Interactions in source order, with optional per-interaction fields.
+
+    Attributes:
+        users, items: raw ids (str), one per interaction.
+        ratings: float per interaction, NaN where the source has none.
+        times: float per interaction (seconds, or the position in a sequence), NaN if none.
+        reviews: review text per interaction, or ``None`` for sources without reviews.
+        item_meta, user_meta: raw id -> dict of metadata fields.
+        time_kind: what ``times`` holds: ``"unix"``, ``"position"`` or ``"none"``.
+    """
+
+    users: list[str]
+    items: list[str]
+    ratings: np.ndarray
+    times: np.ndarray
+    reviews: list[str] | None = None
+    item_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    user_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    time_kind: str = "none"
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-empty line; a bad line raises PrepareError."""
+    with _open_text(path) as f:
+        for no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PrepareError(f"{path}:{no}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise PrepareError(f"{path}:{no}: expected a JSON object")
+            yield no, obj
+
+
+def _float(value: Any, path: Path, no: int, what: str) -> float:
+    if value is None or value == "":
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise PrepareError(f"{path}:{no}: {what} {value!r} is not a number") from None
+
+
+def _require(obj: dict, keys: tuple[str, ...], path: Path, no: int) -> list[Any]:
+    missing = [k for k in keys if obj.get(k) in (None, "")]
+    if missing:
+        raise PrepareError(f"{path}:{no}: missing field(s) {', '.join(missing)}")
+    return [obj[k] for k in keys]
+
+
+def _find(folder: Path, patterns: tuple[str, ...], what: str, required: bool = True) -> Path | None:
+    for pat in patterns:
+        hits = sorted(folder.glob(pat))
+        if hits:
+            return hits[0]
+    if required:
+        raise PrepareError(f"{folder}: no {what} file (looked for {', '.join(patterns)})")
+    return None
+
+
+# ---------------------------------------------------------------- RecBole atomic files
+def _atomic(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        names = [h.split(":")[0] for h in header]
+        for no, line in enumerate(f, 2):
+            if not line.strip():
+                continue
+            cells = line.rstrip("\n").split("\t")
+            if len(cells) != len(names):
+                raise PrepareError(f"{path}:{no}: expected {len(names)} tab-separated fields "
+                                   f"({', '.join(header)}), got {len(cells)}")
+            yield no, dict(zip(names, cells))
+
+
+def read_recbole(path: Path) -> RawInteractions:
+    """RecBole atomic files: ``<name>.inter`` plus optional ``.item`` / ``.user`` beside it."""
+    inter = path if path.is_file() else _find(path, ("*.inter",), "RecBole .inter")
+    users, items, ratings, times = [], [], [], []
+    for no, row in _atomic(inter):
+        u, i = _require(row, ("user_id", "item_id"), inter, no)
+        users.append(u)
+        items.append(i)
+        ratings.append(_float(row.get("rating"), inter, no, "rating"))
+        times.append(_float(row.get("timestamp"), inter, no, "timestamp"))
+    raw = RawInteractions(users, items, np.asarray(ratings), np.asarray(times),
+                          time_kind="unix" if not np.isnan(times).all() else "none")
+    for kind, key in (("item", "item_id"), ("user", "user_id")):
+        side = inter.with_suffix(f".{kind}")
+        if side.exists():
+            meta = {row[key]: {k: v for k, v in row.items() if k != key} for _, row in _atomic(side)}
+            setattr(raw, f"{kind}_meta", meta)
+    return raw
+
+
+# ---------------------------------------------------------------- Amazon reviews
+def _amazon_meta(path: Path, wanted: set[str]) -> dict[str, dict[str, Any]]:
+    keep = ("title", "brand", "store", "main_category", "category", "categories", "description",
+            "feature", "features", "price", "details")
+    meta = {}
+    for no, obj in json_lines(path):
+        iid = obj.get("parent_asin") or obj.get("asin")
+        if iid in wanted:
+            meta[iid] = {k: obj[k] for k in keep if obj.get(k) not in (None, "", [], {})}
+    return meta
+
+
+def read_amazon(path: Path, meta: Path | None = None) -> RawInteractions:
+    """Amazon reviews, 2014/2018 (``reviewerID, asin, overall, unixReviewTime, reviewText``)
+    or 2023 (``user_id, parent_asin, rating, timestamp`` in ms, ``text``), gzipped or not.
+    A folder is searched for the reviews file and a ``meta_*`` file beside it."""
+    if path.is_dir():
+        reviews = _find(path, ("*_5.json.gz", "*_5.json", "*.jsonl.gz", "*.jsonl", "[!m]*.json.gz", "[!m]*.json"),
+                        "Amazon reviews")
+        meta = meta or _find(path, ("meta_*.json*",), "Amazon metadata", required=False)
+    else:
+        reviews = path
+    users, items, ratings, times, texts = [], [], [], [], []
+    for no, obj in json_lines(reviews):
+        if "reviewerID" in obj:  # 2014 / 2018
+            u, i = _require(obj, ("reviewerID", "asin"), reviews, no)
+            r, t = obj.get("overall"), _float(obj.get("unixReviewTime"), reviews, no, "unixReviewTime")
+            text = " ".join(s for s in (obj.get("summary"), obj.get("reviewText")) if s)
+        else:  # 2023
+            u = _require(obj, ("user_id",), reviews, no)[0]
+            i = obj.get("parent_asin") or _require(obj, ("asin",), reviews, no)[0]
+            r, t = obj.get("rating"), _float(obj.get("timestamp"), reviews, no, "timestamp") / 1000.0
+            text = " ".join(s for s in (obj.get("title"), obj.get("text")) if s)
+        users.append(str(u))
+        items.append(str(i))
+        ratings.append(_float(r, reviews, no, "rating"))
+        times.append(t)
+        texts.append(text)
+    raw = RawInteractions(users, items, np.asarray(ratings), np.asarray(times), texts, time_kind="unix")
+    if meta is not None:
+        raw.item_meta = _amazon_meta(Path(meta), set(items))
+    return raw
+
+
+# ---------------------------------------------------------------- Yelp Open Dataset
+def _yelp_time(value: str, path: Path, no: int) -> float:
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        raise PrepareError(f"{path}:{no}: date {value!r} is not YYYY-MM-DD HH:MM:SS") from None
+
+
+def read_yelp(path: Path) -> RawInteractions:
+    """The Yelp Open Dataset folder: ``*review.json`` (+ ``*business.json``, ``*user.json``)."""
+    folder = path if path.is_dir() else path.parent
+    reviews = path if path.is_file() else _find(folder, ("*review.json", "*review.json.gz"), "Yelp review")
+    users, items, ratings, times, texts = [], [], [], [], []
+    for no, obj in json_lines(reviews):
+        u, i, d = _require(obj, ("user_id", "business_id", "date"), reviews, no)
+        users.append(u)
+        items.append(i)
+        ratings.append(_float(obj.get("stars"), reviews, no, "stars"))
+        times.append(_yelp_time(d, reviews, no))
+        texts.append(obj.get("text") or "")
+    raw = RawInteractions(users, items, np.asarray(ratings), np.asarray(times), texts, time_kind="unix")
+    wanted_i, wanted_u = set(items), set(users)
+    business = _find(folder, ("*business.json", "*business.json.gz"), "Yelp business", required=False)
+    if business:
+        keep = ("name", "city", "state", "categories", "stars", "review_count", "attributes")
+        raw.item_meta = {o["business_id"]: {k: o[k] for k in keep if o.get(k) not in (None, "")}
+                         for _, o in json_lines(business) if o.get("business_id") in wanted_i}
+    user_file = _find(folder, ("*user.json", "*user.json.gz"), "Yelp user", required=False)
+    if user_file:
+        keep = ("review_count", "yelping_since", "average_stars")
+        raw.user_meta = {o["user_id"]: {k: o[k] for k in keep if o.get(k) not in (None, "")}
+                         for _, o in json_lines(user_file) if o.get("user_id") in wanted_u}
+    return raw
+
+
+# ---------------------------------------------------------------- S3-Rec sequences
+def read_s3rec(path: Path, item_text: Path | None = None, item_text_offset: int = 1) -> RawInteractions:
+    """S3-Rec ``<name>.txt`` (``user item item ...`` in time order) with ``<name>_item2attributes.json``.
+
+    Args:
+        item_text: optional JSON ``{key: {"title", "description"}}``; its entry ``key`` describes
+            item ``key + item_text_offset`` (GAMER's Yelp texts: offset 1).
+    """
+    seq_file = path if path.is_file() else _find(path, ("*.txt",), "S3-Rec sequence")
+    users, items, times = [], [], []
+    with open(seq_file, encoding="utf-8") as f:
+        for no, line in enumerate(f, 1):
+            cells = line.split()
+            if not cells:
+                continue
+            if len(cells) < 2 or not all(c.isdigit() for c in cells):
+                raise PrepareError(f"{seq_file}:{no}: expected 'user item item ...' with integer ids")
+            u = cells[0]
+            users.extend([u] * (len(cells) - 1))
+            items.extend(cells[1:])
+            times.extend(range(len(cells) - 1))
+    raw = RawInteractions(users, items, np.full(len(users), np.nan), np.asarray(times, dtype=float),
+                          time_kind="position")
+    attr_file = seq_file.with_name(seq_file.stem + "_item2attributes.json")
+    meta: dict[str, dict[str, Any]] = {}
+    if attr_file.exists():
+        try:
+            attrs = json.loads(attr_file.read_text())
+        except json.JSONDecodeError as e:
+            raise PrepareError(f"{attr_file}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        for iid, a in attrs.items():
+            meta.setdefault(str(iid), {})["attributes"] = a
+    if item_text is not None:
+        try:
+            texts = json.loads(Path(item_text).read_text())
+        except json.JSONDecodeError as e:
+            raise PrepareError(f"{item_text}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        for key, entry in texts.items():
+            meta.setdefault(str(int(key) + item_text_offset), {}).update(entry)
+    raw.item_meta = meta
+    return raw
