@@ -58,6 +58,28 @@ class _CSRMatMul(torch.autograd.Function):
         return None, None, torch.sparse.mm(ctx.a_t, grad.contiguous())
 
 
+class _WeightedCSRMatMul(torch.autograd.Function):
+    """``A_w @ X`` for a fixed sparsity pattern with learnable entry values ``w``."""
+
+    @staticmethod
+    def forward(ctx, graph: "SparseGraph", values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.graph = graph
+        ctx.save_for_backward(values, x)
+        return torch.sparse.mm(graph._csr(graph.crow, graph.col, values), x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        g = ctx.graph
+        values, x = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_values = grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_values = (grad[g.row] * x[g.col]).sum(1)
+        if ctx.needs_input_grad[2]:
+            grad_x = torch.sparse.mm(g._csr(g.t_crow, g.t_col, values[g.t_perm]), grad)
+        return None, grad_values, grad_x
+
+
 class SparseGraph(nn.Module):
     """A fixed sparse square matrix that moves with the model and supports edge dropout.
 
@@ -80,6 +102,7 @@ class SparseGraph(nn.Module):
         to_transposed = np.lexsort((rows, cols))
         self.num_nodes = n
         self.register_buffer("crow", torch.from_numpy(m.indptr.astype(np.int64)), persistent=False)
+        self.register_buffer("row", torch.from_numpy(rows), persistent=False)
         self.register_buffer("col", torch.from_numpy(cols), persistent=False)
         self.register_buffer("val", torch.from_numpy(m.data.copy()), persistent=False)
         self.register_buffer("t_crow", torch.from_numpy(
@@ -131,6 +154,15 @@ class SparseGraph(nn.Module):
         if not x.requires_grad:
             return torch.sparse.mm(a, x)
         return _CSRMatMul.apply(a, a_t, x)
+
+    def weighted_propagate(self, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``A_w x`` where ``A_w`` has this graph's entries with new ``values`` (one per entry,
+        in CSR order); gradients flow to both ``values`` and ``x``."""
+        return _WeightedCSRMatMul.apply(self, values, x)
+
+    def row_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-row sum of entry ``values`` (differentiable). Shape ``(num_nodes,)``."""
+        return torch.zeros(self.num_nodes, dtype=values.dtype, device=values.device).index_add(0, self.row, values)
 
     def to_dense(self) -> torch.Tensor:
         """Dense copy, for tests and small graphs."""

@@ -164,6 +164,8 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training interactions; returns the mean of each loss term."""
         self.model.train()
+        if hasattr(self.model, "start_epoch"):
+            self.model.start_epoch(epoch)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         for step, batch in enumerate(self._batches()):

@@ -23,7 +23,8 @@ def test_every_model_trains(name, tiny_data):
     model = cls.from_data(tiny_data, **cfg.model)
     model.train()
     loss, parts = model.loss(batch_for(tiny_data))
-    assert torch.isfinite(loss) and set(parts) >= {"bpr", "reg"}
+    assert torch.isfinite(loss) and "reg" in parts and len(parts) >= 2
+    assert float(loss.detach()) == pytest.approx(float(sum(parts.values()).detach()), rel=1e-5)
     loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {pname}"

@@ -4,7 +4,8 @@ The trainer and evaluator only call three methods, so any model fits them:
 
 * ``loss(batch) -> (loss, parts)``: the scalar to minimise and a dict of its named terms;
 * ``scorer() -> Callable[[users], scores]``: a ranking function, built once per evaluation;
-* ``batch_kind``: the kind of training batch the model consumes (``"pairwise"`` here).
+* ``batch_kind``: the kind of training batch the model consumes (``"pairwise"`` here);
+* ``start_epoch(epoch)``: called before each training epoch (a model's own schedule lives here).
 
 Graph backbones split their forward pass in two so that alignment modules can reuse it:
 ``input_embeddings()`` gives the layer-0 node embeddings and ``encode(x0)`` propagates
@@ -60,6 +61,9 @@ class GraphRecommender(nn.Module):
     def from_data(cls, data, **hparams) -> "GraphRecommender":
         """Build the model for an :class:`~semrec.encoder.dataset.InteractionData`."""
         return cls(data.train, **hparams)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Hook called by the trainer before every training epoch; nothing by default."""
 
     def input_embeddings(self) -> torch.Tensor:
         """Layer-0 embeddings of all nodes, users first. Shape ``(U+I, dim)``."""

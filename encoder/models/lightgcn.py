@@ -8,6 +8,8 @@ dropped with ``keep_rate`` during training, and L2 regularises all parameters.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import scipy.sparse as sp
 import torch
 
@@ -42,13 +44,29 @@ class LightGCN(GraphRecommender):
         self.layers, self.keep_rate, self.layer_agg = layers, keep_rate, layer_agg
         self.graph = SparseGraph(normalized_adjacency(interactions))
 
-    def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.input_embeddings() if x0 is None else x0
-        mats = self.graph.matrices(self.keep_rate if self.training else 1.0)
+    def propagate(self, x: torch.Tensor, keep_rate: float = 1.0, per_layer_dropout: bool = False,
+                  perturb: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Propagate all node embeddings and combine the layers. Shape ``(U+I, dim)``.
+
+        Args:
+            x: layer-0 embeddings of all nodes.
+            keep_rate: edge keep-rate of this pass (1.0 = the full graph).
+            per_layer_dropout: draw a new edge dropout for every layer (SGL's random walk).
+            perturb: applied to every layer's output (SimGCL's noise).
+        """
+        mats = self.graph.matrices(keep_rate)
         out = x
-        for _ in range(self.layers):
+        for layer in range(self.layers):
+            if per_layer_dropout and layer:
+                mats = self.graph.matrices(keep_rate)
             x = self.graph.propagate(x, mats)
+            if perturb is not None:
+                x = perturb(x)
             out = out + x
         if self.layer_agg == "mean":
             out = out / (self.layers + 1)
-        return self.split(out)
+        return out
+
+    def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.input_embeddings() if x0 is None else x0
+        return self.split(self.propagate(x, self.keep_rate if self.training else 1.0))

@@ -1,0 +1,164 @@
+"""AutoCF: Xia et al., "Automated Self-Supervised Learning for Recommendation", WWW 2023.
+https://arxiv.org/abs/2303.07797
+
+Learned graph masking: seed nodes are drawn (Gumbel top-k) by how well each node agrees
+with its two-hop subgraph ("infomax" scores, trained to be high); the edges within
+``mask_depth`` hops of the seeds are removed. A LightGCN-style encoder propagates over the
+masked graph, and a graph-transformer decoder over the kept edges plus random edges among
+the masked nodes (and self-loops) reconstructs them. As in RLMRec, the training loss is the
+dot-product reconstruction of the batch's interactions, uniformity terms over the batch's
+users and items, L2, and the infomax loss each time the mask is redrawn. The mask is
+redrawn every ``fix_steps`` training steps, counted from the start of each epoch.
+"""
+from __future__ import annotations
+
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semrec.encoder.graph import SparseGraph, normalized_adjacency
+from semrec.encoder.losses import l2_of_parameters
+from semrec.encoder.models.base import GraphRecommender, PairBatch
+from semrec.encoder.registry import register
+
+
+class GraphTransformerLayer(nn.Module):
+    """Multi-head attention over the edges ``rows -> cols`` (messages flow from col to row).
+
+    Shapes: ``x``: ``(N, d)``; ``rows``, ``cols``: ``(E,)``; output ``(N, d)``.
+    """
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+        self.heads = heads
+        self.q, self.k, self.v = (nn.Parameter(nn.init.xavier_uniform_(torch.empty(dim, dim))) for _ in range(3))
+
+    def forward(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        n, d = x.shape
+        h = self.heads
+        q = (x @ self.q)[rows].view(-1, h, d // h)
+        k = (x @ self.k)[cols].view(-1, h, d // h)
+        v = (x @ self.v)[cols].view(-1, h, d // h)
+        att = torch.exp((q * k).sum(-1).clamp(-10.0, 10.0))  # (E, h)
+        norm = torch.zeros(n, h, dtype=x.dtype, device=x.device).index_add(0, rows, att)[rows]
+        msg = (att / (norm + 1e-8)).unsqueeze(-1) * v
+        return torch.zeros(n, d, dtype=x.dtype, device=x.device).index_add(0, rows, msg.reshape(-1, d))
+
+
+@register("autocf")
+class AutoCF(GraphRecommender):
+    """AutoCF.
+
+    Args:
+        interactions: binary ``users × items`` training matrix.
+        dim: embedding size.
+        gcn_layers: encoder (propagation) layers.
+        gt_layers: graph-transformer decoder layers.
+        heads: attention heads in the decoder.
+        seed_num: seed nodes drawn per mask.
+        mask_depth: hops around the seeds whose edges are masked.
+        keep_rate: fraction of all nodes added at random to the decoder's node pool.
+        fix_steps: training steps between two masks.
+        reg_weight: L2 weight on all parameters.
+        ssl_reg: weight of the user-user and item-item uniformity terms.
+    """
+
+    def __init__(self, interactions: sp.spmatrix, dim: int = 32, gcn_layers: int = 2, gt_layers: int = 1,
+                 heads: int = 4, seed_num: int = 100, mask_depth: int = 2, keep_rate: float = 0.2,
+                 fix_steps: int = 10, reg_weight: float = 1e-6, ssl_reg: float = 1.0):
+        super().__init__(interactions, dim=dim, reg_weight=reg_weight)
+        self.gcn_layers, self.seed_num, self.mask_depth = gcn_layers, seed_num, mask_depth
+        self.keep_rate, self.fix_steps, self.ssl_reg = keep_rate, fix_steps, ssl_reg
+        self.graph = SparseGraph(normalized_adjacency(interactions))
+        binary = normalized_adjacency(interactions)
+        binary.data[:] = 1.0  # the same edges, unweighted
+        self.ones = SparseGraph(binary)
+        self.decoder = nn.ModuleList(GraphTransformerLayer(dim, heads) for _ in range(gt_layers))
+        self._step = 0
+        self._masked: tuple[SparseGraph, torch.Tensor, torch.Tensor] | None = None
+
+    def start_epoch(self, epoch: int) -> None:
+        self._step = 0
+
+    # ----- learned masking -----------------------------------------------------------------
+    def seed_scores(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gumbel-perturbed log infomax score of every node, and the ``seed_num`` top nodes."""
+        e = self.input_embeddings()
+        a = self.ones
+        deg = a.row_sum(a.val).unsqueeze(1)
+        first = a.propagate(e) - e
+        second = (a.propagate(first) - first) - deg * e
+        n_second = (a.propagate(deg) - deg) - deg
+        sub = F.normalize((first + second) / (deg + n_second + 1e-8), dim=-1)
+        scores = torch.sigmoid((sub * F.normalize(e, dim=-1)).sum(-1))
+        gumbel = -torch.log(-torch.log(torch.rand_like(scores)))
+        noisy = torch.log(scores) + gumbel
+        return noisy, torch.topk(noisy, min(self.seed_num, noisy.numel())).indices
+
+    def mask(self, seeds: torch.Tensor) -> tuple[SparseGraph, torch.Tensor, torch.Tensor]:
+        """Encoder graph without the edges near ``seeds``; decoder edges ``(rows, cols)``."""
+        rows, cols = self.graph.row, self.graph.col
+        n = self.graph.num_nodes
+        kept = torch.ones_like(rows, dtype=torch.bool)
+        pool, frontier = [seeds], seeds
+        for depth in range(self.mask_depth):
+            hit = kept & (torch.isin(rows, frontier) | torch.isin(cols, frontier))
+            if depth != self.mask_depth - 1:
+                frontier = torch.unique(torch.cat([rows[hit], cols[hit]]))
+                pool.append(frontier)
+            kept &= ~hit
+        r, c = rows[kept], cols[kept]
+        deg = torch.bincount(r, minlength=n).to(self.graph.val.dtype)
+        inv = (deg + 1e-12).pow(-0.5)
+        enc = sp.csr_matrix(((inv[r] * inv[c]).cpu().numpy(), (r.cpu().numpy(), c.cpu().numpy())), shape=(n, n))
+        encoder = SparseGraph(enc).to(self.graph.val.device)
+        pool.append(torch.randint(n, (int(n * self.keep_rate),), device=rows.device))
+        pool = torch.unique(torch.cat(pool))
+        e = rows.numel()
+        a = pool[torch.randint(pool.numel(), (e,), device=rows.device)]
+        b = pool[torch.randint(pool.numel(), (e,), device=rows.device)]
+        loops = torch.arange(n, device=rows.device)
+        key = torch.unique(torch.cat([a, b, loops, r]) * n + torch.cat([b, a, loops, c]))
+        return encoder, key // n, key % n
+
+    # ----- forward ---------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor, encoder: SparseGraph, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        out = x
+        mats = encoder.matrices()
+        for _ in range(self.gcn_layers):
+            x = encoder.propagate(x, mats)
+            out = out + x
+        for layer in self.decoder:
+            x = layer(x, rows, cols)
+            out = out + x
+        return out
+
+    def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full graph for both encoder and decoder (ranking)."""
+        x = self.input_embeddings() if x0 is None else x0
+        return self.split(self._forward(x, self.graph, self.graph.row, self.graph.col))
+
+    @staticmethod
+    def _uniformity(anchor: torch.Tensor, candidates: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        lse = torch.logsumexp(anchor @ candidates.t(), dim=-1)
+        return lse.mean() if counts is None else (lse * counts).sum() / counts.sum()
+
+    def loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts: dict[str, torch.Tensor] = {}
+        if self._step % self.fix_steps == 0 or self._masked is None:
+            scores, seeds = self.seed_scores()
+            self._masked = self.mask(seeds.detach())
+            parts["infomax"] = -scores.mean()
+        self._step += 1
+        users, items = self.split(self._forward(self.input_embeddings(), *self._masked))
+        rec = -(users[batch.users] * items[batch.pos]).sum(-1).mean()
+        u_uniq, u_count = torch.unique(batch.users, return_counts=True)
+        i_uniq = torch.unique(batch.pos)
+        cl = (self.ssl_reg * (self._uniformity(users[u_uniq], users) + self._uniformity(items[i_uniq], items))
+              + self._uniformity(users[u_uniq], items, u_count.to(users.dtype)))
+        reg = self.reg_weight * l2_of_parameters(self)
+        parts = {"rec": rec, "cl": cl, "reg": reg, **parts}
+        return sum(parts.values()), parts

@@ -1,0 +1,105 @@
+"""The self-supervised backbones: their augmentations and losses do what they promise."""
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from semrec.encoder.graph import SparseGraph, normalized_adjacency
+from semrec.encoder.losses import info_nce
+from semrec.encoder.models import SGL, AutoCF, DCCF, PairBatch, SimGCL
+from semrec.encoder.models.simgcl import uniform_noise
+from semrec.encoder.models.ssl import view_contrast
+
+
+def test_info_nce_hand_computed():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    p = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    c = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    t = 0.5
+    # anchor 0: cos with p = 1, with candidates (1, 0, -1); anchor 1: cos with p = 1/sqrt2, candidates (0, 1, 0)
+    want0 = -1 / t + math.log(math.exp(2) + math.exp(0) + math.exp(-2))
+    want1 = -(1 / math.sqrt(2)) / t + math.log(1 + math.exp(2) + 1)
+    assert info_nce(a, p, c, t).tolist() == pytest.approx([want0, want1], rel=1e-6)
+
+
+@pytest.mark.parametrize("negatives", ["all", "batch"])
+def test_view_contrast_counts_duplicates_exactly(negatives):
+    torch.manual_seed(0)
+    v1, v2 = torch.randn(10, 4), torch.randn(10, 4)
+    nodes = torch.tensor([3, 3, 5, 1, 3, 5])
+    got = view_contrast(v1, v2, nodes, 0.3, negatives)
+    cand = v2 if negatives == "all" else v2[torch.tensor([1, 3, 5])]
+    want = info_nce(v1[nodes], v2[nodes], cand, 0.3).sum()
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_simgcl_noise_has_the_configured_norm_and_sign():
+    x = torch.randn(50, 16)
+    noise = uniform_noise(x, 0.3)
+    assert torch.allclose(noise.norm(dim=1), torch.full((50,), 0.3), atol=1e-6)
+    assert ((noise * x) >= 0).all()  # same orthant as the embedding
+
+
+def test_sgl_views(tiny_data):
+    torch.manual_seed(0)
+    m = SGL(tiny_data.train, keep_rate=0.5, augmentation="node_drop").train()
+    assert not torch.equal(m.augmented_view(), m.augmented_view())
+    clean1, clean2 = m.encode(), m.encode()
+    assert torch.equal(clean1[0], clean2[0])  # the BPR view is not augmented
+    # random walk: each layer its own dropout, so the view differs from a fixed-dropout one with the same seed
+    rw = SGL(tiny_data.train, keep_rate=0.5, augmentation="random_walk")
+    ed = SGL(tiny_data.train, keep_rate=0.5, augmentation="edge_drop")
+    ed.load_state_dict(rw.state_dict())
+    torch.manual_seed(1); a = rw.augmented_view()
+    torch.manual_seed(1); b = ed.augmented_view()
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="augmentation must be one of edge_drop, node_drop, random_walk"):
+        SGL(tiny_data.train, augmentation="mix")
+
+
+def test_weighted_propagate_gradients_match_dense():
+    r = sp.random(12, 9, density=0.4, random_state=0, format="csr")
+    g = SparseGraph(normalized_adjacency(r))
+    torch.manual_seed(0)
+    w = torch.rand(g.nnz, requires_grad=True)
+    x = torch.randn(21, 3, requires_grad=True)
+    (g.weighted_propagate(w, x) ** 2).sum().backward()
+    dense = torch.zeros(21, 21).index_put((g.row, g.col), w.detach())
+    w2, x2 = w.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    ((torch.zeros(21, 21).index_put((g.row, g.col), w2) @ x2) ** 2).sum().backward()
+    assert torch.allclose(w.grad, w2.grad, atol=1e-5) and torch.allclose(x.grad, x2.grad, atol=1e-5)
+    assert torch.allclose(g.row_sum(w.detach()), dense.sum(1))
+
+
+def test_dccf_adaptive_graph_is_row_stochastic(tiny_data):
+    m = DCCF(tiny_data.train, intents=8)
+    ones = torch.ones(m.graph.num_nodes, 1)
+    out = m._adaptive(torch.randn(m.graph.num_nodes, m.dim), ones)
+    deg = np.asarray((tiny_data.train.sum(1))).ravel()
+    assert torch.allclose(out[: tiny_data.num_users].squeeze(1)[deg > 0], torch.ones(int((deg > 0).sum())))
+
+
+def test_autocf_mask_and_schedule(tiny_data):
+    torch.manual_seed(0)
+    m = AutoCF(tiny_data.train, seed_num=3, mask_depth=1, fix_steps=2)
+    _, seeds = m.seed_scores()
+    enc, rows, cols = m.mask(seeds)
+    a = enc.matrices()[0].to_dense()
+    assert (a[seeds] == 0).all() and (a[:, seeds] == 0).all()  # every edge touching a seed is masked
+    assert enc.nnz < m.graph.nnz
+    n = m.graph.num_nodes
+    edges = set(zip(rows.tolist(), cols.tolist()))
+    assert all((v, v) in edges for v in range(n))  # decoder has self-loops
+    kept_r, kept_c = a.nonzero(as_tuple=True)
+    assert all((r, c) in edges for r, c in zip(kept_r.tolist(), kept_c.tolist()))
+    # the mask is redrawn on steps 0, 2, 4, ... of every epoch (the infomax term marks a redraw)
+    users, items = tiny_data.train_pairs()
+    batch = PairBatch(users[:8], items[:8], items[8:16])
+    m.train()
+    redraws = []
+    for epoch in range(2):
+        m.start_epoch(epoch)
+        redraws += ["infomax" in m.loss(batch)[1] for _ in range(3)]
+    assert redraws == [True, False, True, True, False, True]
