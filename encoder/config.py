@@ -2,7 +2,8 @@
 
 Precedence, lowest first: the dataclass defaults below (and the model constructor's own
 defaults) < ``configs/<model>.yaml`` < that file's ``datasets: <dataset>:`` section <
-``--set key=value`` on the command line. Every key is checked: an unknown section or key
+``--set key=value`` on the command line. An aligned model (``lightgcn_plus``) first applies
+its backbone's file (``lightgcn.yaml``), then its own if there is one. Every key is checked: an unknown section or key
 is an error that lists the valid ones, and values are converted to the declared type.
 
 A model YAML file looks like::
@@ -81,12 +82,13 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     model: dict[str, Any] = field(default_factory=dict)
+    align: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-SECTIONS = ("train", "eval", "model")
+SECTIONS = ("train", "eval", "model", "align")
 
 
 def config_dir() -> Path:
@@ -143,28 +145,47 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-def model_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:
-    """The constructor arguments of a model that a config may set."""
-    skip = {"self", *getattr(model_cls, "data_args", ())}
-    params = inspect.signature(model_cls.__init__).parameters
-    hints = typing.get_type_hints(model_cls.__init__)
+def _constructor_args(cls: type, skip: set[str]) -> dict[str, inspect.Parameter]:
+    params = inspect.signature(cls.__init__).parameters
+    hints = typing.get_type_hints(cls.__init__)
     return {n: p.replace(annotation=hints.get(n, p.annotation)) for n, p in params.items()
-            if n not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+            if n not in skip | {"self"} and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def model_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:
+    """The constructor arguments of a model (of its backbone, for aligned models) a config may set."""
+    model_cls = getattr(model_cls, "backbone_cls", model_cls)
+    return _constructor_args(model_cls, set(getattr(model_cls, "data_args", ())))
+
+
+def align_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:
+    """The alignment's settable arguments (empty for models without alignment), plus ``shuffle``."""
+    align_cls = getattr(model_cls, "alignment_cls", None)
+    if align_cls is None:
+        return {}
+    params = _constructor_args(align_cls, {"user_sem", "item_sem", "collab_dim", "input_dim"})
+    params["shuffle"] = inspect.Parameter("shuffle", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool)
+    return params
 
 
 class _Builder:
     def __init__(self, model_name: str, dataset: str, model_cls: type):
         self.cfg = RunConfig(model_name=model_name, dataset=dataset)
-        self.hparams = model_hyperparameters(model_cls)
-        self.cfg.model = {n: p.default for n, p in self.hparams.items() if p.default is not p.empty}
+        self.params = {"model": model_hyperparameters(model_cls), "align": align_hyperparameters(model_cls)}
+        for section, params in self.params.items():
+            setattr(self.cfg, section, {n: p.default for n, p in params.items() if p.default is not p.empty})
 
     def set(self, section: str, key: str, value: Any, origin: str) -> None:
         where = f"{origin}: {section}.{key}"
-        if section == "model":
-            if key not in self.hparams:
+        if section in self.params:
+            params = self.params[section]
+            if not params:
+                raise ConfigError(f"{where}: {self.cfg.model_name} has no alignment; 'align' keys apply "
+                                  f"to <backbone>_plus and <backbone>_gene models")
+            if key not in params:
                 raise ConfigError(f"{where} is not a hyperparameter of {self.cfg.model_name}; "
-                                  f"valid keys: {', '.join(self.hparams) or '(none)'}")
-            self.cfg.model[key] = coerce(value, self.hparams[key].annotation, where)
+                                  f"valid keys: {', '.join(params) or '(none)'}")
+            getattr(self.cfg, section)[key] = coerce(value, params[key].annotation, where)
             return
         obj = getattr(self.cfg, section)
         fields = {f.name: f for f in dataclasses.fields(obj)}
@@ -186,7 +207,8 @@ class _Builder:
                 self.set(section, str(key), value, origin)
 
     def check_complete(self) -> None:
-        missing = [n for n in self.hparams if n not in self.cfg.model]
+        missing = [f"{s}.{n}" for s, params in self.params.items() for n in params
+                   if n not in getattr(self.cfg, s)]
         if missing:
             raise ConfigError(f"{self.cfg.model_name}: no value for required hyperparameter(s) "
                               f"{', '.join(missing)}; set them in the model YAML or with --set model.NAME=V")
@@ -224,16 +246,21 @@ def resolve_config(model_name: str, dataset: str, model_cls: type, overrides: li
                    config_file: Path | None = None) -> RunConfig:
     """Build the run configuration from all layers (see the module docstring)."""
     b = _Builder(model_name, dataset, model_cls)
-    path = config_file or config_dir() / f"{model_name}.yaml"
-    if path.exists():
+    if config_file is not None:
+        if not Path(config_file).exists():
+            raise ConfigError(f"config file {config_file} does not exist")
+        files = [Path(config_file)]
+    else:  # an aligned model starts from its backbone's file, then its own
+        backbone = getattr(model_cls, "backbone_cls", None)
+        names = ([backbone.registered_name] if backbone is not None else []) + [model_name]
+        files = [p for p in (config_dir() / f"{n}.yaml" for n in names) if p.exists()]
+    for path in files:
         layer = read_yaml(path)
         b.apply(layer, str(path), allow_datasets=True)
         per_dataset = layer.get("datasets") or {}
         if not isinstance(per_dataset, dict):
             raise ConfigError(f"{path}: 'datasets' must map dataset names to sections")
         b.apply(per_dataset.get(dataset) or {}, f"{path} [datasets.{dataset}]")
-    elif config_file is not None:
-        raise ConfigError(f"config file {path} does not exist")
     for section, key, value in parse_overrides(list(overrides)):
         if section not in SECTIONS:
             raise ConfigError(f"--set {section}.{key}: unknown section {section!r}; valid sections: "

@@ -8,6 +8,8 @@ Built-in models register themselves with ``@register("name")`` when
     @register("mymodel")
     class MyModel(GraphRecommender): ...
 
+Every backbone also resolves as ``<name>_plus`` (contrastive alignment) and ``<name>_gene``
+(generative alignment), composed by :mod:`semrec.encoder.align`, with no per-backbone code.
 An unknown name raises an error that lists every valid choice.
 """
 from __future__ import annotations
@@ -37,16 +39,30 @@ def _load_builtin() -> None:
     import semrec.encoder.models  # noqa: F401  (registers the built-in models)
 
 
+ALIGNMENT_SUFFIXES = ("plus", "gene")
+
+
+def _alignable(cls: type) -> bool:
+    return all(hasattr(cls, m) for m in ("input_embeddings", "forward_train", "loss"))
+
+
 def available_models() -> list[str]:
     """Every model name that :func:`get_model_class` accepts, sorted."""
     _load_builtin()
-    return sorted(_MODELS)
+    names = set(_MODELS)
+    names |= {f"{n}_{s}" for n, c in _MODELS.items() if _alignable(c) for s in ALIGNMENT_SUFFIXES}
+    return sorted(names)
 
 
 def get_model_class(name: str) -> type:
-    """The class registered under ``name``; a typo gets the list of valid names."""
+    """The class registered under ``name`` (or composed for ``<backbone>_plus|_gene``)."""
     _load_builtin()
-    try:
-        return _MODELS[name.lower()]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; valid models: {', '.join(sorted(_MODELS))}") from None
+    key = name.lower()
+    if key in _MODELS:
+        return _MODELS[key]
+    base, _, suffix = key.rpartition("_")
+    if suffix in ALIGNMENT_SUFFIXES and base in _MODELS and _alignable(_MODELS[base]):
+        from semrec.encoder.align import aligned_model_class
+
+        return aligned_model_class(_MODELS[base], suffix)
+    raise KeyError(f"unknown model {name!r}; valid models: {', '.join(available_models())}")

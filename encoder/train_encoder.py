@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
     data = load_dataset(data_dir, name=cfg.dataset)
     log.info("data %s: %s", data_dir, data.stats())
     model_cls = get_model_class(cfg.model_name)
-    model = model_cls.from_data(data, **cfg.model)
+    model = model_cls.from_data(data, **cfg.model, **({"align": cfg.align} if cfg.align else {}))
     trainer = Trainer(model, data, cfg, run_dir, device, sampler=sampler)
     results = trainer.fit(resume=bool(args.resume))
     results["run_dir"] = str(run_dir)

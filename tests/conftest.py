@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import write_dataset
@@ -10,7 +11,10 @@ from helpers import write_dataset
 
 @pytest.fixture
 def tiny_dir(tmp_path) -> Path:
-    return write_dataset(tmp_path / "tiny")
+    """30 users, 40 items, disjoint splits, and 16-d semantic embeddings."""
+    rng = np.random.default_rng(0)
+    return write_dataset(tmp_path / "tiny", user_emb=rng.standard_normal((30, 16)),
+                         item_emb=rng.standard_normal((40, 16)))
 
 
 @pytest.fixture

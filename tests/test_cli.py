@@ -42,7 +42,7 @@ def test_list_models(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "lightgcnn", "--dataset", "tiny"], "unknown model 'lightgcnn'; valid models: gccf, lightgcn"),
+    (["--model", "lightgcnn", "--dataset", "tiny"], "unknown model 'lightgcnn'; valid models: autocf, autocf_gene, autocf_plus, dccf"),
     (["--model", "lightgcn", "--dataset", "tiny", "--set", "train.lrr=1"], "valid keys in 'train'"),
     (["--model", "lightgcn"], "--model and --dataset are required"),
     (["--model", "lightgcn", "--dataset", "tiny", "--device", "tpu"], "unknown device 'tpu'"),

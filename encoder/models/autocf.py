@@ -19,7 +19,7 @@ from torch import nn
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
 from semrec.encoder.losses import l2_of_parameters
-from semrec.encoder.models.base import GraphRecommender, PairBatch
+from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
 from semrec.encoder.registry import register
 
 
@@ -146,19 +146,25 @@ class AutoCF(GraphRecommender):
         lse = torch.logsumexp(anchor @ candidates.t(), dim=-1)
         return lse.mean() if counts is None else (lse * counts).sum() / counts.sum()
 
-    def loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        parts: dict[str, torch.Tensor] = {}
+    def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:
+        """Masked encoder + decoder pass; redraws the mask every ``fix_steps`` steps."""
+        x0 = self.input_embeddings() if x0 is None else x0
+        extras = {}
         if self._step % self.fix_steps == 0 or self._masked is None:
             scores, seeds = self.seed_scores()
-            self._masked = self.mask(seeds.detach())
-            parts["infomax"] = -scores.mean()
+            self._masked = self.mask(seeds)
+            extras["infomax"] = -scores.mean()
         self._step += 1
-        users, items = self.split(self._forward(self.input_embeddings(), *self._masked))
+        return GraphOutput(*self.split(self._forward(x0, *self._masked)), x0=x0, extras=extras)
+
+    def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = out if out is not None else self.forward_train()
+        users, items = out.users, out.items
         rec = -(users[batch.users] * items[batch.pos]).sum(-1).mean()
         u_uniq, u_count = torch.unique(batch.users, return_counts=True)
         i_uniq = torch.unique(batch.pos)
         cl = (self.ssl_reg * (self._uniformity(users[u_uniq], users) + self._uniformity(items[i_uniq], items))
               + self._uniformity(users[u_uniq], items, u_count.to(users.dtype)))
         reg = self.reg_weight * l2_of_parameters(self)
-        parts = {"rec": rec, "cl": cl, "reg": reg, **parts}
+        parts = {"rec": rec, "cl": cl, "reg": reg, **out.extras}
         return sum(parts.values()), parts

@@ -7,13 +7,16 @@ The trainer and evaluator only call three methods, so any model fits them:
 * ``batch_kind``: the kind of training batch the model consumes (``"pairwise"`` here);
 * ``start_epoch(epoch)``: called before each training epoch (a model's own schedule lives here).
 
-Graph backbones split their forward pass in two so that alignment modules can reuse it:
-``input_embeddings()`` gives the layer-0 node embeddings and ``encode(x0)`` propagates
-them to the final user and item representations.
+Graph backbones split their training step so that alignment modules can join any of them:
+``input_embeddings()`` gives the layer-0 node embeddings, ``forward_train(x0)`` runs the
+training pass from them (with the backbone's own augmentations) and returns a
+:class:`GraphOutput`, and ``loss(batch, out)`` turns that output into the backbone's loss.
+``encode(x0)`` is the deterministic pass used for ranking.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
 
 import scipy.sparse as sp
 import torch
@@ -31,6 +34,22 @@ class PairBatch(NamedTuple):
 
     def to(self, device: torch.device) -> "PairBatch":
         return PairBatch(*(t.to(device, non_blocking=True) for t in self))
+
+
+@dataclass
+class GraphOutput:
+    """What one training pass of a graph backbone produced.
+
+    Attributes:
+        users, items: final representations, ``(U, d_out)`` and ``(I, d_out)``.
+        x0: the layer-0 embeddings the pass started from, ``(U+I, dim)``.
+        extras: backbone-specific intermediate results its loss needs (e.g. DCCF's views).
+    """
+
+    users: torch.Tensor
+    items: torch.Tensor
+    x0: torch.Tensor
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class GraphRecommender(nn.Module):
@@ -56,6 +75,11 @@ class GraphRecommender(nn.Module):
         self.reg_weight = reg_weight
         self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.num_users, dim)))
         self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.num_items, dim)))
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the representations :meth:`encode` returns."""
+        return self.dim
 
     @classmethod
     def from_data(cls, data, **hparams) -> "GraphRecommender":
@@ -84,9 +108,15 @@ class GraphRecommender(nn.Module):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode()
 
-    def loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        users, items = self.encode()
-        rec = bpr_loss(users[batch.users], items[batch.pos], items[batch.neg])
+    def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:
+        """The training pass (stochastic where the backbone is) from ``x0`` (default: the embeddings)."""
+        x0 = self.input_embeddings() if x0 is None else x0
+        return GraphOutput(*self.encode(x0), x0=x0)
+
+    def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """BPR + L2 on ``out`` (default: a fresh :meth:`forward_train`). Returns the total and its terms."""
+        out = out if out is not None else self.forward_train()
+        rec = bpr_loss(out.users[batch.users], out.items[batch.pos], out.items[batch.neg])
         reg = self.reg_weight * l2_of_parameters(self)
         return rec + reg, {"bpr": rec, "reg": reg}
 

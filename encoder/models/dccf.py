@@ -17,7 +17,7 @@ from torch import nn
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
 from semrec.encoder.losses import bpr_loss, info_nce, l2_of_parameters
-from semrec.encoder.models.base import GraphRecommender, PairBatch
+from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
 from semrec.encoder.registry import register
 
 
@@ -72,13 +72,18 @@ class DCCF(GraphRecommender):
     def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split(self._layers(self.input_embeddings() if x0 is None else x0)[0])
 
-    def loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out, views = self._layers(self.input_embeddings())
-        users, items = self.split(out)
-        rec = bpr_loss(users[batch.users], items[batch.pos], items[batch.neg])
+    def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:
+        x0 = self.input_embeddings() if x0 is None else x0
+        out, views = self._layers(x0)
+        return GraphOutput(*self.split(out), x0=x0, extras={"views": views})
+
+    def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = out if out is not None else self.forward_train()
+        views = out.extras["views"]
+        rec = bpr_loss(out.users[batch.users], out.items[batch.pos], out.items[batch.neg])
         u_nodes = torch.unique(batch.users)
         i_nodes = torch.unique(batch.pos) + self.num_users
-        cl = out.new_zeros(())
+        cl = out.users.new_zeros(())
         for gnn, *others in views:
             for nodes in (u_nodes, i_nodes):
                 anchor = gnn[nodes]

@@ -44,6 +44,10 @@ class GCCF(GraphRecommender):
             [nn.Parameter(nn.init.xavier_uniform_(torch.empty(dim, dim))) for _ in range(layers)]
             if transform else [])
 
+    @property
+    def out_dim(self) -> int:
+        return self.dim * (self.layers + 1)
+
     def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.input_embeddings() if x0 is None else x0
         mats = self.graph.matrices(self.keep_rate if self.training else 1.0)

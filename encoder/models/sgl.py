@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from semrec.encoder.losses import bpr_loss, l2_of_parameters
-from semrec.encoder.models.base import PairBatch
+from semrec.encoder.models.base import GraphOutput, PairBatch
 from semrec.encoder.models.lightgcn import LightGCN
 from semrec.encoder.models.ssl import NEGATIVES, view_contrast
 from semrec.encoder.registry import register
@@ -59,10 +59,10 @@ class SGL(LightGCN):
             return self.propagate(x * keep, 1.0)
         return self.propagate(x, self.keep_rate, per_layer_dropout=self.augmentation == "random_walk")
 
-    def loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        users, items = self.encode()
-        rec = bpr_loss(users[batch.users], items[batch.pos], items[batch.neg])
-        v1, v2 = self.augmented_view(), self.augmented_view()
+    def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = out if out is not None else self.forward_train()
+        rec = bpr_loss(out.users[batch.users], out.items[batch.pos], out.items[batch.neg])
+        v1, v2 = self.augmented_view(out.x0), self.augmented_view(out.x0)
         u1, i1 = self.split(v1)
         u2, i2 = self.split(v2)
         cl = (view_contrast(u1, u2, batch.users, self.temperature, self.cl_negatives)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from semrec.encoder.losses import bpr_loss, l2_of_parameters
-from semrec.encoder.models.base import PairBatch
+from semrec.encoder.models.base import GraphOutput, PairBatch
 from semrec.encoder.models.lightgcn import LightGCN
 from semrec.encoder.models.ssl import NEGATIVES, view_contrast
 from semrec.encoder.registry import register
@@ -51,11 +51,11 @@ class SimGCL(LightGCN):
         x = self.input_embeddings() if x0 is None else x0
         return self.propagate(x, 1.0, perturb=lambda h: h + uniform_noise(h, self.eps))
 
-    def loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        users, items = self.encode()
-        rec = bpr_loss(users[batch.users], items[batch.pos], items[batch.neg])
-        u1, i1 = self.split(self.perturbed_view())
-        u2, i2 = self.split(self.perturbed_view())
+    def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = out if out is not None else self.forward_train()
+        rec = bpr_loss(out.users[batch.users], out.items[batch.pos], out.items[batch.neg])
+        u1, i1 = self.split(self.perturbed_view(out.x0))
+        u2, i2 = self.split(self.perturbed_view(out.x0))
         cl = (view_contrast(u1, u2, batch.users, self.temperature, self.cl_negatives)
               + view_contrast(i1, i2, batch.pos, self.temperature, self.cl_negatives))
         cl = self.cl_weight * cl / batch.users.numel()

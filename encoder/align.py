@@ -1,0 +1,210 @@
+"""Cross-view alignment of a recommender with LLM semantic embeddings (RLMRec, WWW 2024).
+
+Ren et al., "Representation Learning with Large Language Models for Recommendation".
+https://arxiv.org/abs/2310.15950
+
+Two alignment modules, each usable with any backbone that exposes
+``input_embeddings() / forward_train(x0) / loss(batch, out)``:
+
+* :class:`ContrastiveAlignment` (RLMRec-Con, ``<backbone>_plus``): an MLP maps the semantic
+  embeddings into the collaborative space; InfoNCE pulls each collaborative representation
+  towards its own projected semantic embedding.
+* :class:`GenerativeAlignment` (RLMRec-Gen, ``<backbone>_gene``): a fraction of nodes get a
+  learnable mask token as input; an MLP reconstructs their semantic embeddings from their
+  collaborative output, scored by InfoNCE among the masked nodes.
+
+:class:`AlignedModel` joins a backbone and an alignment; the registry builds
+``<backbone>_plus`` and ``<backbone>_gene`` for every registered backbone.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from semrec.encoder.dataset import EMBEDDING_FILES, DataError, InteractionData
+from semrec.encoder.losses import info_nce
+
+
+def projection(in_dim: int, out_dim: int) -> nn.Sequential:
+    """RLMRec's two-layer MLP: ``in -> (in+out)//2 -> LeakyReLU -> out``, Xavier weights."""
+    hidden = (in_dim + out_dim) // 2
+    mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, out_dim))
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+    return mlp
+
+
+def semantic_tables(data: InteractionData, shuffle: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's user and item semantic embeddings, checked; rows permuted if ``shuffle``."""
+    missing = [EMBEDDING_FILES[k] for k in ("user", "item") if getattr(data, f"{k}_emb") is None]
+    if missing:
+        raise DataError(f"{data.path or data.name}: aligned models need semantic embeddings; missing "
+                        f"{', '.join(missing)}. Generate them with `python generation/emb/generate_emb.py "
+                        f"--dataset {data.name}` (the demo dataset ships its own)")
+    if data.user_emb.shape[1] != data.item_emb.shape[1]:
+        raise DataError(f"{data.path or data.name}: user and item semantic embeddings differ in width "
+                        f"({data.user_emb.shape[1]} vs {data.item_emb.shape[1]})")
+    users, items = data.user_emb, data.item_emb
+    if shuffle:  # control: same vectors, wrong owners
+        rng = np.random.default_rng(seed)
+        users, items = users[rng.permutation(len(users))], items[rng.permutation(len(items))]
+    return users, items
+
+
+class ContrastiveAlignment(nn.Module):
+    """RLMRec-Con.
+
+    Args:
+        user_sem, item_sem: semantic embeddings ``(U, s)`` and ``(I, s)`` (kept as buffers).
+        collab_dim: width of the backbone's output representations.
+        kd_weight: weight of the alignment loss.
+        kd_temperature: InfoNCE temperature.
+        user_negatives: ``all`` (RLMRec: every user's projected profile is a negative for a
+            batch user) or ``batch`` (only the batch's distinct users: much cheaper).
+
+    Negatives follow RLMRec: a batch user is contrasted with the projections of all users
+    (or the batch's, see ``user_negatives``); a positive (negative) item with the
+    projections of the batch's positive (negative) items, duplicates included. Each
+    distinct node is computed once and weighted by its count, which leaves the value equal
+    to RLMRec's per-occurrence sum divided by the batch size.
+    """
+
+    def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, kd_weight: float = 1e-2,
+                 kd_temperature: float = 0.2, user_negatives: str = "all"):
+        super().__init__()
+        if user_negatives not in ("all", "batch"):
+            raise ValueError(f"user_negatives must be 'all' or 'batch', got {user_negatives!r}")
+        self.register_buffer("user_sem", torch.as_tensor(user_sem, dtype=torch.float32))
+        self.register_buffer("item_sem", torch.as_tensor(item_sem, dtype=torch.float32))
+        self.mlp = projection(self.user_sem.shape[1], collab_dim)
+        self.kd_weight, self.kd_temperature, self.user_negatives = kd_weight, kd_temperature, user_negatives
+
+    def prepare(self, x0: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return x0, None
+
+    def _term(self, collab: torch.Tensor, ids: torch.Tensor, table: torch.Tensor, candidates: str) -> torch.Tensor:
+        """Sum over the batch occurrences ``ids`` of InfoNCE(collab, projected semantics).
+
+        ``candidates``: ``all`` rows of ``table``, the ``distinct`` ids, or the ``occurrences``
+        (duplicates counted, via a log-multiplicity added to each logit).
+        """
+        uniq, counts = torch.unique(ids, return_counts=True)
+        projected = self.mlp(table[uniq])
+        a = nn.functional.normalize(collab[uniq], dim=-1, eps=1e-8)
+        p = nn.functional.normalize(projected, dim=-1, eps=1e-8)
+        pool = p
+        if candidates == "all":
+            rest = torch.ones(table.shape[0], dtype=torch.bool, device=ids.device)
+            rest[uniq] = False
+            pool = torch.cat([p, nn.functional.normalize(self.mlp(table[rest]), dim=-1, eps=1e-8)])
+        logits = a @ pool.t() / self.kd_temperature
+        if candidates == "occurrences":
+            logits = logits + counts.log().to(logits.dtype)
+        per_node = torch.logsumexp(logits, dim=-1) - (a * p).sum(-1) / self.kd_temperature
+        return (per_node * counts).sum()
+
+    def loss(self, out, batch, ctx=None) -> dict[str, torch.Tensor]:
+        user_pool = "all" if self.user_negatives == "all" else "distinct"
+        terms = (self._term(out.users, batch.users, self.user_sem, user_pool)
+                 + self._term(out.items, batch.pos, self.item_sem, "occurrences")
+                 + self._term(out.items, batch.neg, self.item_sem, "occurrences"))
+        return {"align": self.kd_weight * terms / batch.users.numel()}
+
+
+class GenerativeAlignment(nn.Module):
+    """RLMRec-Gen.
+
+    Args:
+        user_sem, item_sem: semantic embeddings ``(U, s)`` and ``(I, s)`` (kept as buffers).
+        collab_dim: width of the backbone's output representations.
+        input_dim: width of the backbone's layer-0 embeddings (the mask token's size).
+        mask_ratio: fraction of all nodes masked per step (at least one).
+        recon_weight: weight of the reconstruction loss.
+        re_temperature: temperature of the reconstruction InfoNCE.
+
+    The masked nodes' collaborative outputs go through an MLP to the semantic space; the loss
+    is InfoNCE between each reconstruction and its node's semantic embedding, the other
+    masked nodes' embeddings being the negatives (RLMRec's ``ssl_con_loss``).
+    """
+
+    def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, input_dim: int,
+                 mask_ratio: float = 0.1, recon_weight: float = 0.1, re_temperature: float = 0.2):
+        super().__init__()
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        sem = np.concatenate([np.asarray(user_sem), np.asarray(item_sem)])
+        self.register_buffer("sem", torch.as_tensor(sem, dtype=torch.float32))
+        self.mask_token = nn.Parameter(torch.zeros(1, input_dim))
+        self.mlp = projection(collab_dim, self.sem.shape[1])
+        self.mask_ratio, self.recon_weight, self.re_temperature = mask_ratio, recon_weight, re_temperature
+
+    def prepare(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replace a random ``mask_ratio`` of the nodes' inputs with the mask token."""
+        n = x0.shape[0]
+        seeds = torch.randperm(n, device=x0.device)[: max(int(n * self.mask_ratio), 1)]
+        keep = torch.ones(n, 1, dtype=x0.dtype, device=x0.device)
+        keep[seeds] = 0
+        return x0 * keep + self.mask_token * (1 - keep), seeds
+
+    def loss(self, out, batch, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        nodes = torch.cat([out.users, out.items])[seeds]
+        recon, target = self.mlp(nodes), self.sem[seeds]
+        loss = info_nce(recon, target, target, self.re_temperature).mean()
+        return {"recon": self.recon_weight * loss}
+
+
+ALIGNMENTS = {"plus": ContrastiveAlignment, "gene": GenerativeAlignment}
+
+
+class AlignedModel(nn.Module):
+    """A backbone trained with an alignment loss; ranks with the backbone alone.
+
+    Subclasses made by :func:`aligned_model_class` fix ``backbone_cls`` and ``alignment_cls``.
+    """
+
+    backbone_cls: type
+    alignment_cls: type
+
+    def __init__(self, backbone: nn.Module, alignment: nn.Module):
+        super().__init__()
+        self.backbone, self.alignment = backbone, alignment
+        self.batch_kind = backbone.batch_kind
+
+    @classmethod
+    def from_data(cls, data: InteractionData, align: dict | None = None, **hparams) -> "AlignedModel":
+        align = dict(align or {})
+        shuffle = align.pop("shuffle", False)
+        backbone = cls.backbone_cls.from_data(data, **hparams)
+        users, items = semantic_tables(data, shuffle)
+        extra = {"input_dim": backbone.dim} if cls.alignment_cls is GenerativeAlignment else {}
+        alignment = cls.alignment_cls(users, items, collab_dim=backbone.out_dim, **extra, **align)
+        return cls(backbone, alignment)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.backbone.start_epoch(epoch)
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x0, ctx = self.alignment.prepare(self.backbone.input_embeddings())
+        out = self.backbone.forward_train(x0)
+        loss, parts = self.backbone.loss(batch, out)
+        extra = self.alignment.loss(out, batch, ctx)
+        return loss + sum(extra.values()), {**parts, **extra}
+
+    def scorer(self):
+        return self.backbone.scorer()
+
+
+_CACHE: dict[tuple[type, str], type] = {}
+
+
+def aligned_model_class(backbone_cls: type, kind: str) -> type:
+    """The class of ``<backbone>_<kind>`` (kind ``plus`` or ``gene``), made once."""
+    key = (backbone_cls, kind)
+    if key not in _CACHE:
+        name = f"{backbone_cls.registered_name}_{kind}"
+        _CACHE[key] = type(f"{backbone_cls.__name__}_{kind}", (AlignedModel,), {
+            "backbone_cls": backbone_cls, "alignment_cls": ALIGNMENTS[kind], "registered_name": name,
+            "data_args": backbone_cls.data_args, "__doc__": f"{backbone_cls.__name__} with {ALIGNMENTS[kind].__name__}."})
+    return _CACHE[key]

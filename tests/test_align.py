@@ -1,0 +1,108 @@
+"""Cross-view alignment: losses against RLMRec's formulas, composition, semantics inputs, controls."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import write_dataset, random_splits
+from semrec.encoder.align import ContrastiveAlignment, GenerativeAlignment, semantic_tables
+from semrec.encoder.config import ConfigError, resolve_config
+from semrec.encoder.dataset import DataError, load_dataset
+from semrec.encoder.models import GraphOutput, PairBatch
+from semrec.encoder.registry import available_models, get_model_class
+from semrec.encoder.train_encoder import main
+
+
+def rlmrec_infonce(e1, e2, all2, temp):
+    """RLMRec's cal_infonce_loss, written out: sum over rows."""
+    n1 = e1 / torch.sqrt(1e-8 + e1.square().sum(-1, keepdim=True))
+    n2 = e2 / torch.sqrt(1e-8 + e2.square().sum(-1, keepdim=True))
+    na = all2 / torch.sqrt(1e-8 + all2.square().sum(-1, keepdim=True))
+    return (-(n1 * n2 / temp).sum(-1) + torch.log(torch.exp(n1 @ na.T / temp).sum(-1))).sum()
+
+
+@pytest.mark.parametrize("user_negatives", ["all", "batch"])
+def test_contrastive_loss_matches_rlmrec(user_negatives):
+    torch.manual_seed(0)
+    us, its = np.random.default_rng(0).standard_normal((12, 10)), np.random.default_rng(1).standard_normal((9, 10))
+    al = ContrastiveAlignment(us, its, collab_dim=4, kd_weight=0.5, kd_temperature=0.3, user_negatives=user_negatives)
+    out = GraphOutput(torch.randn(12, 4), torch.randn(9, 4), x0=torch.zeros(1))
+    batch = PairBatch(torch.tensor([1, 1, 5, 7, 1]), torch.tensor([2, 3, 2, 8, 0]), torch.tensor([4, 4, 6, 1, 2]))
+    got = al.loss(out, batch)["align"]
+    pu, pi = al.mlp(al.user_sem), al.mlp(al.item_sem)
+    user_cands = pu if user_negatives == "all" else pu[torch.unique(batch.users)]
+    want = (rlmrec_infonce(out.users[batch.users], pu[batch.users], user_cands, 0.3)
+            + rlmrec_infonce(out.items[batch.pos], pi[batch.pos], pi[batch.pos], 0.3)
+            + rlmrec_infonce(out.items[batch.neg], pi[batch.neg], pi[batch.neg], 0.3)) / 5 * 0.5
+    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-4)
+
+
+def test_generative_masks_and_reconstructs():
+    torch.manual_seed(0)
+    us, its = np.random.default_rng(0).standard_normal((30, 6)), np.random.default_rng(1).standard_normal((20, 6))
+    al = GenerativeAlignment(us, its, collab_dim=4, input_dim=4, mask_ratio=0.1, recon_weight=2.0, re_temperature=0.5)
+    with torch.no_grad():
+        al.mask_token.fill_(7.0)
+    x0 = torch.randn(50, 4)
+    masked, seeds = al.prepare(x0)
+    assert seeds.numel() == 5 and len(set(seeds.tolist())) == 5
+    assert (masked[seeds] == 7.0).all()
+    rest = torch.ones(50, dtype=torch.bool); rest[seeds] = False
+    assert torch.equal(masked[rest], x0[rest])
+    out = GraphOutput(torch.randn(30, 4), torch.randn(20, 4), x0=masked)
+    got = al.loss(out, None, seeds)["recon"]
+    x = F.normalize(al.mlp(torch.cat([out.users, out.items])[seeds]))
+    y = F.normalize(al.sem[seeds])
+    want = -torch.log(torch.exp((x * y).sum(1) / 0.5) / torch.exp(x @ y.T / 0.5).sum(1)).mean() * 2.0
+    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-5)
+
+
+def test_every_backbone_has_both_alignments():
+    names = available_models()
+    for backbone in ["gccf", "lightgcn", "sgl", "simgcl", "dccf", "autocf"]:
+        assert {f"{backbone}_plus", f"{backbone}_gene"} <= set(names)
+    cls = get_model_class("sgl_plus")
+    assert cls.backbone_cls is get_model_class("sgl") and cls.alignment_cls is ContrastiveAlignment
+    assert get_model_class("sgl_plus") is cls  # one class per name
+
+
+def test_aligned_config_layers_backbone_then_own_file():
+    cfg = resolve_config("lightgcn_plus", "yelp", get_model_class("lightgcn_plus"))
+    assert cfg.model["reg_weight"] == 1e-7 and cfg.model["keep_rate"] == 0.8  # own file, then lightgcn.yaml
+    assert cfg.align == {"kd_weight": 1e-2, "kd_temperature": 0.2, "user_negatives": "all", "shuffle": False}
+    cfg = resolve_config("gccf_gene", "yelp", get_model_class("gccf_gene"), ["align.mask_ratio=0.3"])
+    assert cfg.model["layers"] == 2 and cfg.align["mask_ratio"] == 0.3
+    with pytest.raises(ConfigError, match="valid keys: kd_weight, kd_temperature, user_negatives, shuffle"):
+        resolve_config("lightgcn_plus", "yelp", get_model_class("lightgcn_plus"), ["align.mask_ratio=0.3"])
+    with pytest.raises(ConfigError, match="lightgcn has no alignment"):
+        resolve_config("lightgcn", "yelp", get_model_class("lightgcn"), ["align.shuffle=true"])
+
+
+def test_missing_or_mismatched_semantics(tmp_path, capsys):
+    bare = write_dataset(tmp_path / "bare")
+    code = main(["--model", "lightgcn_plus", "--dataset", "bare", "--data-dir", str(bare), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing usr_emb_np.pkl, itm_emb_np.pkl" in err and "generate_emb.py --dataset bare" in err
+    wide = write_dataset(tmp_path / "wide", user_emb=np.ones((30, 8)), item_emb=np.ones((40, 9)))
+    with pytest.raises(DataError, match="differ in width \\(8 vs 9\\)"):
+        semantic_tables(load_dataset(wide), shuffle=False)
+
+
+def test_shuffle_control_permutes_owners(tiny_data):
+    plain_u, plain_i = semantic_tables(tiny_data, shuffle=False)
+    mixed_u, mixed_i = semantic_tables(tiny_data, shuffle=True)
+    assert not np.array_equal(plain_u, mixed_u)
+    assert sorted(map(tuple, plain_u)) == sorted(map(tuple, mixed_u))  # same vectors, other owners
+
+
+@pytest.mark.parametrize("name", ["lightgcn_plus", "gccf_gene"])
+def test_aligned_cli_run_with_any_semantic_width(name, tmp_path):
+    rng = np.random.default_rng(0)
+    folder = write_dataset(tmp_path / "d", user_emb=rng.standard_normal((30, 1536)), item_emb=rng.standard_normal((40, 1536)))
+    out = tmp_path / "run"
+    assert main(["--model", name, "--dataset", "d", "--data-dir", str(folder), "--out", str(out),
+                 "--set", "train.epochs=1", "--set", "align.shuffle=true", "--quiet"]) == 0
+    hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert ("align" if name.endswith("plus") else "recon") in hist[0]
