@@ -127,3 +127,11 @@ def test_shared_yelp_short_run(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["data"]["users"] == 11091 and res["data"]["train"] == 166620
     assert res["test"]["recall@20"] > 0.07  # random ranking gives about 0.002
+
+
+def test_installed_package_imports_from_anywhere_without_generic_names(tmp_path):
+    probe = ("import importlib.util, semrec.encoder.models, semrec.data.prepare, semrec.generation; "
+             "print([importlib.util.find_spec(n) is None for n in ('encoder', 'data', 'generation', 'configs')])")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[True, True, True, True]"
