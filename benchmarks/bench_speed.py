@@ -14,7 +14,11 @@ training items masked, Recall/NDCG@5/10/20):
   and labels hits with Python membership tests. (RLMRec itself cannot be fetched here.)
 * ``semrec``: the toolkit's trainer and evaluator.
 
-It prints seconds for each and the ratio, then where semrec's epoch time goes.
+It prints seconds for each and the ratio, then where semrec's epoch time goes. With
+``--backbones sgl simgcl ...`` it also times one epoch of each named model (Yelp settings)
+and prints it relative to semrec's LightGCN epoch. Aligned models (``lightgcn_plus``) get
+random semantic embeddings of width ``--sem-dim`` (1536 = OpenAI ada-002, RLMRec's) when
+the dataset has none: the cost of the alignment does not depend on what the vectors say.
 """
 from __future__ import annotations
 
@@ -130,37 +134,50 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(DEFAULT_DATA))
     p.add_argument("--epochs", type=int, default=2, help="epochs timed per implementation (best is kept)")
+    p.add_argument("--backbones", nargs="*", default=[], help="also time one epoch of these models")
+    p.add_argument("--sem-dim", type=int, default=1536, help="width of stand-in semantic embeddings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="config override for --backbones runs")
+    p.add_argument("--skip-reference", action="store_true", help="only the --backbones timings")
     args = p.parse_args(argv)
-    from semrec.encoder.config import resolve_config
     from semrec.encoder.dataset import load_dataset
-    from semrec.encoder.evaluator import Evaluator
-    from semrec.encoder.graph import normalized_adjacency
-    from semrec.encoder.models import LightGCN
-    from semrec.encoder.trainer import Trainer, seed_everything
 
     if not (Path(args.data_dir) / "trn_mat.pkl").exists():
         print(f"skipped: {args.data_dir} not found", file=sys.stderr)
         return 0
     data = load_dataset(args.data_dir)
-    seed_everything(2023)
 
-    # reference
+    if not args.skip_reference:
+        compare_with_reference(data, args.epochs)
+    if args.backbones:
+        base = epoch_seconds("lightgcn", data, [], args.sem_dim)
+        print(f"{'lightgcn':>14}: {base:6.2f} s/epoch")
+        for name in args.backbones:
+            sec = epoch_seconds(name, data, args.overrides, args.sem_dim)
+            print(f"{name:>14}: {sec:6.2f} s/epoch  = {sec / base:4.1f}x lightgcn", flush=True)
+    return 0
+
+
+def compare_with_reference(data, epochs: int) -> None:
+    from semrec.encoder.config import resolve_config
+    from semrec.encoder.graph import normalized_adjacency
+    from semrec.encoder.models import LightGCN
+    from semrec.encoder.trainer import Trainer, seed_everything
+
+    seed_everything(2023)
     adj = normalized_adjacency(data.train).tocoo()
     t_adj = torch.sparse_coo_tensor(np.vstack([adj.row, adj.col]), adj.data, adj.shape).coalesce()
     ref = _RefLightGCN(t_adj, data.num_users, data.num_items)
     loader = tud.DataLoader(_Triples(data.train.tocoo()), batch_size=4096, shuffle=True)
     opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
-    ref_epoch, _ = timed(lambda: reference_epoch(ref, loader, opt), args.epochs)
-    ref_eval, ref_metrics = timed(lambda: reference_eval(ref, data.train, data.test), 1)
+    ref_epoch, _ = timed(lambda: reference_epoch(ref, loader, opt), epochs)
+    ref_eval, _ = timed(lambda: reference_eval(ref, data.train, data.test), 1)
 
-    # semrec
     cfg = resolve_config("lightgcn", "yelp", LightGCN, ["train.epochs=1"])
     sampler = seed_everything(2023)
     model = LightGCN(data.train, **cfg.model)
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(model, data, cfg, tmp, torch.device("cpu"), sampler)
-        ours_epoch, _ = timed(lambda: tr.train_epoch(0), args.epochs)
-        tr.model.eval()
+        ours_epoch, _ = timed(lambda: tr.train_epoch(0), epochs)
         ours_eval, _ = timed(lambda: tr.evaluate("test"), 3)
         # the reference evaluator on semrec's weights must give semrec's numbers
         ref.u.data, ref.i.data = model.user_emb.data, model.item_emb.data
@@ -173,8 +190,29 @@ def main(argv=None) -> int:
     print(f"training epoch   reference {ref_epoch:6.2f} s   semrec {ours_epoch:6.2f} s   ratio {ref_epoch / ours_epoch:5.1f}x")
     print(f"full evaluation  reference {ref_eval:6.2f} s   semrec {ours_eval:6.2f} s   ratio {ref_eval / ours_eval:5.1f}x")
     print(f"metric agreement on the same weights: max |diff| = {agree:.2e}")
-    print("semrec epoch breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in profile.items()))
-    return 0
+    print("semrec epoch breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in profile.items()), flush=True)
+
+
+def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int) -> float:
+    """Seconds of one training epoch of model ``name`` with its Yelp configuration."""
+    import dataclasses
+
+    from semrec.encoder.config import resolve_config
+    from semrec.encoder.registry import get_model_class
+    from semrec.encoder.trainer import Trainer, seed_everything
+
+    cls = get_model_class(name)
+    cfg = resolve_config(name, "yelp", cls, overrides)
+    if hasattr(cls, "alignment_cls") and data.user_emb is None:
+        rng = np.random.default_rng(0)
+        data = dataclasses.replace(data, user_emb=rng.standard_normal((data.num_users, sem_dim), dtype=np.float32),
+                                   item_emb=rng.standard_normal((data.num_items, sem_dim), dtype=np.float32))
+    sampler = seed_everything(2023)
+    model = cls.from_data(data, **cfg.model, **({"align": cfg.align} if cfg.align else {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(model, data, cfg, tmp, torch.device("cpu"), sampler)
+        seconds, _ = timed(lambda: tr.train_epoch(0), 1)
+    return seconds
 
 
 def breakdown(tr) -> dict[str, float]:

@@ -92,17 +92,14 @@ class ContrastiveAlignment(nn.Module):
         """
         uniq, counts = torch.unique(ids, return_counts=True)
         projected = self.mlp(table[uniq])
-        a = nn.functional.normalize(collab[uniq], dim=-1, eps=1e-8)
-        p = nn.functional.normalize(projected, dim=-1, eps=1e-8)
-        pool = p
+        pool, bias = projected, None
         if candidates == "all":
             rest = torch.ones(table.shape[0], dtype=torch.bool, device=ids.device)
             rest[uniq] = False
-            pool = torch.cat([p, nn.functional.normalize(self.mlp(table[rest]), dim=-1, eps=1e-8)])
-        logits = a @ pool.t() / self.kd_temperature
-        if candidates == "occurrences":
-            logits = logits + counts.log().to(logits.dtype)
-        per_node = torch.logsumexp(logits, dim=-1) - (a * p).sum(-1) / self.kd_temperature
+            pool = torch.cat([projected, self.mlp(table[rest])])
+        elif candidates == "occurrences":
+            bias = counts.log().to(projected.dtype)
+        per_node = info_nce(collab[uniq], projected, pool, self.kd_temperature, bias)
         return (per_node * counts).sum()
 
     def loss(self, out, batch, ctx=None) -> dict[str, torch.Tensor]:

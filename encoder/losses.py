@@ -19,16 +19,69 @@ def l2_of_parameters(module: nn.Module) -> torch.Tensor:
     return sum(p.square().sum() for p in module.parameters() if p.requires_grad)
 
 
+class _ChunkedLogSumExp(torch.autograd.Function):
+    """``out_i = log Σ_j exp(scale·<a_i, c_j> + bias_j)`` without keeping the ``(n, m)`` matrix.
+
+    Rows are processed in chunks that stay in cache, forward and backward; the backward
+    recomputes each chunk's softmax from the saved ``out``. Same value and gradient as
+    ``torch.logsumexp(scale * a @ c.T + bias, 1)``, at a fraction of the memory traffic.
+    """
+
+    @staticmethod
+    def forward(ctx, a, c, scale: float, bias, chunk: int):
+        out = a.new_empty(a.shape[0])
+        ct = c.t()
+        for lo in range(0, a.shape[0], chunk):
+            s = a[lo:lo + chunk] @ ct
+            s.mul_(scale)
+            if bias is not None:
+                s.add_(bias)
+            out[lo:lo + chunk] = torch.logsumexp(s, 1)
+        ctx.save_for_backward(a, c, out, bias)
+        ctx.scale, ctx.chunk = scale, chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, c, out, bias = ctx.saved_tensors
+        scale, chunk = ctx.scale, ctx.chunk
+        grad_a = torch.empty_like(a) if ctx.needs_input_grad[0] else None
+        grad_c = torch.zeros_like(c) if ctx.needs_input_grad[1] else None
+        ct = c.t()
+        for lo in range(0, a.shape[0], chunk):
+            s = a[lo:lo + chunk] @ ct
+            s.mul_(scale)
+            if bias is not None:
+                s.add_(bias)
+            p = s.sub_(out[lo:lo + chunk, None]).exp_().mul_(grad[lo:lo + chunk, None] * scale)
+            if grad_a is not None:
+                torch.mm(p, c, out=grad_a[lo:lo + chunk])
+            if grad_c is not None:
+                grad_c.addmm_(p.t(), a[lo:lo + chunk])
+        return grad_a, grad_c, None, None, None
+
+
+def logsumexp_similarity(a: torch.Tensor, c: torch.Tensor, scale: float = 1.0,
+                         bias: torch.Tensor | None = None, chunk: int = 256) -> torch.Tensor:
+    """``log Σ_j exp(scale·<a_i, c_j> + bias_j)`` per row of ``a``. Shapes: ``(n, d)``, ``(m, d)`` -> ``(n,)``.
+
+    ``bias`` (``(m,)``, constant) adds a per-candidate offset, e.g. ``log(count)`` for a
+    candidate that occurs ``count`` times.
+    """
+    return _ChunkedLogSumExp.apply(a, c, scale, bias, chunk)
+
+
 def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor,
-             temperature: float) -> torch.Tensor:
+             temperature: float, bias: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE of each anchor against its positive, over a set of candidates (cosine similarity).
 
     ``loss_b = -cos(a_b, p_b)/τ + log Σ_c exp(cos(a_b, c)/τ)``; the candidates usually include
     the positives (RLMRec's ``cal_infonce_loss``, computed with a stable log-sum-exp).
+    ``bias`` adds a constant per-candidate offset inside the sum (``log(count)`` for repeats).
 
     Shapes: ``anchor``, ``positive``: ``(B, d)``; ``candidates``: ``(C, d)``. Returns ``(B,)``.
     """
     a = F.normalize(anchor, dim=-1, eps=1e-8)
     p = F.normalize(positive, dim=-1, eps=1e-8)
     c = F.normalize(candidates, dim=-1, eps=1e-8)
-    return torch.logsumexp(a @ c.t() / temperature, dim=-1) - (a * p).sum(-1) / temperature
+    return logsumexp_similarity(a, c, 1.0 / temperature, bias) - (a * p).sum(-1) / temperature

@@ -85,7 +85,8 @@ def test_autocf_mask_and_schedule(tiny_data):
     torch.manual_seed(0)
     m = AutoCF(tiny_data.train, seed_num=3, mask_depth=1, fix_steps=2)
     _, seeds = m.seed_scores()
-    enc, rows, cols = m.mask(seeds)
+    enc, dec = m.mask(seeds)
+    rows, cols = dec.row, dec.col
     a = enc.matrices()[0].to_dense()
     assert (a[seeds] == 0).all() and (a[:, seeds] == 0).all()  # every edge touching a seed is masked
     assert enc.nnz < m.graph.nnz
@@ -103,3 +104,31 @@ def test_autocf_mask_and_schedule(tiny_data):
         m.start_epoch(epoch)
         redraws += ["infomax" in m.loss(batch)[1] for _ in range(3)]
     assert redraws == [True, False, True, True, False, True]
+
+
+def test_edge_dot_matches_gather_and_its_gradient():
+    r = sp.random(10, 8, density=0.4, random_state=3, format="csr")
+    g = SparseGraph(normalized_adjacency(r))
+    x = torch.randn(18, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(18, 5, dtype=torch.float64, requires_grad=True)
+    g = g.to(torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b: g.edge_dot(a, b), (x, y))
+    assert torch.allclose(g.edge_dot(x, y), (x[g.row] * y[g.col]).sum(-1))
+
+
+def test_graph_transformer_layer_matches_dense_attention():
+    from semrec.encoder.models.autocf import GraphTransformerLayer
+
+    torch.manual_seed(0)
+    r = sp.random(6, 5, density=0.5, random_state=4, format="csr")
+    g = SparseGraph(normalized_adjacency(r, self_loops=True))
+    layer = GraphTransformerLayer(8, heads=2)
+    x = torch.randn(11, 8)
+    got = layer(x, g)
+    mask = g.to_dense() != 0
+    q, k, v = x @ layer.q, x @ layer.k, x @ layer.v
+    want = []
+    for sl in (slice(0, 4), slice(4, 8)):
+        att = torch.exp((q[:, sl] @ k[:, sl].T).clamp(-10, 10)) * mask
+        want.append(att / (att.sum(1, keepdim=True) + 1e-8) @ v[:, sl])
+    assert torch.allclose(got, torch.cat(want, 1), atol=1e-5)

@@ -12,21 +12,25 @@ redrawn every ``fix_steps`` training steps, counted from the start of each epoch
 """
 from __future__ import annotations
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
-from semrec.encoder.losses import l2_of_parameters
+from semrec.encoder.losses import l2_of_parameters, logsumexp_similarity
 from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
 from semrec.encoder.registry import register
 
 
 class GraphTransformerLayer(nn.Module):
-    """Multi-head attention over the edges ``rows -> cols`` (messages flow from col to row).
+    """Multi-head attention along the entries of a sparse graph (row ``r`` attends to col ``c``).
 
-    Shapes: ``x``: ``(N, d)``; ``rows``, ``cols``: ``(E,)``; output ``(N, d)``.
+    Per head: scores ``<q_r, k_c>`` clamped to [-10, 10], exponentiated and normalised per row;
+    the output of ``r`` is the score-weighted sum of ``v_c``. Runs on the graph's CSR kernels.
+
+    Shapes: ``x``: ``(N, d)``; output ``(N, d)``.
     """
 
     def __init__(self, dim: int, heads: int):
@@ -36,16 +40,15 @@ class GraphTransformerLayer(nn.Module):
         self.heads = heads
         self.q, self.k, self.v = (nn.Parameter(nn.init.xavier_uniform_(torch.empty(dim, dim))) for _ in range(3))
 
-    def forward(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        n, d = x.shape
-        h = self.heads
-        q = (x @ self.q)[rows].view(-1, h, d // h)
-        k = (x @ self.k)[cols].view(-1, h, d // h)
-        v = (x @ self.v)[cols].view(-1, h, d // h)
-        att = torch.exp((q * k).sum(-1).clamp(-10.0, 10.0))  # (E, h)
-        norm = torch.zeros(n, h, dtype=x.dtype, device=x.device).index_add(0, rows, att)[rows]
-        msg = (att / (norm + 1e-8)).unsqueeze(-1) * v
-        return torch.zeros(n, d, dtype=x.dtype, device=x.device).index_add(0, rows, msg.reshape(-1, d))
+    def forward(self, x: torch.Tensor, graph: SparseGraph) -> torch.Tensor:
+        q, k, v = x @ self.q, x @ self.k, x @ self.v
+        outs = []
+        for part in torch.arange(x.shape[1], device=x.device).chunk(self.heads):
+            sl = slice(int(part[0]), int(part[-1]) + 1)
+            att = torch.exp(graph.edge_dot(q[:, sl], k[:, sl]).clamp(-10.0, 10.0))
+            norm = graph.row_sum(att)
+            outs.append(graph.weighted_propagate(att / (norm.index_select(0, graph.row) + 1e-8), v[:, sl]))
+        return torch.cat(outs, dim=1)
 
 
 @register("autocf")
@@ -78,7 +81,7 @@ class AutoCF(GraphRecommender):
         self.ones = SparseGraph(binary)
         self.decoder = nn.ModuleList(GraphTransformerLayer(dim, heads) for _ in range(gt_layers))
         self._step = 0
-        self._masked: tuple[SparseGraph, torch.Tensor, torch.Tensor] | None = None
+        self._masked: tuple[SparseGraph, SparseGraph] | None = None
 
     def start_epoch(self, epoch: int) -> None:
         self._step = 0
@@ -98,8 +101,8 @@ class AutoCF(GraphRecommender):
         noisy = torch.log(scores) + gumbel
         return noisy, torch.topk(noisy, min(self.seed_num, noisy.numel())).indices
 
-    def mask(self, seeds: torch.Tensor) -> tuple[SparseGraph, torch.Tensor, torch.Tensor]:
-        """Encoder graph without the edges near ``seeds``; decoder edges ``(rows, cols)``."""
+    def mask(self, seeds: torch.Tensor) -> tuple[SparseGraph, SparseGraph]:
+        """Encoder graph without the edges near ``seeds``, and the decoder's graph."""
         rows, cols = self.graph.row, self.graph.col
         n = self.graph.num_nodes
         kept = torch.ones_like(rows, dtype=torch.bool)
@@ -121,29 +124,30 @@ class AutoCF(GraphRecommender):
         a = pool[torch.randint(pool.numel(), (e,), device=rows.device)]
         b = pool[torch.randint(pool.numel(), (e,), device=rows.device)]
         loops = torch.arange(n, device=rows.device)
-        key = torch.unique(torch.cat([a, b, loops, r]) * n + torch.cat([b, a, loops, c]))
-        return encoder, key // n, key % n
+        key = torch.unique(torch.cat([a, b, loops, r]) * n + torch.cat([b, a, loops, c])).cpu().numpy()
+        decoder = sp.csr_matrix((np.ones(len(key), dtype=np.float32), (key // n, key % n)), shape=(n, n))
+        return encoder, SparseGraph(decoder).to(self.graph.val.device)
 
     # ----- forward ---------------------------------------------------------------------------
-    def _forward(self, x: torch.Tensor, encoder: SparseGraph, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, encoder: SparseGraph, decoder: SparseGraph) -> torch.Tensor:
         out = x
         mats = encoder.matrices()
         for _ in range(self.gcn_layers):
             x = encoder.propagate(x, mats)
             out = out + x
         for layer in self.decoder:
-            x = layer(x, rows, cols)
+            x = layer(x, decoder)
             out = out + x
         return out
 
     def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Full graph for both encoder and decoder (ranking)."""
         x = self.input_embeddings() if x0 is None else x0
-        return self.split(self._forward(x, self.graph, self.graph.row, self.graph.col))
+        return self.split(self._forward(x, self.graph, self.ones))
 
     @staticmethod
     def _uniformity(anchor: torch.Tensor, candidates: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
-        lse = torch.logsumexp(anchor @ candidates.t(), dim=-1)
+        lse = logsumexp_similarity(anchor, candidates)
         return lse.mean() if counts is None else (lse * counts).sum() / counts.sum()
 
     def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:

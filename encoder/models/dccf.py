@@ -50,7 +50,7 @@ class DCCF(GraphRecommender):
         """Propagate ``x`` over the graph re-weighted by endpoint similarity under ``h``."""
         g = self.graph
         hn = F.normalize(h, dim=-1)
-        alpha = ((hn[g.row] * hn[g.col]).sum(-1) + 1) / 2
+        alpha = (g.edge_dot(hn, hn) + 1) / 2
         deg = g.row_sum(alpha)
         inv = torch.where(deg > 0, 1.0 / deg, torch.zeros_like(deg))
         return g.weighted_propagate(alpha * inv[g.row], x)
