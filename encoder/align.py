@@ -76,8 +76,9 @@ class ContrastiveAlignment(nn.Module):
         super().__init__()
         if user_negatives not in ("all", "batch"):
             raise ValueError(f"user_negatives must be 'all' or 'batch', got {user_negatives!r}")
-        self.register_buffer("user_sem", torch.as_tensor(user_sem, dtype=torch.float32))
-        self.register_buffer("item_sem", torch.as_tensor(item_sem, dtype=torch.float32))
+        # data, not weights: kept out of state_dict and checkpoints
+        self.register_buffer("user_sem", torch.as_tensor(user_sem, dtype=torch.float32), persistent=False)
+        self.register_buffer("item_sem", torch.as_tensor(item_sem, dtype=torch.float32), persistent=False)
         self.mlp = projection(self.user_sem.shape[1], collab_dim)
         self.kd_weight, self.kd_temperature, self.user_negatives = kd_weight, kd_temperature, user_negatives
 
@@ -132,7 +133,7 @@ class GenerativeAlignment(nn.Module):
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         sem = np.concatenate([np.asarray(user_sem), np.asarray(item_sem)])
-        self.register_buffer("sem", torch.as_tensor(sem, dtype=torch.float32))
+        self.register_buffer("sem", torch.as_tensor(sem, dtype=torch.float32), persistent=False)
         self.mask_token = nn.Parameter(torch.zeros(1, input_dim))
         self.mlp = projection(collab_dim, self.sem.shape[1])
         self.mask_ratio, self.recon_weight, self.re_temperature = mask_ratio, recon_weight, re_temperature

@@ -122,3 +122,10 @@ def test_alignment_helps_on_the_demo_and_the_shuffled_control_does_not(tmp_path)
                      "--quiet", *extra]) == 0
         recall[tag] = json.loads((out / "results.json").read_text())["test"]["recall@20"]
     assert recall["plus"] > recall["base"] > recall["shuffled"]
+
+
+def test_semantic_tables_move_with_the_model_but_stay_out_of_checkpoints(tiny_data):
+    model = get_model_class("lightgcn_gene").from_data(tiny_data)
+    assert not any("sem" in k for k in model.state_dict())
+    model = model.to(torch.float64)
+    assert model.alignment.sem.dtype == torch.float64
