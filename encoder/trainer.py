@@ -111,6 +111,10 @@ class Trainer:
         if self.stop_metric not in {f"{m}@{k}" for m in cfg.eval.metrics for k in cfg.eval.ks}:
             raise ValueError(f"train.stop_metric {self.stop_metric!r} is not computed; it must be one of "
                              f"eval.metrics at one of eval.ks ({cfg.eval.metrics} @ {cfg.eval.ks})")
+        kind = getattr(model, "batch_kind", "pairwise")
+        if kind != "pairwise":
+            raise ValueError(f"{cfg.model_name} trains on {kind!r} batches; this trainer builds 'pairwise' "
+                             "(user, positive, negative) batches only")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.sampler = sampler or torch.Generator().manual_seed(tc.seed)
         self.users, self.items = data.train_pairs()

@@ -1,6 +1,6 @@
 """The interface every recommender implements, and the shared base of the graph backbones.
 
-The trainer and evaluator only call three methods, so any model fits them:
+The trainer and evaluator only use these, so any model that has them fits:
 
 * ``loss(batch) -> (loss, parts)``: the scalar to minimise and a dict of its named terms;
 * ``scorer() -> Callable[[users], scores]``: a ranking function, built once per evaluation;
