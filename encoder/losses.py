@@ -28,15 +28,15 @@ class _ChunkedLogSumExp(torch.autograd.Function):
     """
 
     @staticmethod
+    def _logits(a_rows, c, scale, bias):
+        s = (a_rows @ c.t()).mul_(scale)
+        return s if bias is None else s.add_(bias)
+
+    @staticmethod
     def forward(ctx, a, c, scale: float, bias, chunk: int):
         out = a.new_empty(a.shape[0])
-        ct = c.t()
         for lo in range(0, a.shape[0], chunk):
-            s = a[lo:lo + chunk] @ ct
-            s.mul_(scale)
-            if bias is not None:
-                s.add_(bias)
-            out[lo:lo + chunk] = torch.logsumexp(s, 1)
+            out[lo:lo + chunk] = torch.logsumexp(_ChunkedLogSumExp._logits(a[lo:lo + chunk], c, scale, bias), 1)
         ctx.save_for_backward(a, c, out, bias)
         ctx.scale, ctx.chunk = scale, chunk
         return out
@@ -47,12 +47,8 @@ class _ChunkedLogSumExp(torch.autograd.Function):
         scale, chunk = ctx.scale, ctx.chunk
         grad_a = torch.empty_like(a) if ctx.needs_input_grad[0] else None
         grad_c = torch.zeros_like(c) if ctx.needs_input_grad[1] else None
-        ct = c.t()
         for lo in range(0, a.shape[0], chunk):
-            s = a[lo:lo + chunk] @ ct
-            s.mul_(scale)
-            if bias is not None:
-                s.add_(bias)
+            s = _ChunkedLogSumExp._logits(a[lo:lo + chunk], c, scale, bias)
             p = s.sub_(out[lo:lo + chunk, None]).exp_().mul_(grad[lo:lo + chunk, None] * scale)
             if grad_a is not None:
                 torch.mm(p, c, out=grad_a[lo:lo + chunk])
