@@ -198,7 +198,7 @@ def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int) -> float:
     import dataclasses
 
     from semrec.encoder.config import resolve_config
-    from semrec.encoder.registry import get_model_class
+    from semrec.encoder.registry import build_model, get_model_class
     from semrec.encoder.trainer import Trainer, seed_everything
 
     cls = get_model_class(name)
@@ -208,7 +208,7 @@ def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int) -> float:
         data = dataclasses.replace(data, user_emb=rng.standard_normal((data.num_users, sem_dim), dtype=np.float32),
                                    item_emb=rng.standard_normal((data.num_items, sem_dim), dtype=np.float32))
     sampler = seed_everything(2023)
-    model = cls.from_data(data, **cfg.model, **({"align": cfg.align} if cfg.align else {}))
+    model = build_model(name, data, cfg.model, cfg.align)
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(model, data, cfg, tmp, torch.device("cpu"), sampler)
         seconds, _ = timed(lambda: tr.train_epoch(0), 1)

@@ -66,3 +66,9 @@ def get_model_class(name: str) -> type:
 
         return aligned_model_class(_MODELS[base], suffix)
     raise KeyError(f"unknown model {name!r}; valid models: {', '.join(available_models())}")
+
+
+def build_model(name: str, data, model: dict | None = None, align: dict | None = None):
+    """Instantiate model ``name`` for a dataset with its resolved ``model.*`` and ``align.*`` settings."""
+    cls = get_model_class(name)
+    return cls.from_data(data, **(model or {}), **({"align": align} if align else {}))

@@ -72,7 +72,7 @@ def _setup_logging(run_dir: Path, quiet: bool) -> None:
 def run(args: argparse.Namespace) -> dict:
     from semrec.encoder.config import config_from_dict, resolve_config
     from semrec.encoder.dataset import load_dataset
-    from semrec.encoder.registry import get_model_class
+    from semrec.encoder.registry import build_model, get_model_class
     from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
 
     if args.resume:
@@ -109,8 +109,7 @@ def run(args: argparse.Namespace) -> dict:
     sampler = seed_everything(cfg.train.seed)
     data = load_dataset(data_dir, name=cfg.dataset)
     log.info("data %s: %s", data_dir, data.stats())
-    model_cls = get_model_class(cfg.model_name)
-    model = model_cls.from_data(data, **cfg.model, **({"align": cfg.align} if cfg.align else {}))
+    model = build_model(cfg.model_name, data, cfg.model, cfg.align)
     trainer = Trainer(model, data, cfg, run_dir, device, sampler=sampler)
     results = trainer.fit(resume=bool(args.resume))
     results["run_dir"] = str(run_dir)
