@@ -138,6 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--sem-dim", type=int, default=1536, help="width of stand-in semantic embeddings")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override for --backbones runs")
     p.add_argument("--skip-reference", action="store_true", help="only the --backbones timings")
+    p.add_argument("--profile", action="store_true", help="print the torch profiler's table for 10 LightGCN steps")
     args = p.parse_args(argv)
     from semrec.encoder.dataset import load_dataset
 
@@ -148,6 +149,8 @@ def main(argv=None) -> int:
 
     if not args.skip_reference:
         compare_with_reference(data, args.epochs)
+    if args.profile:
+        profile_steps(data)
     if args.backbones:
         base = epoch_seconds("lightgcn", data, [], args.sem_dim)
         print(f"{'lightgcn':>14}: {base:6.2f} s/epoch")
@@ -213,6 +216,34 @@ def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int) -> float:
         tr = Trainer(model, data, cfg, tmp, torch.device("cpu"), sampler)
         seconds, _ = timed(lambda: tr.train_epoch(0), 1)
     return seconds
+
+
+def profile_steps(data, steps: int = 10) -> None:
+    """The torch profiler's per-operator table for ``steps`` LightGCN training steps."""
+    from semrec.encoder.config import resolve_config
+    from semrec.encoder.models import LightGCN
+    from semrec.encoder.trainer import Trainer, seed_everything
+
+    cfg = resolve_config("lightgcn", "yelp", LightGCN, ["train.epochs=1"])
+    sampler = seed_everything(2023)
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(LightGCN(data.train, **cfg.model), data, cfg, tmp, torch.device("cpu"), sampler)
+        tr.model.train()
+        batches = list(tr._batches())[:steps + 2]
+
+        def step(b):
+            loss, _ = tr.model.loss(b)
+            tr.optimizer.zero_grad()
+            loss.backward()
+            tr.optimizer.step()
+
+        for b in batches[:2]:
+            step(b)
+        with torch.profiler.profile() as prof:
+            for b in batches[2:]:
+                step(b)
+    print(f"torch profiler, {steps} LightGCN steps:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def breakdown(tr) -> dict[str, float]:
