@@ -7,8 +7,8 @@ symmetrically: ``Â = D^-1/2 A D^-1/2``.
 It is stored in CSR form together with a permutation to its transpose, so both the
 product ``Â X`` and its gradient ``Âᵀ G`` run on torch's CSR kernels (MKL on CPU, cuSPARSE
 on GPU). Edge dropout keeps each stored entry independently with probability
-``keep_rate`` (as RLMRec and SSLRec do: values are not rescaled) and rebuilds both CSR
-views with one cumulative sum, without sorting.
+``keep_rate`` (as RLMRec and SSLRec do: values are not rescaled); a dropped entry becomes a
+stored zero in both CSR views, so no structure is rebuilt.
 """
 from __future__ import annotations
 
@@ -165,15 +165,11 @@ class SparseGraph(nn.Module):
             if self._full is None:
                 self._full = (self._csr(self.crow, self.col, self.val), self._csr(self.t_crow, self.t_col, self.t_val))
             return self._full
-        keep = torch.rand(self.nnz, device=self.val.device) < keep_rate
-        return (self._dropped(self.crow, self.col, self.val, keep),
-                self._dropped(self.t_crow, self.t_col, self.t_val, keep.index_select(0, self.t_perm)))
-
-    def _dropped(self, crow, col, val, keep) -> torch.Tensor:
-        # kept_before[k]: entries kept among the first k (an int32 cumsum is several times faster)
-        kept_before = torch.cat([keep.new_zeros(1, dtype=torch.int32), torch.cumsum(keep, 0, dtype=torch.int32)])
-        idx = keep.nonzero().squeeze(1)
-        return self._csr(kept_before.index_select(0, crow).long(), col.index_select(0, idx), val.index_select(0, idx))
+        # Dropped entries are stored as zeros: the same product as removing them, without
+        # rebuilding either CSR structure (the kernels touch 1/keep_rate more entries).
+        keep = (torch.rand(self.nnz, device=self.val.device) < keep_rate).to(self.val.dtype)
+        return (self._csr(self.crow, self.col, self.val * keep),
+                self._csr(self.t_crow, self.t_col, self.t_val * keep.index_select(0, self.t_perm)))
 
     def propagate(self, x: torch.Tensor, mats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``Â x`` with gradients flowing to ``x``.
