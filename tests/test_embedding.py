@@ -73,3 +73,14 @@ def test_ml100k_text_benchmark(tmp_path):
         held = set(data.valid[u].indices) | set(data.test[u].indices)
         assert not [title(i) for i in held if len(title(i)) > 6 and title(i) not in train_titles
                     and not any(title(i) in t for t in train_titles) and title(i) in text]
+
+
+def test_mmr_with_minilm_picks_distinct_aspects(encoder):
+    from semrec.generation.mmr import select_sentences
+
+    reviews = ["The pasta here is absolutely delicious. Parking nearby is very hard to find.",
+               "Delicious pasta, truly absolutely delicious. The waiters were slow and rude.",
+               "Their pasta is delicious and fresh. Service was slow tonight."]
+    picked = select_sentences(reviews, encoder.encode, k=3, lam=0.5, dup_threshold=0.9)
+    assert sum("pasta" in s.lower() for s in picked) == 1  # one representative pasta sentence, not three
+    assert len(picked) == 3
