@@ -17,7 +17,6 @@ Output, in RLMRec's layout: ``trn_mat.pkl``, ``val_mat.pkl``, ``tst_mat.pkl``,
 from __future__ import annotations
 
 import argparse
-import pickle
 import re
 import zlib
 from collections import Counter
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+from semrec.encoder.dataset import write_pickle
 
 THEMES = {
     "italian restaurant": "pasta pizza risotto tiramisu espresso trattoria wine basil",
@@ -136,10 +137,7 @@ def make_demo(out: str | Path, num_users: int = 800, num_items: int = 1000, seed
              "itm_emb_np.pkl": encode_texts([item_prf[i]["profile"] for i in range(num_items)]),
              "usr_emb_np.pkl": encode_texts([user_prf[u]["profile"] for u in range(num_users)])}
     for fname, obj in files.items():
-        tmp = out / (fname + ".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(obj, f, protocol=4)
-        tmp.replace(out / fname)
+        write_pickle(out / fname, obj)
     (out / "README.md").write_text(
         "# demo\n\nMade by `python data/demo.py` (semrec's synthetic city-guide dataset, seed "
         f"{seed}): {num_users} users, {num_items} venues, {sum(m.nnz for m in mats)} visits split "

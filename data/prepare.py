@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from semrec.encoder.dataset import atomic_write, write_json
+
 if __package__ in (None, ""):  # run as a script: import the installed package
     from semrec.data.readers import PrepareError, RawInteractions, read_amazon, read_recbole, read_s3rec, read_yelp
 else:
@@ -105,12 +107,6 @@ def split_pairs(u: np.ndarray, t: np.ndarray, how: str, ratios: tuple[float, flo
 
 
 # ----------------------------------------------------------------------------- writing
-def _write_bytes(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
-
-
 def _jsonl(rows) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n" for r in rows).encode()
 
@@ -247,9 +243,9 @@ def convert(raw: RawInteractions, out: Path, *, source: str, options: dict[str, 
              "users": n_users, "items": n_items, "interactions": len(order), "pairs": int(len(pairs)),
              **summary(*csr), "dropped_cold_heldout": dropped_cold, "time": raw.time_kind}
     for name, payload in files.items():
-        _write_bytes(out / name, payload)
+        atomic_write(out / name, payload)
     stats["sha256"] = {name: hashlib.sha256(payload).hexdigest() for name, payload in sorted(files.items())}
-    _write_bytes(out / "stats.json", (json.dumps(stats, indent=2) + "\n").encode())
+    write_json(out / "stats.json", stats)
     return stats
 
 
@@ -285,7 +281,7 @@ def copy_rlmrec(src: Path, out: Path) -> dict[str, Any]:
              "items": data.num_items, "interactions": total, "pairs": total,
              **summary(data.train, data.valid, data.test), "dropped_cold_heldout": 0, "time": "none",
              "overlaps": data.overlaps(), "sha256": copied}
-    _write_bytes(out / "stats.json", (json.dumps(stats, indent=2) + "\n").encode())
+    write_json(out / "stats.json", stats)
     return stats
 
 

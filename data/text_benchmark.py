@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from semrec.encoder.dataset import load_pickle, write_pickle
 
 if __package__ in (None, ""):
     from semrec.data.prepare import convert
@@ -41,8 +42,6 @@ def _items(folder: Path) -> list[dict]:
 
 
 def _train_items(folder: Path) -> list[np.ndarray]:
-    from semrec.encoder.dataset import load_pickle
-
     trn = load_pickle(folder / "trn_mat.pkl").tocsr()
     return [trn.indices[trn.indptr[u]:trn.indptr[u + 1]] for u in range(trn.shape[0])]
 
@@ -100,9 +99,7 @@ def build(name: str, shared: Path, out_dir: Path, model_path: str | None = None)
              "usr_emb_np.pkl": encoder.encode([user_prf[u]["profile"] for u in range(len(user_prf))]),
              "itm_emb_np.pkl": encoder.encode([item_prf[i]["profile"] for i in range(len(item_prf))])}
     for fname, obj in files.items():
-        with open(folder / (fname + ".tmp"), "wb") as f:
-            pickle.dump(obj, f, protocol=4)
-        (folder / (fname + ".tmp")).replace(folder / fname)
+        write_pickle(folder / fname, obj)
     return folder
 
 

@@ -10,6 +10,7 @@ plain builtin types, so a pickle downloaded from the internet cannot run code.
 """
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import re
@@ -80,6 +81,24 @@ def load_pickle(path: str | Path) -> Any:
         raise
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a data error
         raise DataError(f"{path}: cannot be read as a dataset pickle ({e})") from e
+
+
+def atomic_write(path: str | Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temporary file, so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(payload)
+    tmp.replace(path)
+
+
+def write_pickle(path: str | Path, obj: Any) -> None:
+    """Pickle ``obj`` atomically (protocol 4, readable by :func:`load_pickle`)."""
+    atomic_write(path, pickle.dumps(obj, protocol=4))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def _binary_csr(obj: Any, path: Path) -> sp.csr_matrix:

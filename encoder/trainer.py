@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from semrec.encoder.config import RunConfig
-from semrec.encoder.dataset import InteractionData
+from semrec.encoder.dataset import InteractionData, write_json
 from semrec.encoder.evaluator import Evaluator
 from semrec.encoder.metrics import parse_metric_key
 from semrec.encoder.models.base import PairBatch
@@ -62,13 +62,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     return device
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (a crash never leaves a half-written file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass

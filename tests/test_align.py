@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import write_dataset, random_splits
+from helpers import write_dataset
 from semrec.encoder.align import ContrastiveAlignment, GenerativeAlignment, semantic_tables
 from semrec.encoder.config import ConfigError, resolve_config
 from semrec.encoder.dataset import DataError, load_dataset

@@ -8,7 +8,7 @@ import torch
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
 from semrec.encoder.losses import info_nce
-from semrec.encoder.models import SGL, AutoCF, DCCF, PairBatch, SimGCL
+from semrec.encoder.models import SGL, AutoCF, DCCF, PairBatch
 from semrec.encoder.models.simgcl import uniform_noise
 from semrec.encoder.models.ssl import view_contrast
 

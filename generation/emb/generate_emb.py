@@ -12,7 +12,6 @@ sentence-transformers model from a local folder (default: all-MiniLM-L6-v2 from 
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (args.dataset or args.data_dir):
         p.error("give --dataset NAME or --data-dir DIR")
-    from semrec.encoder.dataset import data_root, load_pickle
+    from semrec.encoder.dataset import data_root, load_pickle, write_pickle
     from semrec.generation.embedding import LocalEncoder, pca
 
     folder = Path(args.data_dir) if args.data_dir else data_root() / args.dataset
@@ -72,10 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             rate = len(texts) / max(time.perf_counter() - t0, 1e-9)
             if args.pca:
                 emb = pca(emb, args.pca)
-            tmp = folder / (dst + ".tmp")
-            with open(tmp, "wb") as f:
-                pickle.dump(np.ascontiguousarray(emb, dtype=np.float32), f, protocol=4)
-            tmp.replace(folder / dst)
+            write_pickle(folder / dst, np.ascontiguousarray(emb, dtype=np.float32))
             print(f"{kind}: {emb.shape[0]} x {emb.shape[1]} -> {folder / dst} ({rate:.0f} profiles/s, {encoder.name})")
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"generate_emb.py: {e}", file=sys.stderr)
