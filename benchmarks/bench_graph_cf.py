@@ -104,18 +104,23 @@ def main(argv: list[str] | None = None) -> int:
             f"| {m('ndcg@20')} | {'%.4f / %.4f' % paper if paper else '-'} | {med('train_epoch_s'):.2f} "
             f"| {med('eval_s'):.2f} | {'/'.join(str(r['epochs']) for r in rs)} "
             f"({'/'.join(str(r['best_epoch']) for r in rs)}) | {med('wall_s'):.0f} | {max(r['peak_rss_mb'] for r in rs):.0f} |")
+    report(args, argv, runs, rows, "bench_graph_cf.py", "Graph backbones on RLMRec Yelp",
+           "mean ± std of test metrics at the best validation epoch; times are medians.")
+    return 0
+
+
+def report(args, argv, runs: dict, rows: list[str], script: str, title: str, note: str) -> None:
+    """Print the table; with ``--json`` / ``--markdown`` also save the runs / append the table,
+    headed by the machine, the date and the command."""
     table = "\n".join(rows)
     print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2))
     if args.markdown:
-        cmd = "python benchmarks/bench_graph_cf.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        cmd = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(args.markdown, "a") as f:
-            f.write(f"\n### Graph backbones on RLMRec Yelp ({time.strftime('%Y-%m-%d')})\n\n"
-                    f"Machine: {machine()}.  \nCommand: `{cmd.strip()}`  \nSeeds: {args.seeds}; "
-                    "mean ± std of test metrics at the best validation epoch; times are medians.\n\n"
-                    f"{table}\n")
-    return 0
+            f.write(f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\n"
+                    f"Machine: {machine()}.  \nCommand: `{cmd.strip()}`  \nSeeds: {args.seeds}; {note}\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ the dataset has none: the cost of the alignment does not depend on what the vect
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -138,7 +139,8 @@ def main(argv=None) -> int:
     p.add_argument("--sem-dim", type=int, default=1536, help="width of stand-in semantic embeddings")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override for --backbones runs")
     p.add_argument("--skip-reference", action="store_true", help="only the --backbones timings")
-    p.add_argument("--profile", action="store_true", help="print the torch profiler's table for 10 LightGCN steps")
+    p.add_argument("--profile", nargs="?", const="lightgcn", default=None, metavar="MODEL",
+                   help="print the torch profiler's table for 10 training steps of MODEL (default lightgcn)")
     args = p.parse_args(argv)
     from semrec.encoder.dataset import load_dataset
 
@@ -150,7 +152,7 @@ def main(argv=None) -> int:
     if not args.skip_reference:
         compare_with_reference(data, args.epochs)
     if args.profile:
-        profile_steps(data)
+        profile_steps(args.profile, data, args.overrides, args.sem_dim)
     if args.backbones:
         base = epoch_seconds("lightgcn", data, [], args.sem_dim)
         print(f"{'lightgcn':>14}: {base:6.2f} s/epoch")
@@ -196,8 +198,8 @@ def compare_with_reference(data, epochs: int) -> None:
     print("semrec epoch breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in profile.items()), flush=True)
 
 
-def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int) -> float:
-    """Seconds of one training epoch of model ``name`` with its Yelp configuration."""
+def _trainer(name: str, data, overrides: list[str], sem_dim: int):
+    """A Trainer for model ``name`` with its Yelp configuration (random semantic tables if needed)."""
     import dataclasses
 
     from semrec.encoder.config import resolve_config
@@ -212,38 +214,36 @@ def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int) -> float:
                                    item_emb=rng.standard_normal((data.num_items, sem_dim), dtype=np.float32))
     sampler = seed_everything(2023)
     model = build_model(name, data, cfg.model, cfg.align)
-    with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(model, data, cfg, tmp, torch.device("cpu"), sampler)
-        seconds, _ = timed(lambda: tr.train_epoch(0), 1)
+    return Trainer(model, data, cfg, tempfile.mkdtemp(prefix="semrec-bench-"), torch.device("cpu"), sampler)
+
+
+def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int) -> float:
+    """Seconds of one training epoch of model ``name`` with its Yelp configuration."""
+    tr = _trainer(name, data, overrides, sem_dim)
+    seconds, _ = timed(lambda: tr.train_epoch(0), 1)
+    shutil.rmtree(tr.run_dir, ignore_errors=True)
     return seconds
 
 
-def profile_steps(data, steps: int = 10) -> None:
-    """The torch profiler's per-operator table for ``steps`` LightGCN training steps."""
-    from semrec.encoder.config import resolve_config
-    from semrec.encoder.models import LightGCN
-    from semrec.encoder.trainer import Trainer, seed_everything
+def profile_steps(name: str, data, overrides: list[str], sem_dim: int, steps: int = 10) -> None:
+    """The torch profiler's per-operator table for ``steps`` training steps of model ``name``."""
+    tr = _trainer(name, data, overrides, sem_dim)
+    tr.model.train()
+    batches = list(tr._batches())[:steps + 2]
 
-    cfg = resolve_config("lightgcn", "yelp", LightGCN, ["train.epochs=1"])
-    sampler = seed_everything(2023)
-    with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(LightGCN(data.train, **cfg.model), data, cfg, tmp, torch.device("cpu"), sampler)
-        tr.model.train()
-        batches = list(tr._batches())[:steps + 2]
+    def step(b):
+        loss, _ = tr.model.loss(b)
+        tr.optimizer.zero_grad()
+        loss.backward()
+        tr.optimizer.step()
 
-        def step(b):
-            loss, _ = tr.model.loss(b)
-            tr.optimizer.zero_grad()
-            loss.backward()
-            tr.optimizer.step()
-
-        for b in batches[:2]:
+    for b in batches[:2]:
+        step(b)
+    with torch.profiler.profile() as prof:
+        for b in batches[2:]:
             step(b)
-        with torch.profiler.profile() as prof:
-            for b in batches[2:]:
-                step(b)
-    print(f"torch profiler, {steps} LightGCN steps:")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    print(f"torch profiler, {steps} {name} steps:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def breakdown(tr) -> dict[str, float]:

@@ -100,8 +100,7 @@ class ContrastiveAlignment(nn.Module):
             pool = torch.cat([projected, self.mlp(table[rest])])
         elif candidates == "occurrences":
             bias = counts.log().to(projected.dtype)
-        per_node = info_nce(collab[uniq], projected, pool, self.kd_temperature, bias)
-        return (per_node * counts).sum()
+        return info_nce(collab[uniq], projected, pool, self.kd_temperature, bias, weights=counts)
 
     def loss(self, out, batch, ctx=None) -> dict[str, torch.Tensor]:
         user_pool = "all" if self.user_negatives == "all" else "distinct"

@@ -26,6 +26,18 @@ def test_minilm_offline_embeddings_are_semantic(encoder):
     assert sims[0, 1] > sims[0, 2] + 0.3
 
 
+def test_bfloat16_encoder_agrees_with_float32():
+    texts = ["a cozy italian trattoria with fresh pasta", "a garage that repairs brakes and tires",
+             "sci-fi movies with space battles and robots", "a quiet bookshop with a reading corner"]
+    full = LocalEncoder(precision="float32")
+    half = LocalEncoder(precision="bfloat16")
+    assert full.name.endswith("(float32)") and half.name.endswith("(bfloat16)")
+    a, b = full.encode(texts), half.encode(texts)
+    assert b.dtype == np.float32 and (a * b).sum(1).min() > 0.99
+    with pytest.raises(ValueError, match="precision must be one of"):
+        LocalEncoder(precision="int8")
+
+
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="not a sentence-transformers model folder"):
         LocalEncoder(tmp_path)

@@ -29,10 +29,45 @@ def test_view_contrast_counts_duplicates_exactly(negatives):
     torch.manual_seed(0)
     v1, v2 = torch.randn(10, 4), torch.randn(10, 4)
     nodes = torch.tensor([3, 3, 5, 1, 3, 5])
-    got = view_contrast(v1, v2, nodes, 0.3, negatives)
+    got = view_contrast(v1, v2, nodes, temperature=0.3, negatives=negatives)
     cand = v2 if negatives == "all" else v2[torch.tensor([1, 3, 5])]
     want = info_nce(v1[nodes], v2[nodes], cand, 0.3).sum()
     assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
+@pytest.mark.parametrize("negatives", ["all", "batch"])
+def test_view_contrast_of_two_groups_is_the_sum_of_their_losses(negatives):
+    """Positive and negative items share one call; a node in both groups counts in both."""
+    torch.manual_seed(1)
+    v1, v2 = torch.randn(10, 4, requires_grad=True), torch.randn(10, 4)
+    pos, neg = torch.tensor([2, 7, 7, 4]), torch.tensor([7, 9, 0, 2])
+    got = view_contrast(v1, v2, pos, neg, temperature=0.2, negatives=negatives)
+    want = sum(view_contrast(v1, v2, g, temperature=0.2, negatives=negatives) for g in (pos, neg))
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    g_got, = torch.autograd.grad(got, v1)
+    g_want, = torch.autograd.grad(want, v1)
+    assert torch.allclose(g_got, g_want, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_weighted_logsumexp_value_and_gradients_match_torch(with_bias):
+    """The fused kernel (gradients found in the forward pass) against plain autograd."""
+    from semrec.encoder.losses import weighted_logsumexp_similarity
+
+    torch.manual_seed(2)
+    a = torch.randn(300, 8, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randint(1, 4, (300,)).double()
+    bias = torch.randn(50, dtype=torch.float64) if with_bias else None
+    got = weighted_logsumexp_similarity(a, c, w, 2.5, bias, chunk=64) * 3.0
+    logits = 2.5 * a @ c.t() + (bias if with_bias else 0)
+    want = (torch.logsumexp(logits, 1) * w).sum() * 3.0
+    assert float(got) == pytest.approx(float(want), rel=1e-10)
+    ga, gc = torch.autograd.grad(got, (a, c))
+    wa, wc = torch.autograd.grad(want, (a, c))
+    assert torch.allclose(ga, wa, atol=1e-10) and torch.allclose(gc, wc, atol=1e-10)
+    with torch.no_grad():  # evaluation: the value alone
+        assert float(weighted_logsumexp_similarity(a, c, w, 2.5, bias)) == pytest.approx(float(want) / 3, rel=1e-10)
 
 
 def test_simgcl_noise_has_the_configured_norm_and_sign():

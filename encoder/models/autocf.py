@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
-from semrec.encoder.losses import l2_of_parameters, logsumexp_similarity
+from semrec.encoder.losses import l2_of_parameters, weighted_logsumexp_similarity
 from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
 from semrec.encoder.registry import register
 
@@ -147,8 +147,8 @@ class AutoCF(GraphRecommender):
 
     @staticmethod
     def _uniformity(anchor: torch.Tensor, candidates: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
-        lse = logsumexp_similarity(anchor, candidates)
-        return lse.mean() if counts is None else (lse * counts).sum() / counts.sum()
+        weights = torch.ones(anchor.shape[0], device=anchor.device, dtype=anchor.dtype) if counts is None else counts
+        return weighted_logsumexp_similarity(anchor, candidates, weights) / weights.sum()
 
     def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:
         """Masked encoder + decoder pass; redraws the mask every ``fix_steps`` steps."""

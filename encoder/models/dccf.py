@@ -86,10 +86,10 @@ class DCCF(GraphRecommender):
         cl = out.users.new_zeros(())
         for gnn, *others in views:
             for nodes in (u_nodes, i_nodes):
-                anchor = gnn[nodes]
+                anchor, ones = gnn[nodes], torch.ones(nodes.numel(), device=nodes.device)
                 for other in others:
                     o = other[nodes]
-                    cl = cl + info_nce(anchor, o, o, self.temperature).sum()
+                    cl = cl + info_nce(anchor, o, o, self.temperature, weights=ones)
         # RLMRec divides every term by the number of distinct batch users
         cl = self.cl_weight * cl / u_nodes.numel()
         reg = self.reg_weight * l2_of_parameters(self)

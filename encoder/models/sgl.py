@@ -65,9 +65,9 @@ class SGL(LightGCN):
         v1, v2 = self.augmented_view(out.x0), self.augmented_view(out.x0)
         u1, i1 = self.split(v1)
         u2, i2 = self.split(v2)
-        cl = (view_contrast(u1, u2, batch.users, self.temperature, self.cl_negatives)
-              + view_contrast(i1, i2, batch.pos, self.temperature, self.cl_negatives)
-              + view_contrast(i1, i2, batch.neg, self.temperature, self.cl_negatives))
+        cl = (view_contrast(u1, u2, batch.users, temperature=self.temperature, negatives=self.cl_negatives)
+              + view_contrast(i1, i2, batch.pos, batch.neg, temperature=self.temperature,
+                              negatives=self.cl_negatives))
         cl = self.cl_weight * cl / batch.users.numel()
         reg = self.reg_weight * l2_of_parameters(self)
         return rec + cl + reg, {"bpr": rec, "cl": cl, "reg": reg}

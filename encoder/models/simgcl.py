@@ -56,8 +56,8 @@ class SimGCL(LightGCN):
         rec = bpr_loss(out.users[batch.users], out.items[batch.pos], out.items[batch.neg])
         u1, i1 = self.split(self.perturbed_view(out.x0))
         u2, i2 = self.split(self.perturbed_view(out.x0))
-        cl = (view_contrast(u1, u2, batch.users, self.temperature, self.cl_negatives)
-              + view_contrast(i1, i2, batch.pos, self.temperature, self.cl_negatives))
+        cl = (view_contrast(u1, u2, batch.users, temperature=self.temperature, negatives=self.cl_negatives)
+              + view_contrast(i1, i2, batch.pos, temperature=self.temperature, negatives=self.cl_negatives))
         cl = self.cl_weight * cl / batch.users.numel()
         reg = self.reg_weight * l2_of_parameters(self)
         return rec + cl + reg, {"bpr": rec, "cl": cl, "reg": reg}

@@ -1,0 +1,320 @@
+"""Generate item or user profiles for a whole dataset with an LLM, resumably.
+
+The commands ``generation/item/generate_profile.py`` and ``generation/user/generate_profile.py``
+call :func:`main` with their kind. One run:
+
+1. builds one chat request per entity (:mod:`semrec.generation.prompts`; user prompts show the
+   item profiles when ``itm_prf.pkl`` exists, so generate items first);
+2. skips every request already answered in the reply cache (``<dataset>/llm_cache/<kind>.jsonl``);
+3. with ``--dry-run``, prints the number of requests, estimated tokens and cost, and stops;
+4. otherwise sends the rest with bounded concurrency (or through the OpenAI Batch API with
+   ``--batch``), appending each reply to the cache the moment it arrives;
+5. writes ``itm_prf.pkl`` / ``usr_prf.pkl`` (``{id: {"profile", "reasoning"}}``, RLMRec's layout)
+   and ``itm_prf.jsonl`` / ``usr_prf.jsonl`` once every entity has a profile. Entities whose
+   replies stayed malformed are listed; running the command again retries only those.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from semrec.generation.cache import ReplyCache, request_key
+from semrec.generation.llm import LLMError, LLMSettings, Outcome, complete_profile, make_client, parse_reply, \
+    run_bounded
+from semrec.generation.prompts import DatasetText, PromptBuilder, estimate_tokens, load_templates
+
+OUTPUTS = {"item": ("itm_prf.pkl", "itm_prf.jsonl"), "user": ("usr_prf.pkl", "usr_prf.jsonl")}
+
+# USD per million tokens (input, output), standard tier as published by OpenAI; pass
+# --price-in / --price-out for other models or when these change.
+PRICES = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-3.5-turbo": (0.50, 1.50),
+}
+
+
+class Job:
+    """The requests of one kind for one dataset, and what the cache already holds for them."""
+
+    def __init__(self, kind: str, folder: Path, settings: LLMSettings, builder: PromptBuilder, cache: ReplyCache):
+        self.kind, self.folder, self.settings, self.cache = kind, folder, settings, cache
+        params = settings.request_params()
+        self.requests: list[tuple[int, str, list[dict[str, str]]]] = []
+        for entity in range(len(builder)):
+            messages = builder.messages(entity)
+            self.requests.append((entity, request_key(params, messages), messages))
+
+    def pending(self) -> list[tuple[int, str, list[dict[str, str]]]]:
+        return [r for r in self.requests if self.cache.get(r[1]) is None]
+
+    def record(self, entity: int, key: str, outcome: Outcome) -> None:
+        self.cache.add({"key": key, "kind": self.kind, "id": entity, "model": self.settings.model,
+                        "status": outcome.status, "profile": outcome.profile, "reasoning": outcome.reasoning,
+                        "format": outcome.format, "attempts": outcome.attempts, "usage": outcome.usage,
+                        "error": outcome.error, "raw": outcome.raw if outcome.status != "ok" else "",
+                        "time": round(time.time(), 3)})
+
+
+def estimate(job: Job, pending: list, price_in: float | None, price_out: float | None) -> dict[str, Any]:
+    """Requests, estimated prompt tokens and an upper bound on completion tokens and cost."""
+    prompt = sum(estimate_tokens(m["content"]) + 4 for _, _, msgs in pending for m in msgs)
+    completion = len(pending) * job.settings.max_tokens
+    prices = (price_in, price_out) if price_in is not None and price_out is not None else PRICES.get(job.settings.model)
+    out = {"requests": len(pending), "cached": len(job.requests) - len(pending), "prompt_tokens": prompt,
+           "completion_tokens_max": completion}
+    if prices:
+        out["cost_usd_max"] = round((prompt * prices[0] + completion * prices[1]) / 1e6, 4)
+    return out
+
+
+async def run_online(job: Job, pending: list, progress=None) -> dict[str, int]:
+    """Send ``pending`` with bounded concurrency; every outcome goes to the cache at once."""
+    client = make_client(job.settings)
+    counts = {"ok": 0, "failed": 0}
+
+    async def work(request):
+        entity, key, messages = request
+        outcome = await complete_profile(client, job.settings, messages)
+        job.record(entity, key, outcome)
+        counts[outcome.status] += 1
+        if progress is not None:
+            progress.update(1)
+
+    try:
+        await run_bounded(pending, work, job.settings.concurrency)
+    finally:
+        await client.close()
+    return counts
+
+
+# ----------------------------------------- Batch API ------------------------------------------
+def _batch_state(job: Job) -> Path:
+    return job.cache.path.with_name(f"{job.kind}_batch.json")
+
+
+async def run_batch(job: Job, pending: list, poll_seconds: float = 30.0, log=print) -> dict[str, int]:
+    """Submit ``pending`` as one OpenAI Batch job, wait for it, and move its replies into the cache.
+
+    The batch id is saved next to the cache before waiting, so an interrupted run resumes the
+    same batch (no second submission) when started again.
+    """
+    from semrec.encoder.dataset import write_json
+    from semrec.generation.llm import call_with_backoff
+
+    client = make_client(job.settings)
+    state_path = _batch_state(job)
+    try:
+        if state_path.exists():
+            state = json.loads(state_path.read_text())
+            log(f"resuming batch {state['batch_id']} ({len(state['keys'])} requests)")
+        else:
+            params = job.settings.request_params()
+            lines = [json.dumps({"custom_id": key, "method": "POST", "url": "/v1/chat/completions",
+                                 "body": {"messages": messages, **params}}) for _, key, messages in pending]
+            upload = await call_with_backoff(job.settings, lambda: client.files.create(
+                file=(f"semrec-{job.kind}.jsonl", ("\n".join(lines) + "\n").encode()), purpose="batch"), "batch upload")
+            batch = await call_with_backoff(job.settings, lambda: client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"), "batch create")
+            state = {"batch_id": batch.id, "input_file_id": upload.id, "keys": {k: e for e, k, _ in pending}}
+            write_json(state_path, state)
+            log(f"submitted batch {batch.id} ({len(pending)} requests)")
+        while True:
+            batch = await call_with_backoff(job.settings, lambda: client.batches.retrieve(state["batch_id"]), "batch poll")
+            if batch.status in ("completed", "failed", "expired", "cancelled"):
+                break
+            await asyncio.sleep(poll_seconds)
+        counts = {"ok": 0, "failed": 0}
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            content = await call_with_backoff(job.settings, lambda: client.files.content(file_id), "batch download")
+            for line in content.text.splitlines():
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                key = row.get("custom_id")
+                if key not in state["keys"]:
+                    continue
+                outcome = _batch_outcome(row)
+                job.record(int(state["keys"][key]), key, outcome)
+                counts[outcome.status] += 1
+        if batch.status != "completed":
+            log(f"batch {batch.id} ended with status {batch.status!r}")
+        state_path.unlink()
+        return counts
+    finally:
+        await client.close()
+
+
+def _batch_outcome(row: dict[str, Any]) -> Outcome:
+    response = row.get("response") or {}
+    if row.get("error") or response.get("status_code", 200) != 200:
+        return Outcome("failed", error=f"batch error: {row.get('error') or response.get('body')}", attempts=1)
+    body = response.get("body") or {}
+    text = ((body.get("choices") or [{}])[0].get("message") or {}).get("content")
+    usage = {k: (body.get("usage") or {}).get(k, 0) for k in ("prompt_tokens", "completion_tokens")}
+    try:
+        parsed = parse_reply(text)
+    except ValueError as e:
+        return Outcome("failed", raw=text or "", error=f"malformed reply: {e}", attempts=1, usage=usage)
+    return Outcome("ok", parsed["profile"], parsed["reasoning"], "json", text or "", attempts=1, usage=usage)
+
+
+# ------------------------------------------ outputs -------------------------------------------
+def collect(job: Job) -> tuple[dict[int, dict[str, str]], list[int]]:
+    """Profiles of every entity the cache answers, and the entities still without one."""
+    profiles, missing = {}, []
+    for entity, key, _ in job.requests:
+        rec = job.cache.get(key)
+        if rec is None:
+            missing.append(entity)
+        else:
+            profiles[entity] = {"profile": rec["profile"], "reasoning": rec["reasoning"]}
+    return profiles, missing
+
+
+def write_outputs(job: Job, profiles: dict[int, dict[str, str]]) -> tuple[Path, Path]:
+    from semrec.encoder.dataset import atomic_write, write_pickle
+
+    pkl, jsonl = (job.folder / f for f in OUTPUTS[job.kind])
+    write_pickle(pkl, profiles)
+    atomic_write(jsonl, "".join(json.dumps({"id": k, **v}, ensure_ascii=False) + "\n"
+                                for k, v in sorted(profiles.items())).encode("utf-8"))
+    return pkl, jsonl
+
+
+# -------------------------------------------- CLI ---------------------------------------------
+def add_llm_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags shared by the profile commands and the one-command pipeline."""
+    g = p.add_argument_group("LLM endpoint")
+    g.add_argument("--model", default="gpt-4o-mini", help="model name at the endpoint (default gpt-4o-mini)")
+    g.add_argument("--base-url", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else OpenAI)")
+    g.add_argument("--api-key", help="API key (default $OPENAI_API_KEY; never written to a file or log)")
+    g.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
+    g.add_argument("--temperature", type=float, default=0.0)
+    g.add_argument("--max-tokens", type=int, default=300, help="completion tokens per reply at most")
+    g.add_argument("--timeout", type=float, default=60.0, help="seconds per request before it is retried")
+    g.add_argument("--retries", type=int, default=6, help="retries after 429/5xx/timeouts (backoff, Retry-After)")
+    g.add_argument("--format-retries", type=int, default=2, help="corrective follow-ups after a malformed reply")
+    g.add_argument("--backoff", type=float, default=1.0, help="first wait between retries, seconds")
+    g.add_argument("--json-mode", action="store_true", help='send response_format={"type": "json_object"}')
+    g.add_argument("--plain-text-fallback", action="store_true",
+                   help="keep a reply that is still not JSON after the format retries as the profile")
+    g = p.add_argument_group("prompts")
+    g.add_argument("--instructions", help="instruction set: a folder name under generation/instruction/ or a path "
+                                          "(default: chosen by the dataset name, else default/)")
+    g.add_argument("--token-budget", type=int, default=1024, help="estimated tokens per prompt at most")
+    g.add_argument("--max-reviews", type=int, default=10, help="reviews sampled per entity")
+    g.add_argument("--max-items", type=int, default=20, help="training items sampled per user")
+    g.add_argument("--seed", type=int, default=2023)
+    g.add_argument("--select-reviews", type=int, metavar="K",
+                   help="item prompts show the K most representative, diverse review sentences (MMR, RERec) "
+                        "instead of a random sample of reviews; needs the local sentence encoder")
+    g.add_argument("--mmr-lambda", type=float, default=0.7, help="MMR trade-off: 1 = relevance only, 0 = diversity only")
+    g = p.add_argument_group("running")
+    g.add_argument("--dry-run", action="store_true", help="print requests, tokens and cost; send nothing")
+    g.add_argument("--price-in", type=float, help="USD per 1M prompt tokens (for --dry-run)")
+    g.add_argument("--price-out", type=float, help="USD per 1M completion tokens (for --dry-run)")
+    g.add_argument("--batch", action="store_true", help="use the OpenAI Batch API (submit, poll, collect; resumable)")
+    g.add_argument("--poll-seconds", type=float, default=30.0)
+    g.add_argument("--limit", type=int, help="only the first N entities (a trial run; outputs are not written)")
+
+
+def settings_from_args(args: argparse.Namespace) -> LLMSettings:
+    return LLMSettings(model=args.model, base_url=args.base_url, api_key=args.api_key, temperature=args.temperature,
+                       max_tokens=args.max_tokens, timeout=args.timeout, retries=args.retries,
+                       format_retries=args.format_retries, backoff=args.backoff, concurrency=args.concurrency,
+                       plain_text_fallback=args.plain_text_fallback, json_mode=args.json_mode)
+
+
+def dataset_folder(args: argparse.Namespace) -> Path:
+    from semrec.encoder.dataset import data_root
+
+    return Path(args.data_dir) if getattr(args, "data_dir", None) else data_root() / args.dataset
+
+
+def generate(kind: str, folder: Path, args: argparse.Namespace, log=print) -> int:
+    """Run one kind for the dataset in ``folder``; returns the exit code (0 done, 3 some failed)."""
+    from semrec.encoder.dataset import load_pickle
+
+    settings = settings_from_args(args)
+    text = DatasetText(folder)
+    instr = args.instructions or folder.name
+    root = None
+    if args.instructions and Path(args.instructions).is_dir():
+        root, instr = Path(args.instructions).parent, Path(args.instructions).name
+    item_profiles = None
+    if kind == "user" and (folder / OUTPUTS["item"][0]).exists():
+        item_profiles = load_pickle(folder / OUTPUTS["item"][0])
+    selector = None
+    if kind == "item" and args.select_reviews:
+        from semrec.generation.embedding import LocalEncoder
+        from semrec.generation.mmr import select_sentences
+
+        encode = LocalEncoder().encode
+        selector = lambda reviews: select_sentences(reviews, encode, k=args.select_reviews,  # noqa: E731
+                                                    lam=args.mmr_lambda)
+    builder = PromptBuilder(text, kind, load_templates(kind, instr, root), token_budget=args.token_budget,
+                            max_reviews=args.max_reviews, max_items=args.max_items, seed=args.seed,
+                            item_profiles=item_profiles, review_selector=selector)
+    with ReplyCache(folder / "llm_cache" / f"{kind}.jsonl") as cache:
+        job = Job(kind, folder, settings, builder, cache)
+        if args.limit is not None:
+            job.requests = job.requests[:args.limit]
+        pending = job.pending()
+        est = estimate(job, pending, args.price_in, args.price_out)
+        cost = f", cost at most ${est['cost_usd_max']:.2f}" if "cost_usd_max" in est else \
+            " (cost: unknown model, pass --price-in/--price-out)"
+        log(f"{kind} profiles for {folder.name}: {len(job.requests)} entities, {est['cached']} cached, "
+            f"{est['requests']} to request, ~{est['prompt_tokens']:,} prompt tokens, "
+            f"<= {est['completion_tokens_max']:,} completion tokens{cost}; model {settings.model}")
+        if args.dry_run:
+            return 0
+        t0 = time.perf_counter()
+        if pending:
+            if args.batch:
+                counts = asyncio.run(run_batch(job, pending, args.poll_seconds, log))
+            else:
+                from tqdm import tqdm
+
+                with tqdm(total=len(pending), desc=f"{kind} profiles", disable=not sys.stderr.isatty()) as bar:
+                    counts = asyncio.run(run_online(job, pending, bar))
+            dt = time.perf_counter() - t0
+            log(f"{kind}: {counts['ok']} ok, {counts['failed']} failed in {dt:.1f} s "
+                f"({len(pending) / max(dt, 1e-9):.1f} requests/s)")
+        profiles, missing = collect(job)
+    if missing:
+        show = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        log(f"{kind}: {len(missing)} entities have no profile yet ({show}); their last errors are in "
+            f"{cache.path}. Run the same command again to retry only those.")
+        return 3
+    if args.limit is not None:
+        log(f"{kind}: trial of {args.limit} entities done; outputs are written by a run without --limit")
+        return 0
+    pkl, jsonl = write_outputs(job, profiles)
+    n_text = sum(1 for _, key, _ in job.requests if (job.cache.get(key) or {}).get("format") == "text")
+    log(f"wrote {pkl} and {jsonl}" + (f" ({n_text} plain-text fallbacks)" if n_text else ""))
+    return 0
+
+
+def main(kind: str, argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=f"generation/{kind}/generate_profile.py",
+                                description=f"Generate a text profile for every {kind} of a dataset with an LLM.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="a folder name under data/ (or $SEMREC_DATA_DIR)")
+    src.add_argument("--data-dir", help="a dataset folder")
+    add_llm_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return generate(kind, dataset_folder(args), args)
+    except (FileNotFoundError, ValueError, LLMError) as e:
+        print(f"generate_profile.py: {e}", file=sys.stderr)
+        return 2
