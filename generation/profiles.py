@@ -278,6 +278,14 @@ def generate(kind: str, folder: Path, args: argparse.Namespace, log=print) -> in
             f"<= {est['completion_tokens_max']:,} completion tokens{cost}; model {settings.model}")
         if args.dry_run:
             return 0
+        from semrec.encoder.dataset import write_json
+
+        # the resolved settings of this run, next to its replies (never the key)
+        write_json(cache.path.with_name(f"{kind}_run.json"),
+                   {"settings": settings.public(), "instructions": str(root / instr) if root else instr,
+                    "prompt": {k: getattr(args, k) for k in ("token_budget", "max_reviews", "max_items", "seed",
+                                                            "select_reviews", "mmr_lambda", "limit", "batch")},
+                    "entities": len(job.requests), "pending": len(pending), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
         t0 = time.perf_counter()
         if pending:
             if args.batch:

@@ -186,6 +186,8 @@ def test_profiles_for_every_entity_in_rlmrec_layout(prepared, serve, capsys):
     user_msgs = PromptBuilder(DatasetText(prepared), "user", load_templates("user", "shop"),
                               item_profiles=items).messages(0)[1]["content"]
     assert "Profile of Widget" in user_msgs
+    run_log = json.loads((prepared / "llm_cache" / "item_run.json").read_text())
+    assert run_log["settings"]["model"] == "stand-in" and run_log["prompt"]["seed"] == 2023
     # the key is never written to a file
     for path in prepared.rglob("*"):
         if path.is_file():

@@ -62,7 +62,7 @@ def test_weighted_logsumexp_value_and_gradients_match_torch(with_bias):
     got = weighted_logsumexp_similarity(a, c, w, 2.5, bias, chunk=64) * 3.0
     logits = 2.5 * a @ c.t() + (bias if with_bias else 0)
     want = (torch.logsumexp(logits, 1) * w).sum() * 3.0
-    assert float(got) == pytest.approx(float(want), rel=1e-10)
+    assert got.item() == pytest.approx(want.item(), rel=1e-10)
     ga, gc = torch.autograd.grad(got, (a, c))
     wa, wc = torch.autograd.grad(want, (a, c))
     assert torch.allclose(ga, wa, atol=1e-10) and torch.allclose(gc, wc, atol=1e-10)
