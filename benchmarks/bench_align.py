@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import fmt, report, run_one  # noqa: E402
+from bench_graph_cf import add_run_arguments, fmt, report, run_one  # noqa: E402
 
 # RLMRec paper (WWW 2024), Table 1, Yelp: relative Recall@20 gain of Con / Gen over LightGCN
 # (as quoted in the alignment issue; the other backbones' gains are not quoted here)
@@ -34,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True, help="a dataset with usr_emb_np.pkl / itm_emb_np.pkl")
     p.add_argument("--backbones", nargs="+", default=["lightgcn", "gccf", "sgl"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
-    p.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every run")
-    p.add_argument("--markdown", help="append the table to this file")
-    p.add_argument("--json", help="write all per-run numbers to this file")
+    add_run_arguments(p)
     args = p.parse_args(argv)
     data = Path(args.data_dir)
     if not (data / "usr_emb_np.pkl").exists():

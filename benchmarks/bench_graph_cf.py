@@ -65,6 +65,14 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) 
             "eval_s": statistics.median(t["eval_seconds"]), "peak_rss_mb": peak_kb / 1024, "wall_s": wall}
 
 
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Seeds, overrides and outputs, shared by the benchmarks that make full runs."""
+    p.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every run")
+    p.add_argument("--markdown", help="append the table to this file")
+    p.add_argument("--json", help="write all per-run numbers to this file")
+
+
 def fmt(values: list[float]) -> str:
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -74,11 +82,8 @@ def fmt(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["lightgcn", "gccf"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
     p.add_argument("--data-dir", default=str(DEFAULT_DATA))
-    p.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every run")
-    p.add_argument("--markdown", help="append the table to this file")
-    p.add_argument("--json", help="write all per-run numbers to this file")
+    add_run_arguments(p)
     args = p.parse_args(argv)
     data = Path(args.data_dir)
     if not (data / "trn_mat.pkl").exists():

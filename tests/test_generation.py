@@ -81,7 +81,7 @@ class Scripted:
         if isinstance(action, Exception):
             raise action
         if action == "sleep":
-            time.sleep(3)
+            time.sleep(8)
             action = None
         content = action if action is not None else json.dumps(
             {"summarization": f"Profile of {title}: for people who like it.", "reasoning": f"seen {title}"})
@@ -265,7 +265,7 @@ def test_server_errors_and_timeouts_are_retried(prepared, serve):
 
     chat = Scripted(plan)
     server = serve(chat)
-    assert run("item", prepared, server, "--timeout", "0.5") == 0
+    assert run("item", prepared, server, "--timeout", "2") == 0
     assert chat.calls["Widget002"] == 3 and chat.calls["Widget009"] == 2
     assert len(pickle.load(open(prepared / "itm_prf.pkl", "rb"))) == N_ITEMS
 
