@@ -163,10 +163,8 @@ def main(argv=None) -> int:
 
 
 def compare_with_reference(data, epochs: int) -> None:
-    from semrec.encoder.config import resolve_config
     from semrec.encoder.graph import normalized_adjacency
-    from semrec.encoder.models import LightGCN
-    from semrec.encoder.trainer import Trainer, seed_everything
+    from semrec.encoder.trainer import seed_everything
 
     seed_everything(2023)
     adj = normalized_adjacency(data.train).tocoo()
@@ -177,19 +175,18 @@ def compare_with_reference(data, epochs: int) -> None:
     ref_epoch, _ = timed(lambda: reference_epoch(ref, loader, opt), epochs)
     ref_eval, _ = timed(lambda: reference_eval(ref, data.train, data.test), 1)
 
-    cfg = resolve_config("lightgcn", "yelp", LightGCN, ["train.epochs=1"])
-    sampler = seed_everything(2023)
-    model = LightGCN(data.train, **cfg.model)
-    with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(model, data, cfg, tmp, torch.device("cpu"), sampler)
+    tr = _trainer("lightgcn", data, ["train.epochs=1"], sem_dim=0)
+    try:
         ours_epoch, _ = timed(lambda: tr.train_epoch(0), epochs)
         ours_eval, _ = timed(lambda: tr.evaluate("test"), 3)
         # the reference evaluator on semrec's weights must give semrec's numbers
-        ref.u.data, ref.i.data = model.user_emb.data, model.item_emb.data
+        ref.u.data, ref.i.data = tr.model.user_emb.data, tr.model.item_emb.data
         same = reference_eval(ref, data.train, data.test)
         mine = tr.evaluate("test")
         agree = max(abs(same[k] - mine[k]) for k in same)
         profile = breakdown(tr)
+    finally:
+        shutil.rmtree(tr.run_dir, ignore_errors=True)
 
     print(f"threads: {torch.get_num_threads()}")
     print(f"training epoch   reference {ref_epoch:6.2f} s   semrec {ours_epoch:6.2f} s   ratio {ref_epoch / ours_epoch:5.1f}x")
@@ -242,6 +239,7 @@ def profile_steps(name: str, data, overrides: list[str], sem_dim: int, steps: in
     with torch.profiler.profile() as prof:
         for b in batches[2:]:
             step(b)
+    shutil.rmtree(tr.run_dir, ignore_errors=True)
     print(f"torch profiler, {steps} {name} steps:")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 

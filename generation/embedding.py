@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -53,9 +54,9 @@ class LocalEncoder:
         device: ``cpu``, ``cuda``, ...
         batch_size: texts encoded at once.
         normalize: L2-normalise every embedding.
-        precision: ``float32``; ``bfloat16`` (on CPUs with bf16 units about 2.7x faster for
-            all-MiniLM-L6-v2, cosine to the float32 vectors >= 0.998); ``auto`` picks bfloat16
-            where the CPU computes it natively, float32 elsewhere. Output is float32 either way.
+        precision: ``float32``; ``bfloat16`` (faster on CPUs with bf16 units, vectors nearly the
+            same: ``benchmarks/bench_generation.py`` prints both); ``auto`` picks bfloat16 where the
+            CPU computes it natively, float32 elsewhere. Output is float32 either way.
     """
 
     def __init__(self, model_path: str | Path | None = None, device: str = "cpu", batch_size: int = 64,
@@ -137,8 +138,6 @@ class OpenAIEncoder:
                 raise LLMError(f"embeddings: asked for {len(batches[k])} vectors, got {len(rows)}")
             emb = np.asarray([r.embedding for r in rows], dtype=np.float32)
             if path is not None:
-                import io
-
                 buf = io.BytesIO()
                 np.save(buf, emb)
                 atomic_write(path, buf.getvalue())

@@ -18,6 +18,7 @@ import time
 from semrec.generation.emb.generate_emb import add_emb_arguments, embed_dataset
 from semrec.generation.llm import LLMError
 from semrec.generation.profiles import add_llm_arguments, dataset_folder, generate
+from semrec.generation.prompts import DatasetText
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = dataset_folder(args)
     t0 = time.perf_counter()
     try:
+        text = DatasetText(folder)
         for kind in ("item", "user"):
-            code = generate(kind, folder, args)
+            code = generate(kind, folder, args, text=text)
             if code:
                 return code
         if args.dry_run or args.limit is not None:

@@ -44,11 +44,12 @@ PRICES = {
 class Job:
     """The requests of one kind for one dataset, and what the cache already holds for them."""
 
-    def __init__(self, kind: str, folder: Path, settings: LLMSettings, builder: PromptBuilder, cache: ReplyCache):
+    def __init__(self, kind: str, folder: Path, settings: LLMSettings, builder: PromptBuilder, cache: ReplyCache,
+                 limit: int | None = None):
         self.kind, self.folder, self.settings, self.cache = kind, folder, settings, cache
         params = settings.request_params()
         self.requests: list[tuple[int, str, list[dict[str, str]]]] = []
-        for entity in range(len(builder)):
+        for entity in range(len(builder) if limit is None else min(limit, len(builder))):
             messages = builder.messages(entity)
             self.requests.append((entity, request_key(params, messages), messages))
 
@@ -241,12 +242,16 @@ def dataset_folder(args: argparse.Namespace) -> Path:
     return Path(args.data_dir) if getattr(args, "data_dir", None) else data_root() / args.dataset
 
 
-def generate(kind: str, folder: Path, args: argparse.Namespace, log=print) -> int:
-    """Run one kind for the dataset in ``folder``; returns the exit code (0 done, 3 some failed)."""
+def generate(kind: str, folder: Path, args: argparse.Namespace, log=print, text: DatasetText | None = None) -> int:
+    """Run one kind for the dataset in ``folder``; returns the exit code (0 done, 3 some failed).
+
+    ``text``: the dataset's :class:`DatasetText`, when the caller has it already (read once for
+    both kinds by ``generate_all.py``).
+    """
     from semrec.encoder.dataset import load_pickle
 
     settings = settings_from_args(args)
-    text = DatasetText(folder)
+    text = text if text is not None else DatasetText(folder)
     instr = args.instructions or folder.name
     root = None
     if args.instructions and Path(args.instructions).is_dir():
@@ -266,9 +271,7 @@ def generate(kind: str, folder: Path, args: argparse.Namespace, log=print) -> in
                             max_reviews=args.max_reviews, max_items=args.max_items, seed=args.seed,
                             item_profiles=item_profiles, review_selector=selector)
     with ReplyCache(folder / "llm_cache" / f"{kind}.jsonl") as cache:
-        job = Job(kind, folder, settings, builder, cache)
-        if args.limit is not None:
-            job.requests = job.requests[:args.limit]
+        job = Job(kind, folder, settings, builder, cache, args.limit)
         pending = job.pending()
         est = estimate(job, pending, args.price_in, args.price_out)
         cost = f", cost at most ${est['cost_usd_max']:.2f}" if "cost_usd_max" in est else \

