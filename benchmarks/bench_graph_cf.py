@@ -60,7 +60,7 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) 
     peak_kb = int(next(ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("PEAK_RSS_KB")))
     res = json.loads((out / "results.json").read_text())
     t = res["timing"]
-    return {"seed": seed, "test": res["test"], "best_epoch": res["best_epoch"], "epochs": res["last_epoch"] + 1,
+    return {"seed": seed, "valid": res["valid"], "test": res["test"], "best_epoch": res["best_epoch"], "epochs": res["last_epoch"] + 1,
             "train_epoch_s": statistics.median(t["train_epoch_seconds"]),
             "eval_s": statistics.median(t["eval_seconds"]), "peak_rss_mb": peak_kb / 1024, "wall_s": wall}
 
@@ -83,35 +83,57 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["lightgcn", "gccf"])
     p.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    p.add_argument("--from-json", nargs="+", metavar="FILE",
+                   help="no runs: rebuild the table from the --json files of earlier runs (e.g. one per seed "
+                        "or per machine); runs of the same model are pooled")
     add_run_arguments(p)
     args = p.parse_args(argv)
+    if args.from_json:
+        runs: dict[str, list[dict]] = {}
+        for f in args.from_json:
+            for model, rs in json.loads(Path(f).read_text()).items():
+                runs.setdefault(model, []).extend(rs)
+        for rs in runs.values():
+            rs.sort(key=lambda r: r["seed"])
+        args.seeds = sorted({r["seed"] for rs in runs.values() for r in rs})
+        report(args, argv, runs, table(runs), "bench_graph_cf.py", "Graph backbones on RLMRec Yelp",
+               "mean ± std of test metrics at the best validation epoch; times are medians.")
+        return 0
     data = Path(args.data_dir)
     if not (data / "trn_mat.pkl").exists():
         print(f"skipped: {data} not found (the benchmark reads ../shared/data/rlmrec_yelp)", file=sys.stderr)
         return 0
     extra = [x for o in args.overrides for x in ("--set", o)]
-    rows, runs = [], {}
+    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             runs[model] = [run_one(model, s, data, extra, Path(tmp)) for s in args.seeds]
             for r in runs[model]:
                 print(f"{model} seed {r['seed']}: recall@20 {r['test']['recall@20']:.4f} ndcg@20 "
                       f"{r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s", file=sys.stderr)
-    header = ("| model | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | paper R@20 / N@20 | s/epoch | s/eval "
-              "| epochs (best) | wall s | peak RSS MB |")
-    rows = [header, "|" + "---|" * 13]
+    report(args, argv, runs, table(runs), "bench_graph_cf.py", "Graph backbones on RLMRec Yelp",
+           "mean ± std of test metrics at the best validation epoch; times are medians.")
+    return 0
+
+
+def table(runs: dict[str, list[dict]]) -> list[str]:
+    """Markdown rows: per model, mean ± std over its runs, the paper's numbers, times and memory."""
+    header = ("| model | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | paper R@20 / N@20 | vs paper R@20 / N@20 "
+              "| s/epoch | s/eval | epochs (best) | wall s | peak RSS MB |")
+    rows = [header, "|" + "---|" * 14]
     for model, rs in runs.items():
         m = lambda key: fmt([r["test"][key] for r in rs])
+        mean = lambda key: statistics.fmean(r["test"][key] for r in rs)
         paper = PAPER.get(model)
+        vs = (f"{100 * (mean('recall@20') / paper[0] - 1):+.1f}% / {100 * (mean('ndcg@20') / paper[1] - 1):+.1f}%"
+              if paper else "-")
         med = lambda key: statistics.median(r[key] for r in rs)
         rows.append(
             f"| {model} | {m('recall@5')} | {m('recall@10')} | {m('recall@20')} | {m('ndcg@5')} | {m('ndcg@10')} "
-            f"| {m('ndcg@20')} | {'%.4f / %.4f' % paper if paper else '-'} | {med('train_epoch_s'):.2f} "
+            f"| {m('ndcg@20')} | {'%.4f / %.4f' % paper if paper else '-'} | {vs} | {med('train_epoch_s'):.2f} "
             f"| {med('eval_s'):.2f} | {'/'.join(str(r['epochs']) for r in rs)} "
             f"({'/'.join(str(r['best_epoch']) for r in rs)}) | {med('wall_s'):.0f} | {max(r['peak_rss_mb'] for r in rs):.0f} |")
-    report(args, argv, runs, rows, "bench_graph_cf.py", "Graph backbones on RLMRec Yelp",
-           "mean ± std of test metrics at the best validation epoch; times are medians.")
-    return 0
+    return rows
 
 
 def report(args, argv, runs: dict, rows: list[str], script: str, title: str, note: str) -> None:

@@ -24,6 +24,7 @@ from torch import nn
 
 from semrec.encoder.dataset import EMBEDDING_FILES, DataError, InteractionData
 from semrec.encoder.losses import info_nce
+from semrec.generation.embedding import pca
 
 
 def projection(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -36,8 +37,22 @@ def projection(in_dim: int, out_dim: int) -> nn.Sequential:
     return mlp
 
 
-def semantic_tables(data: InteractionData, shuffle: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The dataset's user and item semantic embeddings, checked; rows permuted if ``shuffle``."""
+#: settings of the semantic inputs themselves, set as ``align.<name>`` beside the alignment's
+#: own arguments: name -> (type, default)
+TABLE_OPTIONS = {"shuffle": (bool, False), "sem_dim": (int, 0)}
+
+
+def semantic_tables(data: InteractionData, shuffle: bool = False, sem_dim: int = 0,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's user and item semantic embeddings, checked.
+
+    Args:
+        shuffle: permute the rows (the control run: same vectors, wrong owners).
+        sem_dim: if > 0, project both tables onto the top ``sem_dim`` principal components of
+            their union (one PCA for users and items, which share the semantic space). A
+            faster approximation: the alignment MLPs then work on ``sem_dim`` inputs instead of
+            e.g. 1536.
+    """
     missing = [EMBEDDING_FILES[k] for k in ("user", "item") if getattr(data, f"{k}_emb") is None]
     if missing:
         raise DataError(f"{data.path or data.name}: aligned models need semantic embeddings; missing "
@@ -47,6 +62,12 @@ def semantic_tables(data: InteractionData, shuffle: bool, seed: int = 0) -> tupl
         raise DataError(f"{data.path or data.name}: user and item semantic embeddings differ in width "
                         f"({data.user_emb.shape[1]} vs {data.item_emb.shape[1]})")
     users, items = data.user_emb, data.item_emb
+    if sem_dim:
+        if not 0 < sem_dim <= users.shape[1]:
+            raise ValueError(f"align.sem_dim must be in 1..{users.shape[1]} (the embeddings' width) "
+                             f"or 0 for no reduction, got {sem_dim}")
+        both = pca(np.concatenate([users, items]), sem_dim)
+        users, items = both[: len(users)], both[len(users):]
     if shuffle:  # control: same vectors, wrong owners
         rng = np.random.default_rng(seed)
         users, items = users[rng.permutation(len(users))], items[rng.permutation(len(items))]
@@ -172,9 +193,9 @@ class AlignedModel(nn.Module):
     @classmethod
     def from_data(cls, data: InteractionData, align: dict | None = None, **hparams) -> "AlignedModel":
         align = dict(align or {})
-        shuffle = align.pop("shuffle", False)
+        table_opts = {k: align.pop(k) for k in TABLE_OPTIONS if k in align}
         backbone = cls.backbone_cls.from_data(data, **hparams)
-        users, items = semantic_tables(data, shuffle)
+        users, items = semantic_tables(data, **table_opts)
         extra = {"input_dim": backbone.dim} if cls.alignment_cls is GenerativeAlignment else {}
         alignment = cls.alignment_cls(users, items, collab_dim=backbone.out_dim, **extra, **align)
         return cls(backbone, alignment)

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from semrec.encoder.align import TABLE_OPTIONS
+
 
 class ConfigError(ValueError):
     """A configuration key or value is invalid; the message lists the valid choices."""
@@ -159,12 +161,14 @@ def model_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:
 
 
 def align_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:
-    """The alignment's settable arguments (empty for models without alignment), plus ``shuffle``."""
+    """The alignment's settable arguments (empty for models without alignment), plus the
+    options of the semantic tables (``shuffle``, ``sem_dim``)."""
     align_cls = getattr(model_cls, "alignment_cls", None)
     if align_cls is None:
         return {}
     params = _constructor_args(align_cls, {"user_sem", "item_sem", "collab_dim", "input_dim"})
-    params["shuffle"] = inspect.Parameter("shuffle", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool)
+    for name, (kind, default) in TABLE_OPTIONS.items():
+        params[name] = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
     return params
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from helpers import write_dataset
 from semrec.encoder.align import ContrastiveAlignment, GenerativeAlignment, semantic_tables
@@ -71,10 +72,11 @@ def test_every_backbone_has_both_alignments():
 def test_aligned_config_layers_backbone_then_own_file():
     cfg = resolve_config("lightgcn_plus", "yelp", get_model_class("lightgcn_plus"))
     assert cfg.model["reg_weight"] == 1e-7 and cfg.model["keep_rate"] == 0.8  # own file, then lightgcn.yaml
-    assert cfg.align == {"kd_weight": 1e-2, "kd_temperature": 0.2, "user_negatives": "all", "shuffle": False}
+    assert cfg.align == {"kd_weight": 1e-2, "kd_temperature": 0.2, "user_negatives": "all", "shuffle": False,
+                         "sem_dim": 0}
     cfg = resolve_config("gccf_gene", "yelp", get_model_class("gccf_gene"), ["align.mask_ratio=0.3"])
     assert cfg.model["layers"] == 2 and cfg.align["mask_ratio"] == 0.3
-    with pytest.raises(ConfigError, match="valid keys: kd_weight, kd_temperature, user_negatives, shuffle"):
+    with pytest.raises(ConfigError, match="valid keys: kd_weight, kd_temperature, user_negatives, shuffle, sem_dim"):
         resolve_config("lightgcn_plus", "yelp", get_model_class("lightgcn_plus"), ["align.mask_ratio=0.3"])
     with pytest.raises(ConfigError, match="lightgcn has no alignment"):
         resolve_config("lightgcn", "yelp", get_model_class("lightgcn"), ["align.shuffle=true"])
@@ -97,13 +99,36 @@ def test_shuffle_control_permutes_owners(tiny_data):
     assert sorted(map(tuple, plain_u)) == sorted(map(tuple, mixed_u))  # same vectors, other owners
 
 
-@pytest.mark.parametrize("name", ["lightgcn_plus", "gccf_gene"])
-def test_aligned_cli_run_with_any_semantic_width(name, tmp_path):
+def test_sem_dim_reduces_both_tables_with_one_pca(tmp_path):
+    rng = np.random.default_rng(0)
+    # users and items share a 3-d subspace of a 50-d space, plus a little noise
+    basis = rng.standard_normal((3, 50))
+    us = rng.standard_normal((30, 3)) @ basis + 0.01 * rng.standard_normal((30, 50))
+    its = rng.standard_normal((40, 3)) @ basis + 0.01 * rng.standard_normal((40, 50))
+    data = load_dataset(write_dataset(tmp_path / "d", user_emb=us, item_emb=its))
+    ru, ri = semantic_tables(data, sem_dim=3)
+    assert ru.shape == (30, 3) and ri.shape == (40, 3)
+    # the reduction keeps the geometry: pairwise distances across users and items are preserved
+    full = np.concatenate([us, its])
+    small = np.concatenate([ru, ri])
+    d_full = np.linalg.norm(full[:, None] - full[None], axis=-1)
+    d_small = np.linalg.norm(small[:, None] - small[None], axis=-1)
+    assert np.abs(d_full - d_small).max() < 0.1 * d_full.max()
+    model = get_model_class("lightgcn_plus").from_data(data, align={"sem_dim": 3})
+    assert model.alignment.mlp[0].in_features == 3
+    with pytest.raises(ValueError, match="align.sem_dim must be in 1..50"):
+        semantic_tables(data, sem_dim=51)
+
+
+@pytest.mark.parametrize("name, sem_dim", [("lightgcn_plus", 0), ("gccf_gene", 0), ("lightgcn_plus", 16)])
+def test_aligned_cli_run_with_any_semantic_width(name, sem_dim, tmp_path):
     rng = np.random.default_rng(0)
     folder = write_dataset(tmp_path / "d", user_emb=rng.standard_normal((30, 1536)), item_emb=rng.standard_normal((40, 1536)))
     out = tmp_path / "run"
     assert main(["--model", name, "--dataset", "d", "--data-dir", str(folder), "--out", str(out),
-                 "--set", "train.epochs=1", "--set", "align.shuffle=true", "--quiet"]) == 0
+                 "--set", "train.epochs=1", "--set", "align.shuffle=true", "--set", f"align.sem_dim={sem_dim}",
+                 "--quiet"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["config"]["align"]["sem_dim"] == sem_dim
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert ("align" if name.endswith("plus") else "recon") in hist[0]
 
