@@ -33,6 +33,10 @@ CHILD = ("import resource, sys; from semrec.encoder.train_encoder import main; r
          "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
 
 
+class RunFailed(RuntimeError):
+    """A training run exited with an error (its stderr's tail is the message)."""
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -56,7 +60,7 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) 
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"{model} seed {seed} failed:\n{proc.stderr[-2000:]}")
+        raise RunFailed(f"{model} seed {seed} failed:\n{proc.stderr[-2000:]}")
     peak_kb = int(next(ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("PEAK_RSS_KB")))
     res = json.loads((out / "results.json").read_text())
     t = res["timing"]
@@ -104,15 +108,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {data} not found (the benchmark reads ../shared/data/rlmrec_yelp)", file=sys.stderr)
         return 0
     extra = [x for o in args.overrides for x in ("--set", o)]
-    runs = {}
+    runs, failed = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
-            runs[model] = [run_one(model, s, data, extra, Path(tmp)) for s in args.seeds]
-            for r in runs[model]:
+            for s in args.seeds:
+                try:
+                    r = run_one(model, s, data, extra, Path(tmp))
+                except RunFailed as e:  # keep going: the other runs' results still count
+                    failed.append(str(e).splitlines()[0])
+                    print(e, file=sys.stderr, flush=True)
+                    continue
+                runs.setdefault(model, []).append(r)
+                if args.json:  # saved after every run, so a later failure or a kill loses nothing
+                    Path(args.json).write_text(json.dumps(runs, indent=2))
                 print(f"{model} seed {r['seed']}: recall@20 {r['test']['recall@20']:.4f} ndcg@20 "
-                      f"{r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s", file=sys.stderr)
-    report(args, argv, runs, table(runs), "bench_graph_cf.py", "Graph backbones on RLMRec Yelp",
-           "mean ± std of test metrics at the best validation epoch; times are medians.")
+                      f"{r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s", file=sys.stderr, flush=True)
+    if runs:
+        report(args, argv, runs, table(runs), "bench_graph_cf.py", "Graph backbones on RLMRec Yelp",
+               "mean ± std of test metrics at the best validation epoch; times are medians.")
+    if failed:
+        print("failed runs: " + "; ".join(failed), file=sys.stderr)
+        return 1
     return 0
 
 

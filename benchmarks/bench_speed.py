@@ -16,7 +16,9 @@ training items masked, Recall/NDCG@5/10/20):
 
 It prints seconds for each and the ratio, then where semrec's epoch time goes. With
 ``--backbones sgl simgcl ...`` it also times one epoch of each named model (Yelp settings)
-and prints it relative to semrec's LightGCN epoch. Aligned models (``lightgcn_plus``) get
+and prints it relative to semrec's LightGCN epoch and, for an aligned model, to its own
+backbone's epoch. A model may carry its own settings, ``"lightgcn_plus[align.sem_dim=64,
+align.user_negatives=batch]"``, so variants are timed side by side. Aligned models get
 random semantic embeddings of width ``--sem-dim`` (1536 = OpenAI ada-002, RLMRec's) when
 the dataset has none: the cost of the alignment does not depend on what the vectors say.
 """
@@ -135,7 +137,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(DEFAULT_DATA))
     p.add_argument("--epochs", type=int, default=2, help="epochs timed per implementation (best is kept)")
-    p.add_argument("--backbones", nargs="*", default=[], help="also time one epoch of these models")
+    p.add_argument("--backbones", nargs="*", default=[],
+                   help="also time one epoch of these models; NAME[key=value,...] adds settings for that one")
     p.add_argument("--sem-dim", type=int, default=1536, help="width of stand-in semantic embeddings")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override for --backbones runs")
     p.add_argument("--skip-reference", action="store_true", help="only the --backbones timings")
@@ -143,6 +146,7 @@ def main(argv=None) -> int:
                    help="print the torch profiler's table for 10 training steps of MODEL (default lightgcn)")
     args = p.parse_args(argv)
     from semrec.encoder.dataset import load_dataset
+    from semrec.encoder.registry import get_model_class
 
     if not (Path(args.data_dir) / "trn_mat.pkl").exists():
         print(f"skipped: {args.data_dir} not found", file=sys.stderr)
@@ -154,11 +158,23 @@ def main(argv=None) -> int:
     if args.profile:
         profile_steps(args.profile, data, args.overrides, args.sem_dim)
     if args.backbones:
-        base = epoch_seconds("lightgcn", data, [], args.sem_dim)
-        print(f"{'lightgcn':>14}: {base:6.2f} s/epoch")
-        for name in args.backbones:
-            sec = epoch_seconds(name, data, args.overrides, args.sem_dim)
-            print(f"{name:>14}: {sec:6.2f} s/epoch  = {sec / base:4.1f}x lightgcn", flush=True)
+        base: dict[str, float] = {}
+
+        def base_seconds(name: str) -> float:
+            if name not in base:
+                base[name] = epoch_seconds(name, data, [], args.sem_dim, args.epochs)
+                print(f"{name:>14}: {base[name]:6.2f} s/epoch", flush=True)
+            return base[name]
+
+        base_seconds("lightgcn")
+        for spec in args.backbones:
+            name, own = parse_spec(spec)
+            sec = epoch_seconds(name, data, args.overrides + own, args.sem_dim, args.epochs)
+            line = f"{spec:>14}: {sec:6.2f} s/epoch  = {sec / base['lightgcn']:4.1f}x lightgcn"
+            backbone = getattr(get_model_class(name), "backbone_cls", None)
+            if backbone is not None:
+                line += f"  = {sec / base_seconds(backbone.registered_name):4.1f}x {backbone.registered_name}"
+            print(line, flush=True)
     return 0
 
 
@@ -214,10 +230,18 @@ def _trainer(name: str, data, overrides: list[str], sem_dim: int):
     return Trainer(model, data, cfg, tempfile.mkdtemp(prefix="semrec-bench-"), torch.device("cpu"), sampler)
 
 
-def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int) -> float:
-    """Seconds of one training epoch of model ``name`` with its Yelp configuration."""
+def parse_spec(spec: str) -> tuple[str, list[str]]:
+    """``"name[a.b=1,c.d=x]"`` -> ``("name", ["a.b=1", "c.d=x"])``; a bare name has no settings."""
+    name, _, rest = spec.partition("[")
+    if rest and not rest.endswith("]"):
+        raise SystemExit(f"--backbones {spec!r}: expected NAME or NAME[key=value,...]")
+    return name, [x for x in rest[:-1].split(",") if x]
+
+
+def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int, epochs: int = 1) -> float:
+    """Seconds of one training epoch (the best of ``epochs``) of model ``name`` with its Yelp configuration."""
     tr = _trainer(name, data, overrides, sem_dim)
-    seconds, _ = timed(lambda: tr.train_epoch(0), 1)
+    seconds, _ = timed(lambda: tr.train_epoch(0), epochs)
     shutil.rmtree(tr.run_dir, ignore_errors=True)
     return seconds
 

@@ -9,6 +9,7 @@ import torch
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
 from semrec.encoder.losses import info_nce
 from semrec.encoder.models import SGL, AutoCF, DCCF, PairBatch
+from semrec.encoder.models.autocf import gumbel_noise
 from semrec.encoder.models.simgcl import uniform_noise
 from semrec.encoder.models.ssl import view_contrast
 
@@ -139,6 +140,27 @@ def test_autocf_mask_and_schedule(tiny_data):
         m.start_epoch(epoch)
         redraws += ["infomax" in m.loss(batch)[1] for _ in range(3)]
     assert redraws == [True, False, True, True, False, True]
+
+
+def test_autocf_gumbel_noise_is_finite_and_standard():
+    # a uniform draw of exactly 0 once made the infomax loss infinite mid-run (Yelp, seed 2025)
+    edge = gumbel_noise(torch.tensor([0.0, 0.5, 1.0 - 2.0 ** -24]))
+    assert torch.isfinite(edge).all() and edge[1] == pytest.approx(-math.log(math.log(2.0)))
+    g = gumbel_noise(torch.rand(200_000, generator=torch.Generator().manual_seed(0)))
+    assert float(g.mean()) == pytest.approx(0.5772, abs=0.01)  # Euler–Mascheroni
+    assert float(g.var()) == pytest.approx(math.pi ** 2 / 6, rel=0.02)
+
+
+def test_autocf_infomax_is_the_mean_log_score(tiny_data):
+    torch.manual_seed(0)
+    m = AutoCF(tiny_data.train, seed_num=3)
+    log_scores, seeds = m.seed_scores()
+    assert (log_scores < 0).all() and seeds.numel() == 3
+    users, items = tiny_data.train_pairs()
+    m.train()
+    parts = m.loss(PairBatch(users[:8], items[:8], items[8:16]))[1]
+    torch.manual_seed(0)
+    assert float(parts["infomax"]) == pytest.approx(-float(m.seed_scores()[0].mean()), rel=1e-5)
 
 
 def test_edge_dot_matches_gather_and_its_gradient():

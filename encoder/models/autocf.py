@@ -24,6 +24,12 @@ from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
 from semrec.encoder.registry import register
 
 
+def gumbel_noise(uniform: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel samples ``-log(-log(u))`` from uniform draws in [0, 1), always finite."""
+    tiny = torch.finfo(uniform.dtype).tiny
+    return -torch.log((-torch.log(uniform.clamp(min=tiny))).clamp(min=tiny))
+
+
 class GraphTransformerLayer(nn.Module):
     """Multi-head attention along the entries of a sparse graph (row ``r`` attends to col ``c``).
 
@@ -88,7 +94,13 @@ class AutoCF(GraphRecommender):
 
     # ----- learned masking -----------------------------------------------------------------
     def seed_scores(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gumbel-perturbed log infomax score of every node, and the ``seed_num`` top nodes."""
+        """Log infomax score of every node, and the ``seed_num`` nodes drawn by Gumbel top-k.
+
+        The infomax loss is ``-mean(log score)``. AutoCF's code adds the Gumbel noise to the
+        scores before taking that mean; the noise has no gradient, so leaving it out changes
+        the logged value (by about 0.58 on average), not the training, and keeps the value
+        finite where a uniform draw of exactly 0 would make the noise infinite.
+        """
         e = self.input_embeddings()
         a = self.ones
         deg = a.row_sum(a.val).unsqueeze(1)
@@ -96,10 +108,9 @@ class AutoCF(GraphRecommender):
         second = (a.propagate(first) - first) - deg * e
         n_second = (a.propagate(deg) - deg) - deg
         sub = F.normalize((first + second) / (deg + n_second + 1e-8), dim=-1)
-        scores = torch.sigmoid((sub * F.normalize(e, dim=-1)).sum(-1))
-        gumbel = -torch.log(-torch.log(torch.rand_like(scores)))
-        noisy = torch.log(scores) + gumbel
-        return noisy, torch.topk(noisy, min(self.seed_num, noisy.numel())).indices
+        log_scores = F.logsigmoid((sub * F.normalize(e, dim=-1)).sum(-1))
+        noisy = log_scores.detach() + gumbel_noise(torch.rand_like(log_scores))
+        return log_scores, torch.topk(noisy, min(self.seed_num, noisy.numel())).indices
 
     def mask(self, seeds: torch.Tensor) -> tuple[SparseGraph, SparseGraph]:
         """Encoder graph without the edges near ``seeds``, and the decoder's graph."""
@@ -155,9 +166,9 @@ class AutoCF(GraphRecommender):
         x0 = self.input_embeddings() if x0 is None else x0
         extras = {}
         if self._step % self.fix_steps == 0 or self._masked is None:
-            scores, seeds = self.seed_scores()
+            log_scores, seeds = self.seed_scores()
             self._masked = self.mask(seeds)
-            extras["infomax"] = -scores.mean()
+            extras["infomax"] = -log_scores.mean()
         self._step += 1
         return GraphOutput(*self.split(self._forward(x0, *self._masked)), x0=x0, extras=extras)
 
