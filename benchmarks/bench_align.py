@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import add_run_arguments, fmt, report, run_one  # noqa: E402
+from bench_graph_cf import RunFailed, add_run_arguments, fmt, report, run_one  # noqa: E402
 
 # RLMRec paper (WWW 2024), Table 1, Yelp: relative Recall@20 gain of Con / Gen over LightGCN
 # (as quoted in the alignment issue; the other backbones' gains are not quoted here)
@@ -48,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
             for label, suffix, more in VARIANTS:
                 work = Path(tmp) / label.replace(" ", "_")
                 work.mkdir(exist_ok=True)
-                rs = [run_one(backbone + suffix, s, data, extra + more, work) for s in args.seeds]
+                rs = []
+                for s in args.seeds:
+                    try:
+                        rs.append(run_one(backbone + suffix, s, data, extra + more, work))
+                    except RunFailed as e:  # reported; the table shows the runs that finished
+                        print(e, file=sys.stderr, flush=True)
+                if not rs:
+                    continue
                 runs[backbone][label] = rs
                 print(f"{backbone} {label}: recall@20 {fmt([r['test']['recall@20'] for r in rs])}, "
                       f"ndcg@20 {fmt([r['test']['ndcg@20'] for r in rs])}, "
@@ -59,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         mean = {k: {m: statistics.fmean(r["test"][m] for r in rs) for m in ("recall@20", "ndcg@20")}
                 for k, rs in variants.items()}
         for label, rs in variants.items():
-            gain = lambda m: "" if label == "base" else f"{100 * (mean[label][m] / mean['base'][m] - 1):+.1f}%"
+            def gain(m: str) -> str:
+                if label == "base" or "base" not in mean:
+                    return ""
+                return f"{100 * (mean[label][m] / mean['base'][m] - 1):+.1f}%"
+
             paper = PAPER_GAIN.get(backbone)
             ref = f"+{100 * paper[0]:.1f}%" if paper and label == "plus" else \
                 f"+{100 * paper[1]:.1f}%" if paper and label == "gene" else ""
