@@ -172,7 +172,7 @@ def main(argv=None) -> int:
             sec = epoch_seconds(name, data, args.overrides + own, args.sem_dim, args.epochs)
             line = f"{spec:>14}: {sec:6.2f} s/epoch  = {sec / base['lightgcn']:4.1f}x lightgcn"
             backbone = getattr(get_model_class(name), "backbone_cls", None)
-            if backbone is not None:
+            if backbone is not None and backbone.registered_name != "lightgcn":
                 line += f"  = {sec / base_seconds(backbone.registered_name):4.1f}x {backbone.registered_name}"
             print(line, flush=True)
     return 0
