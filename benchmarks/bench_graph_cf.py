@@ -69,6 +69,15 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) 
             "eval_s": statistics.median(t["eval_seconds"]), "peak_rss_mb": peak_kb / 1024, "wall_s": wall}
 
 
+def try_run(model: str, seed: int, data: Path, extra: list[str], workdir: Path) -> dict | None:
+    """:func:`run_one`, or ``None`` after printing why the run failed (callers go on with the rest)."""
+    try:
+        return run_one(model, seed, data, extra, workdir)
+    except RunFailed as e:
+        print(e, file=sys.stderr, flush=True)
+        return None
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Seeds, overrides and outputs, shared by the benchmarks that make full runs."""
     p.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
@@ -92,37 +101,34 @@ def main(argv: list[str] | None = None) -> int:
                         "or per machine); runs of the same model are pooled")
     add_run_arguments(p)
     args = p.parse_args(argv)
+    runs: dict[str, list[dict]] = {}
+    failed: list[str] = []
     if args.from_json:
-        runs: dict[str, list[dict]] = {}
         for f in args.from_json:
             for model, rs in json.loads(Path(f).read_text()).items():
                 runs.setdefault(model, []).extend(rs)
         for rs in runs.values():
             rs.sort(key=lambda r: r["seed"])
         args.seeds = sorted({r["seed"] for rs in runs.values() for r in rs})
-        report(args, argv, runs, table(runs), "bench_graph_cf.py", "Graph backbones on RLMRec Yelp",
-               "mean ± std of test metrics at the best validation epoch; times are medians.")
-        return 0
-    data = Path(args.data_dir)
-    if not (data / "trn_mat.pkl").exists():
-        print(f"skipped: {data} not found (the benchmark reads ../shared/data/rlmrec_yelp)", file=sys.stderr)
-        return 0
-    extra = [x for o in args.overrides for x in ("--set", o)]
-    runs, failed = {}, []
-    with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models:
-            for s in args.seeds:
-                try:
-                    r = run_one(model, s, data, extra, Path(tmp))
-                except RunFailed as e:  # keep going: the other runs' results still count
-                    failed.append(str(e).splitlines()[0])
-                    print(e, file=sys.stderr, flush=True)
-                    continue
-                runs.setdefault(model, []).append(r)
-                if args.json:  # saved after every run, so a later failure or a kill loses nothing
-                    Path(args.json).write_text(json.dumps(runs, indent=2))
-                print(f"{model} seed {r['seed']}: recall@20 {r['test']['recall@20']:.4f} ndcg@20 "
-                      f"{r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s", file=sys.stderr, flush=True)
+    else:
+        data = Path(args.data_dir)
+        if not (data / "trn_mat.pkl").exists():
+            print(f"skipped: {data} not found (the benchmark reads ../shared/data/rlmrec_yelp)", file=sys.stderr)
+            return 0
+        extra = [x for o in args.overrides for x in ("--set", o)]
+        with tempfile.TemporaryDirectory() as tmp:
+            for model in args.models:
+                for s in args.seeds:
+                    r = try_run(model, s, data, extra, Path(tmp))
+                    if r is None:  # keep going: the other runs' results still count
+                        failed.append(f"{model} seed {s}")
+                        continue
+                    runs.setdefault(model, []).append(r)
+                    if args.json:  # saved after every run, so a later failure or a kill loses nothing
+                        Path(args.json).write_text(json.dumps(runs, indent=2))
+                    print(f"{model} seed {r['seed']}: recall@20 {r['test']['recall@20']:.4f} ndcg@20 "
+                          f"{r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s",
+                          file=sys.stderr, flush=True)
     if runs:
         report(args, argv, runs, table(runs), "bench_graph_cf.py", "Graph backbones on RLMRec Yelp",
                "mean ± std of test metrics at the best validation epoch; times are medians.")

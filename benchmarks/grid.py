@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import RunFailed, add_run_arguments, fmt, report, run_one  # noqa: E402
+from bench_graph_cf import add_run_arguments, fmt, report, try_run  # noqa: E402
 
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -54,11 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             sets = [x for (k, _), v in zip(axes, values) for x in ("--set", f"{k}={v}")]
             work = Path(tmp) / str(len(runs))
             work.mkdir()
-            try:
-                runs[label] = [run_one(args.model, s, data, extra + sets, work) for s in args.seeds]
-            except RunFailed as e:  # e.g. a setting that diverges: reported, the grid goes on
-                print(f"{label}: {e}", file=sys.stderr, flush=True)
+            rs = [try_run(args.model, s, data, extra + sets, work) for s in args.seeds]
+            if None in rs:  # e.g. a setting that diverges: reported, the grid goes on
                 continue
+            runs[label] = rs
             print(f"{label}: valid {args.metric} {fmt([r['valid'][args.metric] for r in runs[label]])}",
                   file=sys.stderr, flush=True)
     ranked = sorted(runs, key=lambda k: -statistics.fmean(r["valid"][args.metric] for r in runs[k]))
