@@ -10,10 +10,17 @@ row-shuffled (``--set align.shuffle=true``: same vectors, wrong owners), the con
 whether a gain comes from the semantics. Printed: test Recall@20 / NDCG@20 (mean ± std over
 seeds), the relative change against the base model, and seconds per epoch, next to RLMRec's
 reported gains (Yelp, paper Table 1).
+
+``--plus-set KEY=VALUE`` / ``--gene-set KEY=VALUE`` go to the ``_plus`` / ``_gene`` runs only
+(e.g. the faster variants ``align.sem_dim=64``, ``align.user_negatives=batch``); ``--set`` goes to
+every run. With ``--json FILE`` the runs are saved after
+each one, so runs split over processes (``--seeds 2023`` in one, ``--seeds 2024`` in another) are
+pooled into one table with ``--from-json a.json b.json``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -32,30 +39,28 @@ VARIANTS = [("base", "", []), ("plus", "_plus", []), ("gene", "_gene", []),
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", required=True, help="a dataset with usr_emb_np.pkl / itm_emb_np.pkl")
+    p.add_argument("--data-dir", help="a dataset with usr_emb_np.pkl / itm_emb_np.pkl")
     p.add_argument("--backbones", nargs="+", default=["lightgcn", "gccf", "sgl"])
+    for kind in ("plus", "gene"):
+        p.add_argument(f"--{kind}-set", action="append", default=[], metavar="KEY=VALUE",
+                       help=f"passed to the _{kind} runs (and their shuffled controls) only")
+    p.add_argument("--from-json", nargs="+", metavar="FILE",
+                   help="no runs: rebuild the table from the --json files of earlier runs, pooling seeds")
     add_run_arguments(p)
     args = p.parse_args(argv)
-    data = Path(args.data_dir)
-    if not (data / "usr_emb_np.pkl").exists():
-        print(f"skipped: {data} has no semantic embeddings (build it with data/text_benchmark.py)", file=sys.stderr)
-        return 0
-    extra = [x for o in args.overrides for x in ("--set", o)]
-    runs: dict[str, dict[str, list[dict]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for backbone in args.backbones:
-            runs[backbone] = {}
-            for label, suffix, more in VARIANTS:
-                work = Path(tmp) / label.replace(" ", "_")
-                work.mkdir(exist_ok=True)
-                # a failed run is reported; the table shows the runs that finished
-                rs = [r for s in args.seeds if (r := try_run(backbone + suffix, s, data, extra + more, work))]
-                if not rs:
-                    continue
-                runs[backbone][label] = rs
-                print(f"{backbone} {label}: recall@20 {fmt([r['test']['recall@20'] for r in rs])}, "
-                      f"ndcg@20 {fmt([r['test']['ndcg@20'] for r in rs])}, "
-                      f"{statistics.median(r['train_epoch_s'] for r in rs):.2f} s/epoch", file=sys.stderr, flush=True)
+    if args.from_json:
+        runs = pool([json.loads(Path(f).read_text()) for f in args.from_json])
+        args.seeds = sorted({r["seed"] for vs in runs.values() for rs in vs.values() for r in rs})
+        title = "Alignment on " + ", ".join(sorted({Path(f).stem for f in args.from_json}))
+    elif not args.data_dir:
+        p.error("--data-dir is required unless --from-json is given")
+    else:
+        data = Path(args.data_dir)
+        if not (data / "usr_emb_np.pkl").exists():
+            print(f"skipped: {data} has no semantic embeddings (build it with data/text_benchmark.py)", file=sys.stderr)
+            return 0
+        runs = run_all(args, data)
+        title = f"Alignment on {data.name}"
     rows = ["| backbone | variant | R@20 | N@20 | ΔR@20 | ΔN@20 | RLMRec ΔR@20 (Yelp) | s/epoch | epochs |",
             "|" + "---|" * 9]
     for backbone, variants in runs.items():
@@ -74,9 +79,45 @@ def main(argv: list[str] | None = None) -> int:
                         f"| {fmt([r['test']['ndcg@20'] for r in rs])} | {gain('recall@20')} | {gain('ndcg@20')} "
                         f"| {ref} | {statistics.median(r['train_epoch_s'] for r in rs):.2f} "
                         f"| {'/'.join(str(r['epochs']) for r in rs)} |")
-    report(args, argv, runs, rows, "bench_align.py", f"Alignment on {data.name}",
+    report(args, argv, runs, rows, "bench_align.py", title,
            "mean ± std of test metrics at the best validation epoch; Δ is relative to the base model's mean.")
     return 0
+
+
+def run_all(args, data: Path) -> dict[str, dict[str, list[dict]]]:
+    """Every backbone × variant × seed as a full CLI run; a failed run is reported and skipped."""
+    extra = [x for o in args.overrides for x in ("--set", o)]
+    kind = {"": [], "_plus": args.plus_set, "_gene": args.gene_set}
+    runs: dict[str, dict[str, list[dict]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backbone in args.backbones:
+            runs[backbone] = {}
+            for label, suffix, more in VARIANTS:
+                work = Path(tmp) / label.replace(" ", "_")
+                work.mkdir(exist_ok=True)
+                for s in args.seeds:
+                    r = try_run(backbone + suffix, s, data, extra + [x for o in kind[suffix] for x in ("--set", o)] + more, work)
+                    if r is None:
+                        continue
+                    runs[backbone].setdefault(label, []).append(r)
+                    if args.json:  # saved after every run: a kill or a later failure loses nothing
+                        Path(args.json).write_text(json.dumps(runs, indent=2))
+                    print(f"{backbone} {label} seed {s}: recall@20 {r['test']['recall@20']:.4f} "
+                          f"ndcg@20 {r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, "
+                          f"{r['train_epoch_s']:.2f} s/epoch", file=sys.stderr, flush=True)
+    return runs
+
+
+def pool(parts: list[dict[str, dict[str, list[dict]]]]) -> dict[str, dict[str, list[dict]]]:
+    """Merge saved runs: the same backbone and variant from several files become one list, by seed;
+    variants keep the order of :data:`VARIANTS`."""
+    merged: dict[str, dict[str, list[dict]]] = {}
+    for part in parts:
+        for backbone, variants in part.items():
+            for label, rs in variants.items():
+                merged.setdefault(backbone, {}).setdefault(label, []).extend(rs)
+    order = [label for label, _, _ in VARIANTS]
+    return {b: {k: sorted(vs[k], key=lambda r: r["seed"]) for k in order if k in vs} for b, vs in merged.items()}
 
 
 if __name__ == "__main__":

@@ -3,8 +3,12 @@
 Ren et al., "Representation Learning with Large Language Models for Recommendation".
 https://arxiv.org/abs/2310.15950
 
-Two alignment modules, each usable with any backbone that exposes
-``input_embeddings() / forward_train(x0) / loss(batch, out)``:
+Two alignment modules, each usable with any backbone (graph or sequential) that exposes
+``input_embeddings() / forward_train(x0) / loss(batch, out)`` for training, and for the
+alignment ``node_kinds`` (the kinds of the rows of ``input_embeddings()``: ``("user", "item")``
+for a graph, ``("item",)`` for a sequence encoder), ``node_outputs(out)`` (the final
+representations of those rows) and ``align_targets(out, batch)`` (the batch's
+:class:`AlignTarget` s):
 
 * :class:`ContrastiveAlignment` (RLMRec-Con, ``<backbone>_plus``): an MLP maps the semantic
   embeddings into the collaborative space; InfoNCE pulls each collaborative representation
@@ -17,6 +21,8 @@ Two alignment modules, each usable with any backbone that exposes
 ``<backbone>_plus`` and ``<backbone>_gene`` for every registered backbone.
 """
 from __future__ import annotations
+
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -74,6 +80,24 @@ def semantic_tables(data: InteractionData, shuffle: bool = False, sem_dim: int =
     return users, items
 
 
+class AlignTarget(NamedTuple):
+    """Collaborative representations of one step to align with one semantic table.
+
+    Attributes:
+        kind: ``"user"`` or ``"item"``: the semantic table ``ids`` index.
+        reps: the kind's whole representation table (``(N, d)``; occurrence ``i`` is
+            ``reps[ids[i]]``: graph backbones), or with ``per_row`` one row per occurrence
+            (``(n, d)``: e.g. a sequence encoder's state of each sequence).
+        ids: ``(n,)`` node ids, one per occurrence in the batch (repeats allowed).
+        per_row: how to read ``reps`` (above).
+    """
+
+    kind: str
+    reps: torch.Tensor
+    ids: torch.Tensor
+    per_row: bool = False
+
+
 class ContrastiveAlignment(nn.Module):
     """RLMRec-Con.
 
@@ -86,11 +110,14 @@ class ContrastiveAlignment(nn.Module):
             batch user) or ``batch`` (only the batch's distinct users: much cheaper).
 
     Negatives follow RLMRec: a batch user is contrasted with the projections of all users
-    (or the batch's, see ``user_negatives``); a positive (negative) item with the
-    projections of the batch's positive (negative) items, duplicates included. Each
-    distinct node is computed once and weighted by its count, which leaves the value equal
-    to RLMRec's per-occurrence sum divided by the batch size.
+    (or the batch's, see ``user_negatives``); a batch item (each of a graph backbone's
+    positive and negative item lists is its own target) with the projections of that
+    target's items, duplicates included. With a whole table as ``reps``, each distinct node
+    is computed once and weighted by its count. Each target contributes the mean over its
+    occurrences, so a graph step equals RLMRec's sum of three per-batch means.
     """
+
+    data_args = ("user_sem", "item_sem", "collab_dim")
 
     def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, kd_weight: float = 1e-2,
                  kd_temperature: float = 0.2, user_negatives: str = "all"):
@@ -106,29 +133,38 @@ class ContrastiveAlignment(nn.Module):
     def prepare(self, x0: torch.Tensor) -> tuple[torch.Tensor, None]:
         return x0, None
 
-    def _term(self, collab: torch.Tensor, ids: torch.Tensor, table: torch.Tensor, candidates: str) -> torch.Tensor:
-        """Sum over the batch occurrences ``ids`` of InfoNCE(collab, projected semantics).
+    def _term(self, target: AlignTarget) -> torch.Tensor:
+        """Mean over the occurrences of InfoNCE(collaborative, projected semantics).
 
-        ``candidates``: ``all`` rows of ``table``, the ``distinct`` ids, or the ``occurrences``
-        (duplicates counted, via a log-multiplicity added to each logit).
+        Candidates: for users, ``all`` rows of the table or the ``batch``'s distinct ids; for
+        items, the occurrences (duplicates counted, via a log-multiplicity added to each logit).
         """
-        uniq, counts = torch.unique(ids, return_counts=True)
+        if target.kind not in ("user", "item"):
+            raise ValueError(f"alignment target kind must be 'user' or 'item', got {target.kind!r}")
+        table = self.user_sem if target.kind == "user" else self.item_sem
+        uniq, inverse, counts = torch.unique(target.ids, return_inverse=True, return_counts=True)
         projected = self.mlp(table[uniq])
+        if target.per_row:
+            anchors, positives = target.reps, projected[inverse]
+            weights = torch.ones(target.ids.numel(), dtype=projected.dtype, device=projected.device)
+        else:
+            anchors, positives, weights = target.reps[uniq], projected, counts
         pool, bias = projected, None
-        if candidates == "all":
-            rest = torch.ones(table.shape[0], dtype=torch.bool, device=ids.device)
+        if target.kind == "user" and self.user_negatives == "all":
+            rest = torch.ones(table.shape[0], dtype=torch.bool, device=uniq.device)
             rest[uniq] = False
             pool = torch.cat([projected, self.mlp(table[rest])])
-        elif candidates == "occurrences":
+        elif target.kind == "item":
             bias = counts.log().to(projected.dtype)
-        return info_nce(collab[uniq], projected, pool, self.kd_temperature, bias, weights=counts)
+        return info_nce(anchors, positives, pool, self.kd_temperature, bias, weights=weights) / target.ids.numel()
 
-    def loss(self, out, batch, ctx=None) -> dict[str, torch.Tensor]:
-        user_pool = "all" if self.user_negatives == "all" else "distinct"
-        terms = (self._term(out.users, batch.users, self.user_sem, user_pool)
-                 + self._term(out.items, batch.pos, self.item_sem, "occurrences")
-                 + self._term(out.items, batch.neg, self.item_sem, "occurrences"))
-        return {"align": self.kd_weight * terms / batch.users.numel()}
+    def loss(self, targets: Sequence[AlignTarget]) -> dict[str, torch.Tensor]:
+        """The weighted alignment loss of one step's targets."""
+        return {"align": self.kd_weight * sum(self._term(t) for t in targets)}
+
+    def step(self, backbone: nn.Module, out, batch, ctx=None) -> dict[str, torch.Tensor]:
+        """:meth:`loss` of the targets ``backbone.align_targets(out, batch)``."""
+        return self.loss(backbone.align_targets(out, batch))
 
 
 class GenerativeAlignment(nn.Module):
@@ -138,6 +174,8 @@ class GenerativeAlignment(nn.Module):
         user_sem, item_sem: semantic embeddings ``(U, s)`` and ``(I, s)`` (kept as buffers).
         collab_dim: width of the backbone's output representations.
         input_dim: width of the backbone's layer-0 embeddings (the mask token's size).
+        node_kinds: the kinds of the rows of the backbone's layer-0 table, in order (its
+            ``node_kinds``): ``("user", "item")`` for a graph, ``("item",)`` for a sequence encoder.
         mask_ratio: fraction of all nodes masked per step (at least one).
         recon_weight: weight of the reconstruction loss.
         re_temperature: temperature of the reconstruction InfoNCE.
@@ -147,12 +185,18 @@ class GenerativeAlignment(nn.Module):
     masked nodes' embeddings being the negatives (RLMRec's ``ssl_con_loss``).
     """
 
+    data_args = ("user_sem", "item_sem", "collab_dim", "input_dim", "node_kinds")
+
     def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, input_dim: int,
-                 mask_ratio: float = 0.1, recon_weight: float = 0.1, re_temperature: float = 0.2):
+                 node_kinds: tuple[str, ...] = ("user", "item"), mask_ratio: float = 0.1,
+                 recon_weight: float = 0.1, re_temperature: float = 0.2):
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-        sem = np.concatenate([np.asarray(user_sem), np.asarray(item_sem)])
+        tables = {"user": user_sem, "item": item_sem}
+        if not node_kinds or any(k not in tables for k in node_kinds):
+            raise ValueError(f"node_kinds must be a sequence of 'user' / 'item', got {node_kinds!r}")
+        sem = np.concatenate([np.asarray(tables[k]) for k in node_kinds])
         self.register_buffer("sem", torch.as_tensor(sem, dtype=torch.float32), persistent=False)
         self.mask_token = nn.Parameter(torch.zeros(1, input_dim))
         self.mlp = projection(collab_dim, self.sem.shape[1])
@@ -161,16 +205,23 @@ class GenerativeAlignment(nn.Module):
     def prepare(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Replace a random ``mask_ratio`` of the nodes' inputs with the mask token."""
         n = x0.shape[0]
+        if n != self.sem.shape[0]:
+            raise ValueError(f"the layer-0 table has {n} rows but the semantic tables of its node kinds {self.sem.shape[0]}")
         seeds = torch.randperm(n, device=x0.device)[: max(int(n * self.mask_ratio), 1)]
         keep = torch.ones(n, 1, dtype=x0.dtype, device=x0.device)
         keep[seeds] = 0
         return x0 * keep + self.mask_token * (1 - keep), seeds
 
-    def loss(self, out, batch, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        nodes = torch.cat([out.users, out.items])[seeds]
-        recon, target = self.mlp(nodes), self.sem[seeds]
+    def loss(self, nodes: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reconstruction loss of the masked rows ``seeds`` from ``nodes``, the final
+        representations of the rows of the layer-0 table."""
+        recon, target = self.mlp(nodes[seeds]), self.sem[seeds]
         loss = info_nce(recon, target, target, self.re_temperature).mean()
         return {"recon": self.recon_weight * loss}
+
+    def step(self, backbone: nn.Module, out, batch, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`loss` of ``backbone.node_outputs(out)``."""
+        return self.loss(backbone.node_outputs(out), seeds)
 
 
 ALIGNMENTS = {"plus": ContrastiveAlignment, "gene": GenerativeAlignment}
@@ -196,8 +247,9 @@ class AlignedModel(nn.Module):
         table_opts = {k: align.pop(k) for k in TABLE_OPTIONS if k in align}
         backbone = cls.backbone_cls.from_data(data, **hparams)
         users, items = semantic_tables(data, **table_opts)
-        extra = {"input_dim": backbone.dim} if cls.alignment_cls is GenerativeAlignment else {}
-        alignment = cls.alignment_cls(users, items, collab_dim=backbone.out_dim, **extra, **align)
+        given = {"user_sem": users, "item_sem": items, "collab_dim": backbone.out_dim,
+                 "input_dim": backbone.dim, "node_kinds": tuple(backbone.node_kinds)}
+        alignment = cls.alignment_cls(**{k: given[k] for k in cls.alignment_cls.data_args}, **align)
         return cls(backbone, alignment)
 
     def start_epoch(self, epoch: int) -> None:
@@ -207,7 +259,7 @@ class AlignedModel(nn.Module):
         x0, ctx = self.alignment.prepare(self.backbone.input_embeddings())
         out = self.backbone.forward_train(x0)
         loss, parts = self.backbone.loss(batch, out)
-        extra = self.alignment.loss(out, batch, ctx)
+        extra = self.alignment.step(self.backbone, out, batch, ctx)
         return loss + sum(extra.values()), {**parts, **extra}
 
     def scorer(self):

@@ -166,7 +166,7 @@ def align_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:
     align_cls = getattr(model_cls, "alignment_cls", None)
     if align_cls is None:
         return {}
-    params = _constructor_args(align_cls, {"user_sem", "item_sem", "collab_dim", "input_dim"})
+    params = _constructor_args(align_cls, set(align_cls.data_args))
     for name, (kind, default) in TABLE_OPTIONS.items():
         params[name] = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
     return params

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 import yaml
 
 from helpers import write_dataset
-from semrec.encoder.align import ContrastiveAlignment, GenerativeAlignment, semantic_tables
+from semrec.encoder.align import (AlignTarget, ContrastiveAlignment, GenerativeAlignment, aligned_model_class,
+                                  semantic_tables)
 from semrec.encoder.config import ConfigError, resolve_config
 from semrec.encoder.dataset import DataError, load_dataset
 from semrec.encoder.models import GraphOutput, PairBatch
@@ -31,13 +33,92 @@ def test_contrastive_loss_matches_rlmrec(user_negatives):
     al = ContrastiveAlignment(us, its, collab_dim=4, kd_weight=0.5, kd_temperature=0.3, user_negatives=user_negatives)
     out = GraphOutput(torch.randn(12, 4), torch.randn(9, 4), x0=torch.zeros(1))
     batch = PairBatch(torch.tensor([1, 1, 5, 7, 1]), torch.tensor([2, 3, 2, 8, 0]), torch.tensor([4, 4, 6, 1, 2]))
-    got = al.loss(out, batch)["align"]
+    got = al.loss([AlignTarget("user", out.users, batch.users), AlignTarget("item", out.items, batch.pos),
+                   AlignTarget("item", out.items, batch.neg)])["align"]
     pu, pi = al.mlp(al.user_sem), al.mlp(al.item_sem)
     user_cands = pu if user_negatives == "all" else pu[torch.unique(batch.users)]
     want = (rlmrec_infonce(out.users[batch.users], pu[batch.users], user_cands, 0.3)
             + rlmrec_infonce(out.items[batch.pos], pi[batch.pos], pi[batch.pos], 0.3)
             + rlmrec_infonce(out.items[batch.neg], pi[batch.neg], pi[batch.neg], 0.3)) / 5 * 0.5
     assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-4)
+
+
+def test_per_row_targets_equal_table_targets():
+    """A sequence encoder gives one row per occurrence; where those rows are the table's rows
+    the loss and its gradients are those of the table reading (which computes repeats once)."""
+    torch.manual_seed(0)
+    al = ContrastiveAlignment(np.random.default_rng(0).standard_normal((12, 10)),
+                              np.random.default_rng(1).standard_normal((9, 10)), collab_dim=4)
+    users, items = torch.randn(12, 4, requires_grad=True), torch.randn(9, 4, requires_grad=True)
+    u, i = torch.tensor([1, 1, 5, 7, 1]), torch.tensor([2, 3, 2, 8, 0])
+    table = al.loss([AlignTarget("user", users, u), AlignTarget("item", items, i)])["align"]
+    g_table = torch.autograd.grad(table, [users, items])
+    rows = al.loss([AlignTarget("user", users[u], u, per_row=True), AlignTarget("item", items[i], i, per_row=True)])
+    g_rows = torch.autograd.grad(rows["align"], [users, items])
+    assert float(rows["align"].detach()) == pytest.approx(float(table.detach()), rel=1e-5)
+    for a, b in zip(g_rows, g_table):
+        assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="'user' or 'item'"):
+        al.loss([AlignTarget("session", users, u)])
+
+
+class MeanOfHistory(nn.Module):
+    """Not a graph: a user is the mean embedding of the items in their history, trained with
+    softmax cross-entropy on the next item. Stands for a sequence encoder: its layer-0 table
+    holds items only, each item's output mixes in another item's input (its context, so a
+    masked item's output is not the bare mask token), and user states are one row per sequence."""
+
+    batch_kind, registered_name, data_args = "sequence", "mean_of_history", ()
+    node_kinds = ("item",)
+
+    def __init__(self, num_items: int, dim: int = 8):
+        super().__init__()
+        self.dim = self.out_dim = dim
+        self.item_emb = nn.Parameter(torch.randn(num_items, dim) * 0.1)
+
+    def input_embeddings(self):
+        return self.item_emb
+
+    def forward_train(self, x0):
+        return 0.5 * (x0 + x0.roll(1, 0))
+
+    def states(self, items, history):
+        return items[history].mean(1)
+
+    def loss(self, batch, items):
+        ce = F.cross_entropy(self.states(items, batch.history) @ items.T, batch.target)
+        return ce, {"ce": ce}
+
+    def node_outputs(self, items):
+        return items
+
+    def align_targets(self, items, batch):
+        return [AlignTarget("user", self.states(items, batch.history), batch.users, per_row=True),
+                AlignTarget("item", items, batch.target)]
+
+
+@pytest.mark.parametrize("kind", ["plus", "gene"])
+def test_alignment_composes_with_a_non_graph_encoder(kind):
+    from collections import namedtuple
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    user_sem, item_sem = rng.standard_normal((6, 5)), rng.standard_normal((15, 5))
+    cls = aligned_model_class(MeanOfHistory, kind)
+    backbone = MeanOfHistory(15)
+    given = {"user_sem": user_sem, "item_sem": item_sem, "collab_dim": 8, "input_dim": 8, "node_kinds": ("item",)}
+    settings = {"mask_ratio": 0.4} if kind == "gene" else {}  # 6 masked items: 5 negatives each
+    alignment = cls.alignment_cls(**{k: given[k] for k in cls.alignment_cls.data_args}, **settings)
+    model = cls(backbone, alignment)
+    if kind == "gene":  # the masked rows are items, so the targets are the item table alone
+        assert torch.equal(alignment.sem, torch.as_tensor(item_sem, dtype=torch.float32))
+    Batch = namedtuple("Batch", "users history target")
+    batch = Batch(torch.tensor([0, 3, 5]), torch.tensor([[1, 2, 3], [4, 4, 9], [0, 14, 7]]), torch.tensor([4, 1, 2]))
+    loss, parts = model.loss(batch)
+    loss.backward()
+    assert set(parts) == {"ce", "align" if kind == "plus" else "recon"} and torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in alignment.mlp.parameters())
+    assert backbone.item_emb.grad.abs().sum() > 0
 
 
 def test_generative_masks_and_reconstructs():
@@ -53,7 +134,7 @@ def test_generative_masks_and_reconstructs():
     rest = torch.ones(50, dtype=torch.bool); rest[seeds] = False
     assert torch.equal(masked[rest], x0[rest])
     out = GraphOutput(torch.randn(30, 4), torch.randn(20, 4), x0=masked)
-    got = al.loss(out, None, seeds)["recon"]
+    got = al.loss(torch.cat([out.users, out.items]), seeds)["recon"]
     x = F.normalize(al.mlp(torch.cat([out.users, out.items])[seeds]))
     y = F.normalize(al.sem[seeds])
     want = -torch.log(torch.exp((x * y).sum(1) / 0.5) / torch.exp(x @ y.T / 0.5).sum(1)).mean() * 2.0

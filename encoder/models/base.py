@@ -11,7 +11,11 @@ Graph backbones split their training step so that alignment modules can join any
 ``input_embeddings()`` gives the layer-0 node embeddings, ``forward_train(x0)`` runs the
 training pass from them (with the backbone's own augmentations) and returns a
 :class:`GraphOutput`, and ``loss(batch, out)`` turns that output into the backbone's loss.
-``encode(x0)`` is the deterministic pass used for ranking.
+``encode(x0)`` is the deterministic pass used for ranking. For the alignment modules
+(:mod:`semrec.encoder.align`) they also say what to align: ``node_kinds`` (the kinds of the
+rows of ``input_embeddings()``), ``node_outputs(out)`` (those rows' final representations) and
+``align_targets(out, batch)`` (the batch's users and items). A sequence encoder that provides
+the same methods gets ``_plus`` and ``_gene`` too.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from semrec.encoder.align import AlignTarget
 from semrec.encoder.losses import bpr_loss, l2_of_parameters
 
 
@@ -65,6 +70,8 @@ class GraphRecommender(nn.Module):
     """
 
     batch_kind = "pairwise"
+    #: the rows of :meth:`input_embeddings`: all users, then all items
+    node_kinds: tuple[str, ...] = ("user", "item")
     #: constructor arguments that come from the dataset, not from the config
     data_args: tuple[str, ...] = ("interactions",)
 
@@ -112,6 +119,15 @@ class GraphRecommender(nn.Module):
         """The training pass (stochastic where the backbone is) from ``x0`` (default: the embeddings)."""
         x0 = self.input_embeddings() if x0 is None else x0
         return GraphOutput(*self.encode(x0), x0=x0)
+
+    def node_outputs(self, out: GraphOutput) -> torch.Tensor:
+        """Final representations of the rows of :meth:`input_embeddings` (users, then items)."""
+        return torch.cat([out.users, out.items])
+
+    def align_targets(self, out: GraphOutput, batch: PairBatch) -> list[AlignTarget]:
+        """The batch's users, positive items and negative items (RLMRec aligns all three)."""
+        return [AlignTarget("user", out.users, batch.users), AlignTarget("item", out.items, batch.pos),
+                AlignTarget("item", out.items, batch.neg)]
 
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """BPR + L2 on ``out`` (default: a fresh :meth:`forward_train`). Returns the total and its terms."""
