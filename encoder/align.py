@@ -4,8 +4,8 @@ Ren et al., "Representation Learning with Large Language Models for Recommendati
 https://arxiv.org/abs/2310.15950
 
 Two alignment modules, each usable with any backbone (graph or sequential) that exposes
-``input_embeddings() / forward_train(x0) / loss(batch, out)`` for training, and for the
-alignment ``node_kinds`` (the kinds of the rows of ``input_embeddings()``: ``("user", "item")``
+``input_embeddings() / forward_train(x0) / loss(batch, out)`` for training, ``dim`` / ``out_dim``
+(widths of its layer-0 and output representations), and for the alignment ``node_kinds`` (the kinds of the rows of ``input_embeddings()``: ``("user", "item")``
 for a graph, ``("item",)`` for a sequence encoder), ``node_outputs(out)`` (the final
 representations of those rows) and ``align_targets(out, batch)`` (the batch's
 :class:`AlignTarget` s):

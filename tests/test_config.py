@@ -40,6 +40,18 @@ def test_shipped_rlmrec_defaults():
     assert (yelp.train.batch_size, yelp.train.lr, yelp.train.test_step, yelp.train.patience) == (4096, 1e-3, 3, 5)
 
 
+@pytest.mark.parametrize("name", ["sgl", "gccf_plus", "sgl_gene"])
+def test_yelp_text_takes_rlmrec_yelp_settings(name):
+    """data/yelp_text has no tuned section of its own: it reads RLMRec's Yelp values."""
+    from semrec.encoder.registry import get_model_class
+
+    cls = get_model_class(name)
+    yelp, text = resolve_config(name, "yelp", cls), resolve_config(name, "yelp_text", cls)
+    assert (text.model, text.align) == (yelp.model, yelp.align)
+    other = resolve_config(name, "elsewhere", cls)
+    assert (text.model, text.align) != (other.model, other.align)  # the Yelp section is not the default
+
+
 @pytest.mark.parametrize("override, message", [
     (["train.lrr=1"], "valid keys in 'train': epochs, batch_size, lr"),
     (["optim.lr=1"], "unknown section 'optim'; valid sections: train, eval, model"),
