@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", help="a dataset with usr_emb_np.pkl / itm_emb_np.pkl")
     p.add_argument("--backbones", nargs="+", default=["lightgcn", "gccf", "sgl"])
+    labels = [label for label, _, _ in VARIANTS]
+    p.add_argument("--variants", nargs="+", default=labels, choices=labels, metavar="VARIANT",
+                   help=f"which runs to make (default all: {', '.join(repr(x) for x in labels)})")
     for kind in ("plus", "gene"):
         p.add_argument(f"--{kind}-set", action="append", default=[], metavar="KEY=VALUE",
                        help=f"passed to the _{kind} runs (and their shuffled controls) only")
@@ -93,6 +96,8 @@ def run_all(args, data: Path) -> dict[str, dict[str, list[dict]]]:
         for backbone in args.backbones:
             runs[backbone] = {}
             for label, suffix, more in VARIANTS:
+                if label not in args.variants:
+                    continue
                 work = Path(tmp) / label.replace(" ", "_")
                 work.mkdir(exist_ok=True)
                 for s in args.seeds:

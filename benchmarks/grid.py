@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import statistics
 import sys
 import tempfile
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             if None in rs:  # e.g. a setting that diverges: reported, the grid goes on
                 continue
             runs[label] = rs
+            if args.json:  # saved after every setting: a kill or a later failure loses nothing
+                Path(args.json).write_text(json.dumps(runs, indent=2))
             print(f"{label}: valid {args.metric} {fmt([r['valid'][args.metric] for r in runs[label]])}",
                   file=sys.stderr, flush=True)
     ranked = sorted(runs, key=lambda k: -statistics.fmean(r["valid"][args.metric] for r in runs[k]))
