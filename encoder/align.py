@@ -4,9 +4,10 @@ Ren et al., "Representation Learning with Large Language Models for Recommendati
 https://arxiv.org/abs/2310.15950
 
 Two alignment modules, each usable with any backbone (graph or sequential) that exposes
-``input_embeddings() / forward_train(x0) / loss(batch, out)`` for training, ``dim`` / ``out_dim``
-(widths of its layer-0 and output representations), and for the alignment ``node_kinds`` (the kinds of the rows of ``input_embeddings()``: ``("user", "item")``
-for a graph, ``("item",)`` for a sequence encoder), ``node_outputs(out)`` (the final
+``input_embeddings() / forward_train(x0) / loss(batch, out)`` for training, ``dim`` /
+``out_dim`` (widths of its layer-0 and output representations), and for the alignment
+``node_kinds`` (the kinds of the rows of ``input_embeddings()``: ``("user", "item")`` for a
+graph, ``("item",)`` for a sequence encoder), ``node_outputs(out)`` (the final
 representations of those rows) and ``align_targets(out, batch)`` (the batch's
 :class:`AlignTarget` s):
 
@@ -206,7 +207,8 @@ class GenerativeAlignment(nn.Module):
         """Replace a random ``mask_ratio`` of the nodes' inputs with the mask token."""
         n = x0.shape[0]
         if n != self.sem.shape[0]:
-            raise ValueError(f"the layer-0 table has {n} rows but the semantic tables of its node kinds {self.sem.shape[0]}")
+            raise ValueError(f"the layer-0 table has {n} rows, the semantic tables of its node kinds "
+                             f"{self.sem.shape[0]}: node_kinds does not describe this backbone")
         seeds = torch.randperm(n, device=x0.device)[: max(int(n * self.mask_ratio), 1)]
         keep = torch.ones(n, 1, dtype=x0.dtype, device=x0.device)
         keep[seeds] = 0

@@ -119,6 +119,10 @@ def test_alignment_composes_with_a_non_graph_encoder(kind):
     assert set(parts) == {"ce", "align" if kind == "plus" else "recon"} and torch.isfinite(loss)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in alignment.mlp.parameters())
     assert backbone.item_emb.grad.abs().sum() > 0
+    if kind == "gene":  # told the rows are users and items, it refuses a table of items only
+        wrong = GenerativeAlignment(user_sem, item_sem, collab_dim=8, input_dim=8, node_kinds=("user", "item"))
+        with pytest.raises(ValueError, match="15 rows, the semantic tables of its node kinds 21"):
+            wrong.prepare(backbone.input_embeddings())
 
 
 def test_generative_masks_and_reconstructs():
