@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         runs = pool([json.loads(Path(f).read_text()) for f in args.from_json])
         args.seeds = sorted({r["seed"] for vs in runs.values() for rs in vs.values() for r in rs})
-        title = "Alignment on " + ", ".join(sorted({Path(f).stem for f in args.from_json}))
+        title = f"Alignment, pooled from {len(args.from_json)} saved run files"
     elif not args.data_dir:
         p.error("--data-dir is required unless --from-json is given")
     else:
