@@ -49,8 +49,15 @@ def main(argv: list[str] | None = None) -> int:
                        help=f"passed to the _{kind} runs (and their shuffled controls) only")
     p.add_argument("--from-json", nargs="+", metavar="FILE",
                    help="no runs: rebuild the table from the --json files of earlier runs, pooling seeds")
+    p.add_argument("--references-only", action="store_true",
+                   help="only rank by the semantic tables alone and by popularity (no training)")
     add_run_arguments(p)
     args = p.parse_args(argv)
+    if args.references_only:
+        if not args.data_dir:
+            p.error("--references-only needs --data-dir")
+        print(references(Path(args.data_dir)))
+        return 0
     if args.from_json:
         runs = pool([json.loads(Path(f).read_text()) for f in args.from_json])
         args.seeds = sorted({r["seed"] for vs in runs.values() for rs in vs.values() for r in rs})
@@ -62,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (data / "usr_emb_np.pkl").exists():
             print(f"skipped: {data} has no semantic embeddings (build it with data/text_benchmark.py)", file=sys.stderr)
             return 0
+        print(references(data), file=sys.stderr, flush=True)
         runs = run_all(args, data)
         title = f"Alignment on {data.name}"
     rows = ["| backbone | variant | R@20 | N@20 | ΔR@20 | ΔN@20 | RLMRec ΔR@20 (Yelp) | s/epoch | epochs |",
@@ -85,6 +93,29 @@ def main(argv: list[str] | None = None) -> int:
     report(args, argv, runs, rows, "bench_align.py", title,
            "mean ± std of test metrics at the best validation epoch; Δ is relative to the base model's mean.")
     return 0
+
+
+def references(data_dir: Path) -> str:
+    """How well the teacher ranks on its own: test Recall/NDCG@20 of scoring each user's items
+    by the cosine of their semantic embeddings, and of ranking by training popularity."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from semrec.encoder.dataset import load_dataset
+    from semrec.encoder.evaluator import Evaluator
+
+    data = load_dataset(data_dir)
+    users = F.normalize(torch.as_tensor(data.user_emb, dtype=torch.float32), dim=1)
+    items_t = F.normalize(torch.as_tensor(data.item_emb, dtype=torch.float32), dim=1).t().contiguous()
+    popularity = torch.as_tensor(np.asarray(data.train.sum(0)).ravel(), dtype=torch.float32)
+    ev = Evaluator(data, ks=(20,), metrics=("recall", "ndcg"))
+    lines = []
+    for name, scorer in (("semantic tables alone (cosine)", lambda u: users[u] @ items_t),
+                         ("popularity", lambda u: popularity.expand(len(u), -1).clone())):
+        m = ev.evaluate(scorer, "test")
+        lines.append(f"{data_dir.name}, {name}: test recall@20 {m['recall@20']:.4f}, ndcg@20 {m['ndcg@20']:.4f}")
+    return "\n".join(lines)
 
 
 def run_all(args, data: Path) -> dict[str, dict[str, list[dict]]]:
