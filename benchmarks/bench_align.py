@@ -12,10 +12,12 @@ seeds), the relative change against the base model, and seconds per epoch, next 
 reported gains (Yelp, paper Table 1).
 
 ``--plus-set KEY=VALUE`` / ``--gene-set KEY=VALUE`` go to the ``_plus`` / ``_gene`` runs only
-(e.g. the faster variants ``align.sem_dim=64``, ``align.user_negatives=batch``); ``--set`` goes to
-every run. With ``--json FILE`` the runs are saved after
-each one, so runs split over processes (``--seeds 2023`` in one, ``--seeds 2024`` in another) are
-pooled into one table with ``--from-json a.json b.json``.
+(e.g. the faster variants ``align.sem_dim=64``, ``align.user_negatives=batch``); ``--set`` goes
+to every run; ``--variants`` picks which of the five runs to make. With ``--json FILE`` the
+runs are saved after each one, so runs split over processes (``--seeds 2023`` in one,
+``--seeds 2024`` in another) are pooled into one table with ``--from-json a.json b.json``.
+Before training, and alone with ``--references-only``, it prints how the teacher ranks on its
+own (each user's items by the cosine of their semantic embeddings) beside popularity.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--references-only needs --data-dir")
         print(references(Path(args.data_dir)))
         return 0
+    note = "mean ± std of test metrics at the best validation epoch; Δ is relative to the base model's mean."
     if args.from_json:
         runs = pool([json.loads(Path(f).read_text()) for f in args.from_json])
         args.seeds = sorted({r["seed"] for vs in runs.values() for rs in vs.values() for r in rs})
@@ -69,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         if not (data / "usr_emb_np.pkl").exists():
             print(f"skipped: {data} has no semantic embeddings (build it with data/text_benchmark.py)", file=sys.stderr)
             return 0
-        print(references(data), file=sys.stderr, flush=True)
+        refs = references(data)
+        print(refs, file=sys.stderr, flush=True)
         runs = run_all(args, data)
         title = f"Alignment on {data.name}"
+        note += f" Without training: {refs}."
     rows = ["| backbone | variant | R@20 | N@20 | ΔR@20 | ΔN@20 | RLMRec ΔR@20 (Yelp) | s/epoch | epochs |",
             "|" + "---|" * 9]
     for backbone, variants in runs.items():
@@ -90,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"| {fmt([r['test']['ndcg@20'] for r in rs])} | {gain('recall@20')} | {gain('ndcg@20')} "
                         f"| {ref} | {statistics.median(r['train_epoch_s'] for r in rs):.2f} "
                         f"| {'/'.join(str(r['epochs']) for r in rs)} |")
-    report(args, argv, runs, rows, "bench_align.py", title,
-           "mean ± std of test metrics at the best validation epoch; Δ is relative to the base model's mean.")
+    report(args, argv, runs, rows, "bench_align.py", title, note)
     return 0
 
 
@@ -115,13 +119,13 @@ def references(data_dir: Path) -> str:
                          ("popularity", lambda u: popularity.expand(len(u), -1).clone())):
         m = ev.evaluate(scorer, "test")
         lines.append(f"{data_dir.name}, {name}: test recall@20 {m['recall@20']:.4f}, ndcg@20 {m['ndcg@20']:.4f}")
-    return "\n".join(lines)
+    return "; ".join(lines)
 
 
 def run_all(args, data: Path) -> dict[str, dict[str, list[dict]]]:
     """Every backbone × variant × seed as a full CLI run; a failed run is reported and skipped."""
     extra = [x for o in args.overrides for x in ("--set", o)]
-    kind = {"": [], "_plus": args.plus_set, "_gene": args.gene_set}
+    per_kind = {"": [], "_plus": args.plus_set, "_gene": args.gene_set}
     runs: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in args.backbones:
@@ -132,7 +136,8 @@ def run_all(args, data: Path) -> dict[str, dict[str, list[dict]]]:
                 work = Path(tmp) / label.replace(" ", "_")
                 work.mkdir(exist_ok=True)
                 for s in args.seeds:
-                    r = try_run(backbone + suffix, s, data, extra + [x for o in kind[suffix] for x in ("--set", o)] + more, work)
+                    sets = extra + [x for o in per_kind[suffix] for x in ("--set", o)] + more
+                    r = try_run(backbone + suffix, s, data, sets, work)
                     if r is None:
                         continue
                     runs[backbone].setdefault(label, []).append(r)
