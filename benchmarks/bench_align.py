@@ -22,14 +22,13 @@ own (each user's items by the cosine of their semantic embeddings) beside popula
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import add_run_arguments, fmt, report, try_run  # noqa: E402
+from bench_graph_cf import add_run_arguments, fmt, load_runs, report, save_runs, try_run  # noqa: E402
 
 # RLMRec paper (WWW 2024), Table 1, Yelp: relative Recall@20 gain of Con / Gen over LightGCN
 # (as quoted in the alignment issue; the other backbones' gains are not quoted here)
@@ -62,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     note = "mean ± std of test metrics at the best validation epoch; Δ is relative to the base model's mean."
     if args.from_json:
-        runs = pool([json.loads(Path(f).read_text()) for f in args.from_json])
+        # rows in the order of VARIANTS, whatever the files'
+        runs = {b: {k: vs[k] for k in labels if k in vs} for b, vs in load_runs(args.from_json).items()}
         args.seeds = sorted({r["seed"] for vs in runs.values() for rs in vs.values() for r in rs})
         title = f"Alignment, pooled from {len(args.from_json)} saved run files"
     elif not args.data_dir:
@@ -141,24 +141,11 @@ def run_all(args, data: Path) -> dict[str, dict[str, list[dict]]]:
                     if r is None:
                         continue
                     runs[backbone].setdefault(label, []).append(r)
-                    if args.json:  # saved after every run: a kill or a later failure loses nothing
-                        Path(args.json).write_text(json.dumps(runs, indent=2))
+                    save_runs(args, runs)
                     print(f"{backbone} {label} seed {s}: recall@20 {r['test']['recall@20']:.4f} "
                           f"ndcg@20 {r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, "
                           f"{r['train_epoch_s']:.2f} s/epoch", file=sys.stderr, flush=True)
     return runs
-
-
-def pool(parts: list[dict[str, dict[str, list[dict]]]]) -> dict[str, dict[str, list[dict]]]:
-    """Merge saved runs: the same backbone and variant from several files become one list, by seed;
-    variants keep the order of :data:`VARIANTS`."""
-    merged: dict[str, dict[str, list[dict]]] = {}
-    for part in parts:
-        for backbone, variants in part.items():
-            for label, rs in variants.items():
-                merged.setdefault(backbone, {}).setdefault(label, []).extend(rs)
-    order = [label for label, _, _ in VARIANTS]
-    return {b: {k: sorted(vs[k], key=lambda r: r["seed"]) for k in order if k in vs} for b, vs in merged.items()}
 
 
 if __name__ == "__main__":

@@ -78,6 +78,30 @@ def try_run(model: str, seed: int, data: Path, extra: list[str], workdir: Path) 
         return None
 
 
+def save_runs(args, runs: dict) -> None:
+    """With ``--json FILE``, write the runs so far. Called after every run, so a kill or a later
+    failure loses nothing."""
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=2))
+
+
+def load_runs(files: list[str]) -> dict:
+    """Runs saved by ``--json`` in several files (e.g. one per seed or per machine), pooled: the
+    lists under the same keys are joined, at any depth, and sorted by seed."""
+    def merge(into: dict, part: dict) -> None:
+        for key, value in part.items():
+            if isinstance(value, list):
+                into.setdefault(key, []).extend(value)
+                into[key].sort(key=lambda r: r["seed"])
+            else:
+                merge(into.setdefault(key, {}), value)
+
+    pooled: dict = {}
+    for f in files:
+        merge(pooled, json.loads(Path(f).read_text()))
+    return pooled
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Seeds, overrides and outputs, shared by the benchmarks that make full runs."""
     p.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
@@ -104,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {}
     failed: list[str] = []
     if args.from_json:
-        for f in args.from_json:
-            for model, rs in json.loads(Path(f).read_text()).items():
-                runs.setdefault(model, []).extend(rs)
-        for rs in runs.values():
-            rs.sort(key=lambda r: r["seed"])
+        runs = load_runs(args.from_json)
         args.seeds = sorted({r["seed"] for rs in runs.values() for r in rs})
     else:
         data = Path(args.data_dir)
@@ -124,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                         failed.append(f"{model} seed {s}")
                         continue
                     runs.setdefault(model, []).append(r)
-                    if args.json:  # saved after every run, so a later failure or a kill loses nothing
-                        Path(args.json).write_text(json.dumps(runs, indent=2))
+                    save_runs(args, runs)
                     print(f"{model} seed {r['seed']}: recall@20 {r['test']['recall@20']:.4f} ndcg@20 "
                           f"{r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s",
                           file=sys.stderr, flush=True)
@@ -163,8 +182,7 @@ def report(args, argv, runs: dict, rows: list[str], script: str, title: str, not
     headed by the machine, the date and the command."""
     table = "\n".join(rows)
     print(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps(runs, indent=2))
+    save_runs(args, runs)
     if args.markdown:
         cmd = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(args.markdown, "a") as f:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import add_run_arguments, fmt, report, try_run  # noqa: E402
+from bench_graph_cf import add_run_arguments, fmt, report, save_runs, try_run  # noqa: E402
 
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -59,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             if None in rs:  # e.g. a setting that diverges: reported, the grid goes on
                 continue
             runs[label] = rs
-            if args.json:  # saved after every setting: a kill or a later failure loses nothing
-                Path(args.json).write_text(json.dumps(runs, indent=2))
+            save_runs(args, runs)
             print(f"{label}: valid {args.metric} {fmt([r['valid'][args.metric] for r in runs[label]])}",
                   file=sys.stderr, flush=True)
     ranked = sorted(runs, key=lambda k: -statistics.fmean(r["valid"][args.metric] for r in runs[k]))
