@@ -137,3 +137,71 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Ten
         return logsumexp_similarity(a, c, 1.0 / temperature, bias) - (a * p).sum(-1) / temperature
     return (weighted_logsumexp_similarity(a, c, weights, 1.0 / temperature, bias)
             - (weights * (a * p).sum(-1)).sum() / temperature)
+
+
+
+class _GroupedInfoNCE(torch.autograd.Function):
+    """``Σ_{g,i} w_gi · (log Σ_j exp(scale·cos(a_gi, p_gj) + bias_gj) - scale·cos(a_gi, p_gi))`` over groups ``g``.
+
+    Inputs are ``(G, S, d)`` (``G`` groups of ``S`` rows). Like :class:`_WeightedLogSumExp`
+    the forward pass also forms the gradients, through the cosine's normalisation too: one
+    ``exp`` and three batched products, against a dozen autograd steps.
+    """
+
+    @staticmethod
+    def forward(ctx, a, p, w, scale: float, bias):
+        na = a.square().sum(2, keepdim=True).sqrt_().clamp_min_(1e-8)
+        np_ = p.square().sum(2, keepdim=True).sqrt_().clamp_min_(1e-8)
+        a, p = a / na, p / np_
+        s = torch.bmm(a, p.transpose(1, 2)).mul_(scale)
+        positive = s.diagonal(dim1=1, dim2=2).clone()
+        if bias is not None:
+            s.add_(bias[:, None, :])
+        top = s.amax(2, keepdim=True)
+        z = s.sub_(top).exp_().sum(2, keepdim=True)
+        total = (w * (top.squeeze(2) + z.squeeze(2).log() - positive)).sum()
+        g = s.mul_(w[:, :, None] * scale / z)  # softmax, weighted and scaled: d total / d logits
+        g.diagonal(dim1=1, dim2=2).sub_(w * scale)
+
+        def through_norm(grad_unit, unit, norm):  # d/dx of x/|x|, applied to grad_unit
+            return (grad_unit - unit * (unit * grad_unit).sum(2, keepdim=True)).div_(norm)
+
+        ctx.save_for_backward(through_norm(torch.bmm(g, p), a, na) if ctx.needs_input_grad[0] else None,
+                              through_norm(torch.bmm(g.transpose(1, 2), a), p, np_) if ctx.needs_input_grad[1] else None)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_a, grad_p = ctx.saved_tensors
+        return (grad_a * grad if grad_a is not None else None, grad_p * grad if grad_p is not None else None,
+                None, None, None)
+
+
+def grouped_info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float, group: int,
+                     bias: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`info_nce` with each anchor's candidates cut to the positives of its group of rows.
+
+    The rows are cut, in the order given, into ``ceil(n / group)`` consecutive groups of at
+    most ``group`` rows whose sizes differ by at most one; anchor ``b`` is scored against the
+    positives of its own group (its own included). Shuffle the rows first for random groups.
+    With ``group >= n`` it is ``info_nce(anchor, positive, positive, ...)``; a smaller group
+    costs ``n * group`` similarities instead of ``n²`` (cheap in-batch negatives for a large
+    batch). ``bias`` (``(n,)``, constant) is each row's offset as a candidate; ``weights``
+    (constants, default 1) weigh the rows. Returns the scalar ``Σ_b weights_b · loss_b``.
+    """
+    if group < 1:
+        raise ValueError(f"group must be at least 1, got {group}")
+    n = anchor.shape[0]
+    a, p = anchor, positive
+    w = torch.ones(n, dtype=a.dtype, device=a.device) if weights is None else weights.to(a.dtype)
+    blocks = -(-n // group)
+    size = -(-n // blocks)
+    big = n - blocks * (size - 1)  # groups of ``size`` rows first, then groups of ``size - 1``
+    total = a.new_zeros(())
+    for lo, hi, rows in ((0, big * size, size), (big * size, n, size - 1)):
+        if hi > lo:
+            shape = (-1, rows, a.shape[1])
+            b = None if bias is None else bias[lo:hi].to(a.dtype).view(-1, rows)
+            total = total + _GroupedInfoNCE.apply(a[lo:hi].reshape(shape), p[lo:hi].reshape(shape),
+                                                  w[lo:hi].view(-1, rows), 1.0 / temperature, b)
+    return total

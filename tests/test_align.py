@@ -13,6 +13,7 @@ from semrec.encoder.align import (AlignTarget, ContrastiveAlignment, GenerativeA
                                   semantic_tables)
 from semrec.encoder.config import ConfigError, resolve_config
 from semrec.encoder.dataset import DataError, load_dataset
+from semrec.encoder.losses import info_nce
 from semrec.encoder.models import GraphOutput, PairBatch
 from semrec.encoder.registry import available_models, get_model_class
 from semrec.encoder.train_encoder import main
@@ -41,6 +42,55 @@ def test_contrastive_loss_matches_rlmrec(user_negatives):
             + rlmrec_infonce(out.items[batch.pos], pi[batch.pos], pi[batch.pos], 0.3)
             + rlmrec_infonce(out.items[batch.neg], pi[batch.neg], pi[batch.neg], 0.3)) / 5 * 0.5
     assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-4)
+
+
+def test_grouped_negatives_cut_the_in_batch_candidates():
+    """``negatives=K``: with a group larger than the batch, users are the exact in-batch loss and
+    the positive and negative items one pool; with small groups every row keeps its positive
+    and loses candidates, so the loss is lower but not below zero."""
+    torch.manual_seed(0)
+    us, its = np.random.default_rng(0).standard_normal((40, 10)), np.random.default_rng(1).standard_normal((30, 10))
+    out = GraphOutput(torch.randn(40, 4), torch.randn(30, 4), x0=torch.zeros(1))
+    gen = torch.Generator().manual_seed(5)
+    batch = PairBatch(*(torch.randint(0, n, (64,), generator=gen) for n in (40, 30, 30)))
+    targets = [AlignTarget("user", out.users, batch.users), AlignTarget("item", out.items, batch.pos),
+               AlignTarget("item", out.items, batch.neg)]
+
+    def loss(negatives):
+        torch.manual_seed(0)  # same MLP weights
+        al = ContrastiveAlignment(us, its, collab_dim=4, kd_weight=0.5, kd_temperature=0.3,
+                                  user_negatives="batch", negatives=negatives)
+        return al, float(al.loss(targets)["align"].detach())
+
+    al, whole = loss(1000)
+    pu, pi = al.mlp(al.user_sem), al.mlp(al.item_sem)
+    items = torch.cat([batch.pos, batch.neg])
+    want = (rlmrec_infonce(out.users[batch.users], pu[batch.users], pu[torch.unique(batch.users)], 0.3)
+            + rlmrec_infonce(out.items[items], pi[items], pi[items], 0.3)) / 64 * 0.5
+    assert whole == pytest.approx(float(want.detach()), rel=1e-5)
+    small = loss(3)[1]
+    assert 0 < small < whole
+    with pytest.raises(ValueError, match="set user_negatives=batch"):
+        ContrastiveAlignment(us, its, collab_dim=4, negatives=3)
+    with pytest.raises(ValueError, match="negatives must be 0"):
+        GenerativeAlignment(us, its, collab_dim=4, input_dim=4, negatives=-1)
+
+
+def test_generative_grouped_negatives():
+    """``negatives=K`` for ``_gene``: the masked nodes (already in random order) in consecutive
+    groups of at most K + 1, each an InfoNCE of its own; a group holding them all is the exact loss."""
+    torch.manual_seed(0)
+    us, its = np.random.default_rng(0).standard_normal((30, 6)), np.random.default_rng(1).standard_normal((20, 6))
+    nodes, seeds = torch.randn(50, 4), torch.randperm(50)[:10]
+    exact = GenerativeAlignment(us, its, collab_dim=4, input_dim=4, recon_weight=2.0, re_temperature=0.5)
+    grouped = GenerativeAlignment(us, its, collab_dim=4, input_dim=4, recon_weight=2.0, re_temperature=0.5, negatives=4)
+    grouped.load_state_dict(exact.state_dict())
+    x, y = exact.mlp(nodes[seeds]), exact.sem[seeds]
+    want = sum(info_nce(x[lo:hi], y[lo:hi], y[lo:hi], 0.5).sum() for lo, hi in [(0, 5), (5, 10)]) / 10 * 2.0
+    assert float(grouped.loss(nodes, seeds)["recon"].detach()) == pytest.approx(float(want.detach()), rel=1e-5)
+    grouped.negatives = 9
+    assert float(grouped.loss(nodes, seeds)["recon"].detach()) == pytest.approx(
+        float(exact.loss(nodes, seeds)["recon"].detach()), rel=1e-5)
 
 
 def test_per_row_targets_equal_table_targets():
@@ -97,8 +147,8 @@ class MeanOfHistory(nn.Module):
                 AlignTarget("item", items, batch.target)]
 
 
-@pytest.mark.parametrize("kind", ["plus", "gene"])
-def test_alignment_composes_with_a_non_graph_encoder(kind):
+@pytest.mark.parametrize("kind, negatives", [("plus", 0), ("gene", 0), ("plus", 2), ("gene", 2)])
+def test_alignment_composes_with_a_non_graph_encoder(kind, negatives):
     from collections import namedtuple
 
     torch.manual_seed(0)
@@ -107,7 +157,8 @@ def test_alignment_composes_with_a_non_graph_encoder(kind):
     cls = aligned_model_class(MeanOfHistory, kind)
     backbone = MeanOfHistory(15)
     given = {"user_sem": user_sem, "item_sem": item_sem, "collab_dim": 8, "input_dim": 8, "node_kinds": ("item",)}
-    settings = {"mask_ratio": 0.4} if kind == "gene" else {}  # 6 masked items: 5 negatives each
+    settings = {"mask_ratio": 0.4} if kind == "gene" else {"user_negatives": "batch"}  # 6 masked items
+    settings["negatives"] = negatives
     alignment = cls.alignment_cls(**{k: given[k] for k in cls.alignment_cls.data_args}, **settings)
     model = cls(backbone, alignment)
     if kind == "gene":  # the masked rows are items, so the targets are the item table alone
@@ -157,11 +208,11 @@ def test_every_backbone_has_both_alignments():
 def test_aligned_config_layers_backbone_then_own_file():
     cfg = resolve_config("lightgcn_plus", "yelp", get_model_class("lightgcn_plus"))
     assert cfg.model["reg_weight"] == 1e-7 and cfg.model["keep_rate"] == 0.8  # own file, then lightgcn.yaml
-    assert cfg.align == {"kd_weight": 1e-2, "kd_temperature": 0.2, "user_negatives": "all", "shuffle": False,
-                         "sem_dim": 0}
+    assert cfg.align == {"kd_weight": 1e-2, "kd_temperature": 0.2, "user_negatives": "all", "negatives": 0,
+                         "shuffle": False, "sem_dim": 0}
     cfg = resolve_config("gccf_gene", "yelp", get_model_class("gccf_gene"), ["align.mask_ratio=0.3"])
     assert cfg.model["layers"] == 2 and cfg.align["mask_ratio"] == 0.3
-    with pytest.raises(ConfigError, match="valid keys: kd_weight, kd_temperature, user_negatives, shuffle, sem_dim"):
+    with pytest.raises(ConfigError, match="valid keys: kd_weight, kd_temperature, user_negatives, negatives, shuffle, sem_dim"):
         resolve_config("lightgcn_plus", "yelp", get_model_class("lightgcn_plus"), ["align.mask_ratio=0.3"])
     with pytest.raises(ConfigError, match="lightgcn has no alignment"):
         resolve_config("lightgcn", "yelp", get_model_class("lightgcn"), ["align.shuffle=true"])
@@ -205,15 +256,19 @@ def test_sem_dim_reduces_both_tables_with_one_pca(tmp_path):
         semantic_tables(data, sem_dim=51)
 
 
-@pytest.mark.parametrize("name, sem_dim", [("lightgcn_plus", 0), ("gccf_gene", 0), ("lightgcn_plus", 16)])
-def test_aligned_cli_run_with_any_semantic_width(name, sem_dim, tmp_path):
+@pytest.mark.parametrize("name, sem_dim, extra", [
+    ("lightgcn_plus", 0, []), ("gccf_gene", 0, []), ("lightgcn_plus", 16, []),
+    ("lightgcn_plus", 16, ["align.user_negatives=batch", "align.negatives=7"]), ("lightgcn_gene", 16, ["align.negatives=7"])])
+def test_aligned_cli_run_with_any_semantic_width(name, sem_dim, extra, tmp_path):
     rng = np.random.default_rng(0)
     folder = write_dataset(tmp_path / "d", user_emb=rng.standard_normal((30, 1536)), item_emb=rng.standard_normal((40, 1536)))
     out = tmp_path / "run"
+    sets = [x for kv in extra for x in ("--set", kv)]
     assert main(["--model", name, "--dataset", "d", "--data-dir", str(folder), "--out", str(out),
                  "--set", "train.epochs=1", "--set", "align.shuffle=true", "--set", f"align.sem_dim={sem_dim}",
-                 "--quiet"]) == 0
-    assert yaml.safe_load((out / "config.yaml").read_text())["config"]["align"]["sem_dim"] == sem_dim
+                 *sets, "--quiet"]) == 0
+    resolved = yaml.safe_load((out / "config.yaml").read_text())["config"]["align"]
+    assert resolved["sem_dim"] == sem_dim and resolved["negatives"] == (7 if extra else 0)
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert ("align" if name.endswith("plus") else "recon") in hist[0]
 

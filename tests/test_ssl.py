@@ -71,6 +71,28 @@ def test_weighted_logsumexp_value_and_gradients_match_torch(with_bias):
         assert float(weighted_logsumexp_similarity(a, c, w, 2.5, bias)) == pytest.approx(float(want) / 3, rel=1e-10)
 
 
+def test_grouped_info_nce_is_info_nce_within_each_group():
+    """Ten rows in groups of at most three: consecutive groups of 3, 3, 2, 2 rows, each its own
+    InfoNCE; value and gradients (through the cosine's normalisation) against plain autograd."""
+    from semrec.encoder.losses import grouped_info_nce
+
+    torch.manual_seed(3)
+    a = torch.randn(10, 4, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(10, 4, dtype=torch.float64, requires_grad=True)
+    bias, w = torch.rand(10, dtype=torch.float64).log(), torch.arange(1.0, 11.0, dtype=torch.float64)
+    got = grouped_info_nce(a, p, 0.3, 3, bias, w)
+    want = sum((info_nce(a[lo:hi], p[lo:hi], p[lo:hi], 0.3, bias[lo:hi]) * w[lo:hi]).sum()
+               for lo, hi in [(0, 3), (3, 6), (6, 8), (8, 10)])
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    for g, h in zip(torch.autograd.grad(got, (a, p)), torch.autograd.grad(want, (a, p))):
+        assert torch.allclose(g, h, atol=1e-12)
+    # one group holding every row is plain in-batch InfoNCE; a group of one has nothing to contrast
+    assert grouped_info_nce(a, p, 0.3, 64).item() == pytest.approx(info_nce(a, p, p, 0.3).sum().item(), rel=1e-12)
+    assert grouped_info_nce(a, p, 0.3, 1).item() == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="group must be at least 1"):
+        grouped_info_nce(a, p, 0.3, 0)
+
+
 def test_simgcl_noise_has_the_configured_norm_and_sign():
     x = torch.randn(50, 16)
     noise = uniform_noise(x, 0.3)
