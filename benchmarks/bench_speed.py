@@ -15,12 +15,14 @@ training items masked, Recall/NDCG@5/10/20):
 * ``semrec``: the toolkit's trainer and evaluator.
 
 It prints seconds for each and the ratio, then where semrec's epoch time goes. With
-``--backbones sgl simgcl ...`` it also times one epoch of each named model (Yelp settings)
-and prints it relative to semrec's LightGCN epoch and, for an aligned model, to its own
-backbone's epoch. A model may carry its own settings, ``"lightgcn_plus[align.sem_dim=64,
-align.user_negatives=batch]"``, so variants are timed side by side. Aligned models get
-random semantic embeddings of width ``--sem-dim`` (1536 = OpenAI ada-002, RLMRec's) when
-the dataset has none: the cost of the alignment does not depend on what the vectors say.
+``--backbones sgl simgcl ...`` it also times one epoch of each named model (Yelp settings, or
+``--config-dataset``'s) and prints it relative to semrec's LightGCN epoch and, for an aligned
+model, to an epoch of its own backbone with the same ``model.*`` settings (an aligned model's
+file may set other layers or weights than its backbone's). A model may carry its own settings,
+``"lightgcn_plus[align.sem_dim=64,align.user_negatives=batch]"``, so variants are timed side
+by side. Aligned models get random semantic embeddings of width ``--sem-dim`` (1536 = OpenAI
+ada-002, RLMRec's) when the dataset has none: the cost of the alignment does not depend on
+what the vectors say.
 """
 from __future__ import annotations
 
@@ -142,6 +144,9 @@ def main(argv=None) -> int:
     p.add_argument("--sem-dim", type=int, default=1536, help="width of stand-in semantic embeddings")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override for --backbones runs")
     p.add_argument("--skip-reference", action="store_true", help="only the --backbones timings")
+    p.add_argument("--config-dataset", default="yelp", metavar="NAME",
+                   help="the configs' dataset section the --backbones and --profile runs take (default yelp: "
+                        "RLMRec's Yelp settings; e.g. yelp_text for the settings chosen there)")
     p.add_argument("--profile", nargs="?", const="lightgcn", default=None, metavar="MODEL",
                    help="print the torch profiler's table for 10 training steps of MODEL (default lightgcn)")
     args = p.parse_args(argv)
@@ -156,24 +161,30 @@ def main(argv=None) -> int:
     if not args.skip_reference:
         compare_with_reference(data, args.epochs)
     if args.profile:
-        profile_steps(args.profile, data, args.overrides, args.sem_dim)
+        profile_steps(args.profile, data, args.overrides, args.sem_dim, args.config_dataset)
     if args.backbones:
         base: dict[str, float] = {}
 
         def base_seconds(name: str) -> float:
             if name not in base:
-                base[name] = epoch_seconds(name, data, [], args.sem_dim, args.epochs)
+                base[name] = epoch_seconds(name, data, [], args.sem_dim, args.epochs, args.config_dataset)
                 print(f"{name:>14}: {base[name]:6.2f} s/epoch", flush=True)
             return base[name]
 
         base_seconds("lightgcn")
         for spec in args.backbones:
             name, own = parse_spec(spec)
-            sec = epoch_seconds(name, data, args.overrides + own, args.sem_dim, args.epochs)
+            sec = epoch_seconds(name, data, args.overrides + own, args.sem_dim, args.epochs, args.config_dataset)
             line = f"{spec:>14}: {sec:6.2f} s/epoch  = {sec / base['lightgcn']:4.1f}x lightgcn"
             backbone = getattr(get_model_class(name), "backbone_cls", None)
-            if backbone is not None and backbone.registered_name != "lightgcn":
-                line += f"  = {sec / base_seconds(backbone.registered_name):4.1f}x {backbone.registered_name}"
+            if backbone is not None:  # against its own backbone with the same model settings
+                same = backbone_settings(name, args.config_dataset, args.overrides + own)
+                key = f"{backbone.registered_name}[{','.join(same)}]"
+                if key not in base:
+                    base[key] = epoch_seconds(backbone.registered_name, data, same, args.sem_dim, args.epochs,
+                                              args.config_dataset)
+                line += f"  = {sec / base[key]:4.1f}x {backbone.registered_name} with its model settings"
+                line += f" ({base[key]:.2f} s)"
             print(line, flush=True)
     return 0
 
@@ -211,8 +222,8 @@ def compare_with_reference(data, epochs: int) -> None:
     print("semrec epoch breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in profile.items()), flush=True)
 
 
-def _trainer(name: str, data, overrides: list[str], sem_dim: int):
-    """A Trainer for model ``name`` with its Yelp configuration (random semantic tables if needed)."""
+def _trainer(name: str, data, overrides: list[str], sem_dim: int, section: str = "yelp"):
+    """A Trainer for model ``name`` with its configuration for dataset ``section`` (random semantic tables if needed)."""
     import dataclasses
 
     from semrec.encoder.config import resolve_config
@@ -220,7 +231,7 @@ def _trainer(name: str, data, overrides: list[str], sem_dim: int):
     from semrec.encoder.trainer import Trainer, seed_everything
 
     cls = get_model_class(name)
-    cfg = resolve_config(name, "yelp", cls, overrides)
+    cfg = resolve_config(name, section, cls, overrides)
     if hasattr(cls, "alignment_cls") and data.user_emb is None:
         rng = np.random.default_rng(0)
         data = dataclasses.replace(data, user_emb=rng.standard_normal((data.num_users, sem_dim), dtype=np.float32),
@@ -228,6 +239,16 @@ def _trainer(name: str, data, overrides: list[str], sem_dim: int):
     sampler = seed_everything(2023)
     model = build_model(name, data, cfg.model, cfg.align)
     return Trainer(model, data, cfg, tempfile.mkdtemp(prefix="semrec-bench-"), torch.device("cpu"), sampler)
+
+
+def backbone_settings(name: str, section: str, overrides: list[str]) -> list[str]:
+    """``model.*`` overrides that give aligned model ``name``'s backbone the aligned model's
+    resolved backbone settings (e.g. ``lightgcn_gene`` on Yelp has 2 layers, ``lightgcn`` 3)."""
+    from semrec.encoder.config import resolve_config
+    from semrec.encoder.registry import get_model_class
+
+    model = resolve_config(name, section, get_model_class(name), overrides).model
+    return [f"model.{k}={v}" for k, v in sorted(model.items())]
 
 
 def parse_spec(spec: str) -> tuple[str, list[str]]:
@@ -238,17 +259,17 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
     return name, [x for x in rest[:-1].split(",") if x]
 
 
-def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int, epochs: int = 1) -> float:
-    """Seconds of one training epoch (the best of ``epochs``) of model ``name`` with its Yelp configuration."""
-    tr = _trainer(name, data, overrides, sem_dim)
+def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int, epochs: int = 1, section: str = "yelp") -> float:
+    """Seconds of one training epoch (the best of ``epochs``) of model ``name`` with its ``section`` configuration."""
+    tr = _trainer(name, data, overrides, sem_dim, section)
     seconds, _ = timed(lambda: tr.train_epoch(0), epochs)
     shutil.rmtree(tr.run_dir, ignore_errors=True)
     return seconds
 
 
-def profile_steps(name: str, data, overrides: list[str], sem_dim: int, steps: int = 10) -> None:
+def profile_steps(name: str, data, overrides: list[str], sem_dim: int, section: str = "yelp", steps: int = 10) -> None:
     """The torch profiler's per-operator table for ``steps`` training steps of model ``name``."""
-    tr = _trainer(name, data, overrides, sem_dim)
+    tr = _trainer(name, data, overrides, sem_dim, section)
     tr.model.train()
     batches = list(tr._batches())[:steps + 2]
 
