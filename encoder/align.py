@@ -7,8 +7,8 @@ Two alignment modules, each usable with any backbone (graph or sequential) that 
 ``input_embeddings() / forward_train(x0) / loss(batch, out)`` for training, ``dim`` /
 ``out_dim`` (widths of its layer-0 and output representations), and for the alignment
 ``node_kinds`` (the kinds of the rows of ``input_embeddings()``: ``("user", "item")`` for a
-graph, ``("item",)`` for a sequence encoder), ``node_outputs(out)`` (the final
-representations of those rows) and ``align_targets(out, batch)`` (the batch's
+graph, ``("item",)`` for a sequence encoder), ``node_outputs(out, ids)`` (the final
+representations of rows ``ids`` of that table) and ``align_targets(out, batch)`` (the batch's
 :class:`AlignTarget` s):
 
 * :class:`ContrastiveAlignment` (RLMRec-Con, ``<backbone>_plus``): an MLP maps the semantic
@@ -199,25 +199,26 @@ class ContrastiveAlignment(nn.Module):
 
         Each joined target (:func:`_pool_targets`) contributes its distinct nodes (weighted by
         count, items' candidates offset by log count) or with ``per_row`` its occurrences, in
-        random order; one MLP call projects all of them.
+        random order, as one segment of rows; one MLP call and one grouped InfoNCE cover all.
         """
-        rows, parts = [], []
+        anchors, rows, weights, biases = [], [], [], []
         for t, k in _pool_targets(targets):
             table = self.user_sem if t.kind == "user" else self.item_sem
             if t.per_row:
                 order = torch.randperm(t.ids.numel(), device=t.ids.device)
-                ids, anchors, weights, bias = t.ids[order], t.reps.index_select(0, order), None, None
+                ids, reps, count = t.ids[order], t.reps.index_select(0, order), torch.ones_like(order)
             else:
                 counts = torch.bincount(t.ids, minlength=table.shape[0])
                 ids = counts.nonzero().squeeze(1)
                 ids = ids[torch.randperm(ids.numel(), device=ids.device)]
-                anchors, weights = t.reps.index_select(0, ids), counts[ids]
-                bias = weights.log() if t.kind == "item" else None
+                reps, count = t.reps.index_select(0, ids), counts[ids]
+            anchors.append(reps)
             rows.append(table.index_select(0, ids))
-            parts.append((anchors, weights, bias, k / t.ids.numel()))
-        projected = self.mlp(torch.cat(rows)).split([r.shape[0] for r in rows])
-        return sum(scale * grouped_info_nce(anchors, positives, self.kd_temperature, self.negatives + 1, bias, weights)
-                   for (anchors, weights, bias, scale), positives in zip(parts, projected))
+            weights.append(count * (k / t.ids.numel()))
+            log_count = count.log().to(reps.dtype)
+            biases.append(log_count if t.kind == "item" and not t.per_row else torch.zeros_like(log_count))
+        return grouped_info_nce(torch.cat(anchors), self.mlp(torch.cat(rows)), self.kd_temperature, self.negatives + 1,
+                                torch.cat(biases), torch.cat(weights), segments=[len(r) for r in rows])
 
     def loss(self, targets: Sequence[AlignTarget]) -> dict[str, torch.Tensor]:
         """The weighted alignment loss of one step's targets."""
@@ -276,14 +277,13 @@ class GenerativeAlignment(nn.Module):
             raise ValueError(f"the layer-0 table has {n} rows, the semantic tables of its node kinds "
                              f"{self.sem.shape[0]}: node_kinds does not describe this backbone")
         seeds = torch.randperm(n, device=x0.device)[: max(int(n * self.mask_ratio), 1)]
-        keep = torch.ones(n, 1, dtype=x0.dtype, device=x0.device)
-        keep[seeds] = 0
-        return x0 * keep + self.mask_token * (1 - keep), seeds
+        # out of place (x0 may be a parameter); touches the masked rows only, forward and backward
+        return x0.index_put((seeds,), self.mask_token.expand(seeds.numel(), -1)), seeds
 
-    def loss(self, nodes: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Reconstruction loss of the masked rows ``seeds`` from ``nodes``, the final
-        representations of the rows of the layer-0 table."""
-        recon, target = self.mlp(nodes[seeds]), self.sem[seeds]
+    def loss(self, masked: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reconstruction loss of the masked rows ``seeds`` of the layer-0 table from
+        ``masked``, their final representations (``(len(seeds), collab_dim)``)."""
+        recon, target = self.mlp(masked), self.sem.index_select(0, seeds)
         if self.negatives:  # the seeds are in random order: consecutive groups are random
             loss = grouped_info_nce(recon, target, self.re_temperature, self.negatives + 1) / seeds.numel()
         else:
@@ -291,8 +291,8 @@ class GenerativeAlignment(nn.Module):
         return {"recon": self.recon_weight * loss}
 
     def step(self, backbone: nn.Module, out, batch, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:meth:`loss` of ``backbone.node_outputs(out)``."""
-        return self.loss(backbone.node_outputs(out), seeds)
+        """:meth:`loss` of ``backbone.node_outputs(out, seeds)``."""
+        return self.loss(backbone.node_outputs(out, seeds), seeds)
 
 
 ALIGNMENTS = {"plus": ContrastiveAlignment, "gene": GenerativeAlignment}

@@ -1,6 +1,8 @@
 """Losses shared by the recommenders (one place for each)."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -178,30 +180,39 @@ class _GroupedInfoNCE(torch.autograd.Function):
 
 
 def grouped_info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float, group: int,
-                     bias: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+                     bias: torch.Tensor | None = None, weights: torch.Tensor | None = None,
+                     segments: Sequence[int] | None = None) -> torch.Tensor:
     """:func:`info_nce` with each anchor's candidates cut to the positives of its group of rows.
 
-    The rows are cut, in the order given, into ``ceil(n / group)`` consecutive groups of at
-    most ``group`` rows whose sizes differ by at most one; anchor ``b`` is scored against the
-    positives of its own group (its own included). Shuffle the rows first for random groups.
-    With ``group >= n`` it is ``info_nce(anchor, positive, positive, ...)``; a smaller group
-    costs ``n * group`` similarities instead of ``n²`` (cheap in-batch negatives for a large
-    batch). ``bias`` (``(n,)``, constant) is each row's offset as a candidate; ``weights``
-    (constants, default 1) weigh the rows. Returns the scalar ``Σ_b weights_b · loss_b``.
+    The rows are cut, in the order given, into consecutive groups of ``group`` rows (the last
+    group of a segment may be shorter); anchor ``b`` is scored against the positives of its own
+    group, its own included. ``segments`` (row counts summing to ``n``; default one segment)
+    keeps rows of different segments, e.g. users and items, out of each other's groups.
+    Shuffle the rows first for random groups. With ``group >= n`` it is ``info_nce(anchor,
+    positive, positive, ...)``; a smaller group costs ``n * group`` similarities instead of
+    ``n²`` (cheap in-batch negatives for a large batch). ``bias`` (``(n,)``, constant) is each
+    row's offset as a candidate; ``weights`` (constants, default 1) weigh the rows. Returns the
+    scalar ``Σ_b weights_b · loss_b``; all groups go through one fused kernel.
     """
     if group < 1:
         raise ValueError(f"group must be at least 1, got {group}")
     n = anchor.shape[0]
-    a, p = anchor, positive
-    w = torch.ones(n, dtype=a.dtype, device=a.device) if weights is None else weights.to(a.dtype)
-    blocks = -(-n // group)
-    size = -(-n // blocks)
-    big = n - blocks * (size - 1)  # groups of ``size`` rows first, then groups of ``size - 1``
-    total = a.new_zeros(())
-    for lo, hi, rows in ((0, big * size, size), (big * size, n, size - 1)):
-        if hi > lo:
-            shape = (-1, rows, a.shape[1])
-            b = None if bias is None else bias[lo:hi].to(a.dtype).view(-1, rows)
-            total = total + _GroupedInfoNCE.apply(a[lo:hi].reshape(shape), p[lo:hi].reshape(shape),
-                                                  w[lo:hi].view(-1, rows), 1.0 / temperature, b)
-    return total
+    segments = [n] if segments is None else list(segments)
+    if sum(segments) != n or min(segments, default=1) < 1:
+        raise ValueError(f"segments {segments} must be positive row counts summing to {n}")
+    size = min(group, max(segments))
+    w = anchor.new_ones(n) if weights is None else weights.to(anchor.dtype)
+    b = anchor.new_zeros(n) if bias is None else bias.to(anchor.dtype)
+    parts: list[list[torch.Tensor]] = [[], [], [], []]
+    lo = 0
+    for length in segments:  # pad each segment to whole groups: weight 0, never a candidate
+        pad = -length % size
+        for out, x, fill in zip(parts, (anchor, positive, w, b), (0.0, 0.0, 0.0, float("-inf"))):
+            out.append(x[lo:lo + length])
+            if pad:
+                out.append(x.new_full((pad, *x.shape[1:]), fill))
+        lo += length
+    a, p, w, b = (torch.cat(x) if len(x) > 1 else x[0] for x in parts)
+    d = anchor.shape[1]
+    return _GroupedInfoNCE.apply(a.view(-1, size, d), p.view(-1, size, d), w.view(-1, size), 1.0 / temperature,
+                                 b.view(-1, size))

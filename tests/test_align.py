@@ -87,10 +87,10 @@ def test_generative_grouped_negatives():
     grouped.load_state_dict(exact.state_dict())
     x, y = exact.mlp(nodes[seeds]), exact.sem[seeds]
     want = sum(info_nce(x[lo:hi], y[lo:hi], y[lo:hi], 0.5).sum() for lo, hi in [(0, 5), (5, 10)]) / 10 * 2.0
-    assert float(grouped.loss(nodes, seeds)["recon"].detach()) == pytest.approx(float(want.detach()), rel=1e-5)
+    assert float(grouped.loss(nodes[seeds], seeds)["recon"].detach()) == pytest.approx(float(want.detach()), rel=1e-5)
     grouped.negatives = 9
-    assert float(grouped.loss(nodes, seeds)["recon"].detach()) == pytest.approx(
-        float(exact.loss(nodes, seeds)["recon"].detach()), rel=1e-5)
+    assert float(grouped.loss(nodes[seeds], seeds)["recon"].detach()) == pytest.approx(
+        float(exact.loss(nodes[seeds], seeds)["recon"].detach()), rel=1e-5)
 
 
 def test_per_row_targets_equal_table_targets():
@@ -139,8 +139,8 @@ class MeanOfHistory(nn.Module):
         ce = F.cross_entropy(self.states(items, batch.history) @ items.T, batch.target)
         return ce, {"ce": ce}
 
-    def node_outputs(self, items):
-        return items
+    def node_outputs(self, items, ids):
+        return items[ids]
 
     def align_targets(self, items, batch):
         return [AlignTarget("user", self.states(items, batch.history), batch.users, per_row=True),
@@ -189,11 +189,26 @@ def test_generative_masks_and_reconstructs():
     rest = torch.ones(50, dtype=torch.bool); rest[seeds] = False
     assert torch.equal(masked[rest], x0[rest])
     out = GraphOutput(torch.randn(30, 4), torch.randn(20, 4), x0=masked)
-    got = al.loss(torch.cat([out.users, out.items]), seeds)["recon"]
+    got = al.loss(torch.cat([out.users, out.items])[seeds], seeds)["recon"]
     x = F.normalize(al.mlp(torch.cat([out.users, out.items])[seeds]))
     y = F.normalize(al.sem[seeds])
     want = -torch.log(torch.exp((x * y).sum(1) / 0.5) / torch.exp(x @ y.T / 0.5).sum(1)).mean() * 2.0
     assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-5)
+
+
+def test_graph_node_outputs_pick_users_and_items_in_order(tiny_data):
+    model = get_model_class("lightgcn").from_data(tiny_data)
+    u, i = model.num_users, model.num_items
+    out = GraphOutput(torch.randn(u, 4, requires_grad=True), torch.randn(i, 4, requires_grad=True), x0=torch.zeros(1))
+    ids = torch.tensor([u + 3, 0, u, 5, u + 3, u - 1])
+    rows = model.node_outputs(out, ids)
+    assert torch.equal(rows, torch.cat([out.users, out.items])[ids])
+    rows.sum().backward()  # each picked row gets its count, every other row nothing
+    want_u, want_i = torch.zeros(u), torch.zeros(i)
+    want_u[[0, 5, u - 1]] = 1
+    want_i[[3, 0]] = torch.tensor([2.0, 1.0])
+    assert torch.equal(out.users.grad, want_u[:, None].expand(u, 4))
+    assert torch.equal(out.items.grad, want_i[:, None].expand(i, 4))
 
 
 def test_every_backbone_has_both_alignments():

@@ -72,17 +72,18 @@ def test_weighted_logsumexp_value_and_gradients_match_torch(with_bias):
 
 
 def test_grouped_info_nce_is_info_nce_within_each_group():
-    """Ten rows in groups of at most three: consecutive groups of 3, 3, 2, 2 rows, each its own
-    InfoNCE; value and gradients (through the cosine's normalisation) against plain autograd."""
+    """Ten rows in two segments (users, items: never in one group) of 4 and 6 rows, groups of
+    three: rows 0-2, 3, 4-6, 7-9, each its own InfoNCE; value and gradients (through the
+    cosine's normalisation) against plain autograd."""
     from semrec.encoder.losses import grouped_info_nce
 
     torch.manual_seed(3)
     a = torch.randn(10, 4, dtype=torch.float64, requires_grad=True)
     p = torch.randn(10, 4, dtype=torch.float64, requires_grad=True)
     bias, w = torch.rand(10, dtype=torch.float64).log(), torch.arange(1.0, 11.0, dtype=torch.float64)
-    got = grouped_info_nce(a, p, 0.3, 3, bias, w)
+    got = grouped_info_nce(a, p, 0.3, 3, bias, w, segments=[4, 6])
     want = sum((info_nce(a[lo:hi], p[lo:hi], p[lo:hi], 0.3, bias[lo:hi]) * w[lo:hi]).sum()
-               for lo, hi in [(0, 3), (3, 6), (6, 8), (8, 10)])
+               for lo, hi in [(0, 3), (3, 4), (4, 7), (7, 10)])
     assert got.item() == pytest.approx(want.item(), rel=1e-12)
     for g, h in zip(torch.autograd.grad(got, (a, p)), torch.autograd.grad(want, (a, p))):
         assert torch.allclose(g, h, atol=1e-12)
@@ -91,6 +92,8 @@ def test_grouped_info_nce_is_info_nce_within_each_group():
     assert grouped_info_nce(a, p, 0.3, 1).item() == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="group must be at least 1"):
         grouped_info_nce(a, p, 0.3, 0)
+    with pytest.raises(ValueError, match="summing to 10"):
+        grouped_info_nce(a, p, 0.3, 3, segments=[4, 5])
 
 
 def test_simgcl_noise_has_the_configured_norm_and_sign():

@@ -13,7 +13,7 @@ training pass from them (with the backbone's own augmentations) and returns a
 :class:`GraphOutput`, and ``loss(batch, out)`` turns that output into the backbone's loss.
 ``encode(x0)`` is the deterministic pass used for ranking. For the alignment modules
 (:mod:`semrec.encoder.align`) they also say what to align: ``node_kinds`` (the kinds of the
-rows of ``input_embeddings()``), ``node_outputs(out)`` (those rows' final representations) and
+rows of ``input_embeddings()``), ``node_outputs(out, ids)`` (some rows' final representations) and
 ``align_targets(out, batch)`` (the batch's users and items). A sequence encoder that provides
 the same methods gets ``_plus`` and ``_gene`` too.
 """
@@ -120,9 +120,11 @@ class GraphRecommender(nn.Module):
         x0 = self.input_embeddings() if x0 is None else x0
         return GraphOutput(*self.encode(x0), x0=x0)
 
-    def node_outputs(self, out: GraphOutput) -> torch.Tensor:
-        """Final representations of the rows of :meth:`input_embeddings` (users, then items)."""
-        return torch.cat([out.users, out.items])
+    def node_outputs(self, out: GraphOutput, ids: torch.Tensor) -> torch.Tensor:
+        """Final representations of rows ``ids`` of :meth:`input_embeddings` (users, then items)."""
+        users = out.users.index_select(0, ids.clamp(max=self.num_users - 1))
+        items = out.items.index_select(0, (ids - self.num_users).clamp(min=0))
+        return torch.where((ids >= self.num_users)[:, None], items, users)
 
     def align_targets(self, out: GraphOutput, batch: PairBatch) -> list[AlignTarget]:
         """The batch's users, positive items and negative items (RLMRec aligns all three)."""
