@@ -141,7 +141,6 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Ten
             - (weights * (a * p).sum(-1)).sum() / temperature)
 
 
-
 class _GroupedInfoNCE(torch.autograd.Function):
     """``Σ_{g,i} w_gi · (log Σ_j exp(scale·cos(a_gi, p_gj) + bias_gj) - scale·cos(a_gi, p_gi))`` over groups ``g``.
 
