@@ -223,7 +223,8 @@ def compare_with_reference(data, epochs: int) -> None:
 
 
 def _trainer(name: str, data, overrides: list[str], sem_dim: int, section: str = "yelp"):
-    """A Trainer for model ``name`` with its configuration for dataset ``section`` (random semantic tables if needed)."""
+    """A Trainer for model ``name`` with its configuration for dataset ``section`` (random
+    semantic tables if needed)."""
     import dataclasses
 
     from semrec.encoder.config import resolve_config

@@ -167,8 +167,9 @@ class _GroupedInfoNCE(torch.autograd.Function):
         def through_norm(grad_unit, unit, norm):  # d/dx of x/|x|, applied to grad_unit
             return (grad_unit - unit * (unit * grad_unit).sum(2, keepdim=True)).div_(norm)
 
-        ctx.save_for_backward(through_norm(torch.bmm(g, p), a, na) if ctx.needs_input_grad[0] else None,
-                              through_norm(torch.bmm(g.transpose(1, 2), a), p, np_) if ctx.needs_input_grad[1] else None)
+        need_a, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        ctx.save_for_backward(through_norm(torch.bmm(g, p), a, na) if need_a else None,
+                              through_norm(torch.bmm(g.transpose(1, 2), a), p, np_) if need_p else None)
         return total
 
     @staticmethod

@@ -227,7 +227,8 @@ def test_aligned_config_layers_backbone_then_own_file():
                          "shuffle": False, "sem_dim": 0}
     cfg = resolve_config("gccf_gene", "yelp", get_model_class("gccf_gene"), ["align.mask_ratio=0.3"])
     assert cfg.model["layers"] == 2 and cfg.align["mask_ratio"] == 0.3
-    with pytest.raises(ConfigError, match="valid keys: kd_weight, kd_temperature, user_negatives, negatives, shuffle, sem_dim"):
+    valid = "valid keys: kd_weight, kd_temperature, user_negatives, negatives, shuffle, sem_dim"
+    with pytest.raises(ConfigError, match=valid):
         resolve_config("lightgcn_plus", "yelp", get_model_class("lightgcn_plus"), ["align.mask_ratio=0.3"])
     with pytest.raises(ConfigError, match="lightgcn has no alignment"):
         resolve_config("lightgcn", "yelp", get_model_class("lightgcn"), ["align.shuffle=true"])
