@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.dataset import EMBEDDING_FILES, DataError, InteractionData
-from semrec.encoder.losses import grouped_info_nce, info_nce
+from semrec.encoder.losses import grouped_info_nce, info_nce, pad_to_groups
 from semrec.generation.embedding import pca
 
 
@@ -139,6 +139,13 @@ class ContrastiveAlignment(nn.Module):
             in random groups of ``K + 1``, each contrasted with its own group only
             (:func:`grouped_info_nce`): ``K + 1`` similarities per row instead of one per
             batch node. The cheap variant of in-batch negatives; see docs/benchmarks.md.
+        max_rows: 0 for every row. ``M > 0`` (needs ``negatives``, and ``M > negatives``):
+            each step aligns at most ``M`` of the batch's distinct users and ``M`` of its
+            distinct items (per joined target, see :func:`_pool_targets`), a uniform sample
+            weighted up by ``rows / M``. A row's group is then a random group of the sample,
+            which is a random group of all the rows, so the expected loss is that of
+            ``negatives`` alone (up to the shorter last group of a segment), with less work
+            per step and more variance.
 
     Negatives follow RLMRec: a batch user is contrasted with the projections of all users
     (or the batch's, see ``user_negatives``); a batch item (each of a graph backbone's
@@ -151,7 +158,8 @@ class ContrastiveAlignment(nn.Module):
     data_args = ("user_sem", "item_sem", "collab_dim")
 
     def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, kd_weight: float = 1e-2,
-                 kd_temperature: float = 0.2, user_negatives: str = "all", negatives: int = 0):
+                 kd_temperature: float = 0.2, user_negatives: str = "all", negatives: int = 0,
+                 max_rows: int = 0):
         super().__init__()
         if user_negatives not in ("all", "batch"):
             raise ValueError(f"user_negatives must be 'all' or 'batch', got {user_negatives!r}")
@@ -159,12 +167,17 @@ class ContrastiveAlignment(nn.Module):
         if negatives and user_negatives == "all":
             raise ValueError("negatives > 0 draws each row's negatives from the batch: set user_negatives=batch "
                              "as well (or negatives=0 for every user's profile)")
+        if max_rows and not negatives:
+            raise ValueError("max_rows samples the rows that negatives puts in groups: set negatives as well "
+                             "(or max_rows=0)")
+        if max_rows < 0 or (max_rows and max_rows <= negatives):
+            raise ValueError(f"max_rows must be 0 (every row) or larger than negatives ({negatives}), got {max_rows}")
         # data, not weights: kept out of state_dict and checkpoints
         self.register_buffer("user_sem", torch.as_tensor(user_sem, dtype=torch.float32), persistent=False)
         self.register_buffer("item_sem", torch.as_tensor(item_sem, dtype=torch.float32), persistent=False)
         self.mlp = projection(self.user_sem.shape[1], collab_dim)
         self.kd_weight, self.kd_temperature, self.user_negatives = kd_weight, kd_temperature, user_negatives
-        self.negatives = negatives
+        self.negatives, self.max_rows = negatives, max_rows
 
     def prepare(self, x0: torch.Tensor) -> tuple[torch.Tensor, None]:
         return x0, None
@@ -200,25 +213,34 @@ class ContrastiveAlignment(nn.Module):
         Each joined target (:func:`_pool_targets`) contributes its distinct nodes (weighted by
         count, items' candidates offset by log count) or with ``per_row`` its occurrences, in
         random order, as one segment of rows; one MLP call and one grouped InfoNCE cover all.
+        Segments are padded to whole groups in their gather indices (:func:`pad_to_groups`).
         """
-        anchors, rows, weights, biases = [], [], [], []
+        parts = []
         for t, k in _pool_targets(targets):
             table = self.user_sem if t.kind == "user" else self.item_sem
-            if t.per_row:
-                order = torch.randperm(t.ids.numel(), device=t.ids.device)
-                ids, reps, count = t.ids[order], t.reps.index_select(0, order), torch.ones_like(order)
-            else:
+            if t.per_row:  # rows of reps, in random order
+                take = torch.randperm(t.ids.numel(), device=t.ids.device)
+                ids, count = t.ids.index_select(0, take), torch.ones_like(take)
+            else:  # distinct nodes, in random order
                 counts = torch.bincount(t.ids, minlength=table.shape[0])
                 ids = counts.nonzero().squeeze(1)
-                ids = ids[torch.randperm(ids.numel(), device=ids.device)]
-                reps, count = t.reps.index_select(0, ids), counts[ids]
-            anchors.append(reps)
-            rows.append(table.index_select(0, ids))
-            weights.append(count * (k / t.ids.numel()))
-            log_count = count.log().to(reps.dtype)
-            biases.append(log_count if t.kind == "item" and not t.per_row else torch.zeros_like(log_count))
-        return grouped_info_nce(torch.cat(anchors), self.mlp(torch.cat(rows)), self.kd_temperature, self.negatives + 1,
-                                torch.cat(biases), torch.cat(weights), segments=[len(r) for r in rows])
+                ids = take = ids[torch.randperm(ids.numel(), device=ids.device)]
+                count = counts.index_select(0, ids)
+            weight = count * (k / t.ids.numel())
+            if self.max_rows and take.numel() > self.max_rows:  # a uniform sample: the first rows of a random order
+                weight = weight[: self.max_rows] * (take.numel() / self.max_rows)
+                take, ids, count = take[: self.max_rows], ids[: self.max_rows], count[: self.max_rows]
+            bias = count.log() if t.kind == "item" and not t.per_row else torch.zeros(count.shape, device=count.device)
+            parts.append((t.reps, table, take, ids, weight, bias))
+        size = min(self.negatives + 1, max(len(part[2]) for part in parts))
+        anchors, rows, weights, biases = [], [], [], []
+        for reps, table, take, ids, weight, bias in parts:
+            anchors.append(reps.index_select(0, pad_to_groups(take, size)))
+            rows.append(table.index_select(0, pad_to_groups(ids, size)))
+            weights.append(pad_to_groups(weight, size, fill=0.0))
+            biases.append(pad_to_groups(bias, size, fill=float("-inf")))
+        return grouped_info_nce(torch.cat(anchors), self.mlp(torch.cat(rows)), self.kd_temperature, size,
+                                torch.cat(biases), torch.cat(weights))
 
     def loss(self, targets: Sequence[AlignTarget]) -> dict[str, torch.Tensor]:
         """The weighted alignment loss of one step's targets."""

@@ -151,13 +151,11 @@ class _GroupedInfoNCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, p, w, scale: float, bias):
-        na = a.square().sum(2, keepdim=True).sqrt_().clamp_min_(1e-8)
-        np_ = p.square().sum(2, keepdim=True).sqrt_().clamp_min_(1e-8)
+        na = torch.linalg.vector_norm(a, dim=2, keepdim=True).clamp_min_(1e-8)
+        np_ = torch.linalg.vector_norm(p, dim=2, keepdim=True).clamp_min_(1e-8)
         a, p = a / na, p / np_
-        s = torch.bmm(a, p.transpose(1, 2)).mul_(scale)
-        positive = s.diagonal(dim1=1, dim2=2).clone()
-        if bias is not None:
-            s.add_(bias[:, None, :])
+        positive = torch.linalg.vecdot(a, p, dim=2).mul_(scale)
+        s = torch.baddbmm(bias[:, None, :], a, p.transpose(1, 2), alpha=scale)  # scaled logits + bias, one pass
         top = s.amax(2, keepdim=True)
         z = s.sub_(top).exp_().sum(2, keepdim=True)
         total = (w * (top.squeeze(2) + z.squeeze(2).log() - positive)).sum()
@@ -165,7 +163,8 @@ class _GroupedInfoNCE(torch.autograd.Function):
         g.diagonal(dim1=1, dim2=2).sub_(w * scale)
 
         def through_norm(grad_unit, unit, norm):  # d/dx of x/|x|, applied to grad_unit
-            return (grad_unit - unit * (unit * grad_unit).sum(2, keepdim=True)).div_(norm)
+            dot = torch.linalg.vecdot(unit, grad_unit, dim=2).unsqueeze(2)
+            return torch.addcmul(grad_unit, unit, dot, value=-1).div_(norm)
 
         need_a, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         ctx.save_for_backward(through_norm(torch.bmm(g, p), a, na) if need_a else None,
@@ -177,6 +176,16 @@ class _GroupedInfoNCE(torch.autograd.Function):
         grad_a, grad_p = ctx.saved_tensors
         return (grad_a * grad if grad_a is not None else None, grad_p * grad if grad_p is not None else None,
                 None, None, None)
+
+
+def pad_to_groups(x: torch.Tensor, size: int, fill: float | None = None) -> torch.Tensor:
+    """``x`` with rows appended up to a multiple of ``size`` rows: ``fill``, or with ``None``
+    copies of its first row (e.g. for an index: any valid row)."""
+    pad = -x.shape[0] % size
+    if not pad:
+        return x
+    extra = x[:1].expand(pad, *x.shape[1:]) if fill is None else x.new_full((pad, *x.shape[1:]), fill)
+    return torch.cat([x, extra])
 
 
 def grouped_info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float, group: int,
@@ -193,6 +202,11 @@ def grouped_info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: 
     ``n²`` (cheap in-batch negatives for a large batch). ``bias`` (``(n,)``, constant) is each
     row's offset as a candidate; ``weights`` (constants, default 1) weigh the rows. Returns the
     scalar ``Σ_b weights_b · loss_b``; all groups go through one fused kernel.
+
+    A segment is padded to whole groups with rows of weight 0 and bias ``-inf``, which add
+    nothing to the value or the gradients; a caller that gathers its rows can pad the index
+    instead (:func:`pad_to_groups`) and pass segments that are multiples of ``group``, which
+    costs no copy here.
     """
     if group < 1:
         raise ValueError(f"group must be at least 1, got {group}")
@@ -203,16 +217,16 @@ def grouped_info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: 
     size = min(group, max(segments))
     w = anchor.new_ones(n) if weights is None else weights.to(anchor.dtype)
     b = anchor.new_zeros(n) if bias is None else bias.to(anchor.dtype)
-    parts: list[list[torch.Tensor]] = [[], [], [], []]
-    lo = 0
-    for length in segments:  # pad each segment to whole groups: weight 0, never a candidate
-        pad = -length % size
-        for out, x, fill in zip(parts, (anchor, positive, w, b), (0.0, 0.0, 0.0, float("-inf"))):
-            out.append(x[lo:lo + length])
-            if pad:
-                out.append(x.new_full((pad, *x.shape[1:]), fill))
-        lo += length
-    a, p, w, b = (torch.cat(x) if len(x) > 1 else x[0] for x in parts)
+    if any(length % size for length in segments):  # pad each segment: one gather per input
+        index, real, lo = [], [], 0
+        for length in segments:
+            index.append(pad_to_groups(torch.arange(lo, lo + length, device=anchor.device), size))
+            real.append(pad_to_groups(torch.ones(length, dtype=torch.bool, device=anchor.device), size, fill=False))
+            lo += length
+        index, real = torch.cat(index), torch.cat(real)
+        anchor, positive = anchor.index_select(0, index), positive.index_select(0, index)
+        w = w.index_select(0, index).masked_fill_(~real, 0.0)
+        b = b.index_select(0, index).masked_fill_(~real, float("-inf"))
     d = anchor.shape[1]
-    return _GroupedInfoNCE.apply(a.view(-1, size, d), p.view(-1, size, d), w.view(-1, size), 1.0 / temperature,
-                                 b.view(-1, size))
+    return _GroupedInfoNCE.apply(anchor.reshape(-1, size, d), positive.reshape(-1, size, d), w.view(-1, size),
+                                 1.0 / temperature, b.view(-1, size))

@@ -76,6 +76,39 @@ def test_grouped_negatives_cut_the_in_batch_candidates():
         GenerativeAlignment(us, its, collab_dim=4, input_dim=4, negatives=-1)
 
 
+def test_max_rows_samples_rows_without_changing_the_expected_loss():
+    """``max_rows=M``: a step aligns M of the batch's distinct users (gradients reach exactly M
+    rows), weighted up so that over many steps the mean loss is that of ``negatives`` alone
+    (exactly so when the row counts are whole groups, as here)."""
+    us, its = np.random.default_rng(0).standard_normal((40, 10)), np.random.default_rng(1).standard_normal((30, 10))
+    # 32 distinct users, 28 distinct items (some repeated): whole groups of 4 with or without sampling
+    batch = PairBatch(torch.arange(64) % 32, torch.arange(64) % 24, 4 + torch.arange(64) % 24)
+    users, items = torch.randn(40, 4, requires_grad=True), torch.randn(30, 4)
+    targets = [AlignTarget("user", users, batch.users), AlignTarget("item", items, batch.pos),
+               AlignTarget("item", items, batch.neg)]
+    torch.manual_seed(0)
+    every = ContrastiveAlignment(us, its, collab_dim=4, user_negatives="batch", negatives=3)
+    sampled = ContrastiveAlignment(us, its, collab_dim=4, user_negatives="batch", negatives=3, max_rows=8)
+    sampled.load_state_dict(every.state_dict())
+    sampled.loss(targets)["align"].backward()
+    assert int((users.grad.abs().sum(1) > 0).sum()) == 8 < len(torch.unique(batch.users))
+    with torch.no_grad():
+        torch.manual_seed(1)
+        means = [np.mean([float(al.loss(targets)["align"]) for _ in range(3000)]) for al in (every, sampled)]
+        sd = np.std([float(sampled.loss(targets)["align"]) for _ in range(300)]) / np.sqrt(3000)
+    assert abs(means[1] - means[0]) < 4 * sd, (means, sd)
+    # a sample as large as the batch is every row
+    sampled.max_rows = 1000
+    torch.manual_seed(2)
+    whole = float(every.loss(targets)["align"].detach())
+    torch.manual_seed(2)
+    assert float(sampled.loss(targets)["align"].detach()) == pytest.approx(whole, rel=1e-6)
+    with pytest.raises(ValueError, match="set negatives as well"):
+        ContrastiveAlignment(us, its, collab_dim=4, user_negatives="batch", max_rows=8)
+    with pytest.raises(ValueError, match="larger than negatives"):
+        ContrastiveAlignment(us, its, collab_dim=4, user_negatives="batch", negatives=7, max_rows=7)
+
+
 def test_generative_grouped_negatives():
     """``negatives=K`` for ``_gene``: the masked nodes (already in random order) in consecutive
     groups of at most K + 1, each an InfoNCE of its own; a group holding them all is the exact loss."""
@@ -224,10 +257,10 @@ def test_aligned_config_layers_backbone_then_own_file():
     cfg = resolve_config("lightgcn_plus", "yelp", get_model_class("lightgcn_plus"))
     assert cfg.model["reg_weight"] == 1e-7 and cfg.model["keep_rate"] == 0.8  # own file, then lightgcn.yaml
     assert cfg.align == {"kd_weight": 1e-2, "kd_temperature": 0.2, "user_negatives": "all", "negatives": 0,
-                         "shuffle": False, "sem_dim": 0}
+                         "max_rows": 0, "shuffle": False, "sem_dim": 0}
     cfg = resolve_config("gccf_gene", "yelp", get_model_class("gccf_gene"), ["align.mask_ratio=0.3"])
     assert cfg.model["layers"] == 2 and cfg.align["mask_ratio"] == 0.3
-    valid = "valid keys: kd_weight, kd_temperature, user_negatives, negatives, shuffle, sem_dim"
+    valid = "valid keys: kd_weight, kd_temperature, user_negatives, negatives, max_rows, shuffle, sem_dim"
     with pytest.raises(ConfigError, match=valid):
         resolve_config("lightgcn_plus", "yelp", get_model_class("lightgcn_plus"), ["align.mask_ratio=0.3"])
     with pytest.raises(ConfigError, match="lightgcn has no alignment"):
