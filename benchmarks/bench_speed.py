@@ -20,7 +20,9 @@ It prints seconds for each and the ratio, then where semrec's epoch time goes. W
 model, to an epoch of its own backbone with the same ``model.*`` settings (an aligned model's
 file may set other layers or weights than its backbone's). A model may carry its own settings,
 ``"lightgcn_plus[align.sem_dim=64,align.user_negatives=batch]"``, so variants are timed side
-by side. Aligned models get random semantic embeddings of width ``--sem-dim`` (1536 = OpenAI
+by side: round by round, one epoch of every model per round, the best round of each kept
+(``--epochs`` rounds), so that a slow spell of the machine does not fall on one model alone.
+Aligned models get random semantic embeddings of width ``--sem-dim`` (1536 = OpenAI
 ada-002, RLMRec's) when the dataset has none: the cost of the alignment does not depend on
 what the vectors say.
 """
@@ -163,26 +165,26 @@ def main(argv=None) -> int:
     if args.profile:
         profile_steps(args.profile, data, args.overrides, args.sem_dim, args.config_dataset)
     if args.backbones:
-        base: dict[str, float] = {}
-
-        def base_seconds(name: str, settings: list[str]) -> float:  # each base timed once
-            key = f"{name}[{','.join(settings)}]"
-            if key not in base:
-                base[key] = epoch_seconds(name, data, settings, args.sem_dim, args.epochs, args.config_dataset)
-            return base[key]
-
-        lightgcn = base_seconds("lightgcn", [])
-        print(f"{'lightgcn':>14}: {lightgcn:6.2f} s/epoch", flush=True)
+        runs = {"lightgcn": ("lightgcn", [])}  # label -> (model, settings); one trainer each
+        own_base = {}  # aligned model's label -> label of its backbone with the same model settings
         for spec in args.backbones:
             name, own = parse_spec(spec)
-            sec = epoch_seconds(name, data, args.overrides + own, args.sem_dim, args.epochs, args.config_dataset)
-            line = f"{spec:>14}: {sec:6.2f} s/epoch  = {sec / lightgcn:4.1f}x lightgcn"
+            runs[spec] = (name, args.overrides + own)
             backbone = getattr(get_model_class(name), "backbone_cls", None)
-            if backbone is not None:  # against its own backbone with the same model settings
-                own_base = base_seconds(backbone.registered_name,
-                                        backbone_settings(name, args.config_dataset, args.overrides + own))
-                line += f"  = {sec / own_base:4.1f}x {backbone.registered_name} with its model settings"
-                line += f" ({own_base:.2f} s)"
+            if backbone is not None:
+                settings = backbone_settings(name, args.config_dataset, args.overrides + own)
+                own_base[spec] = f"{backbone.registered_name}[{','.join(settings)}]"
+                runs.setdefault(own_base[spec], (backbone.registered_name, settings))
+        seconds = epoch_seconds(runs, data, args.sem_dim, args.epochs, args.config_dataset)
+        lightgcn = seconds["lightgcn"]
+        print(f"{'lightgcn':>14}: {lightgcn:6.2f} s/epoch", flush=True)
+        for spec in args.backbones:
+            sec = seconds[spec]
+            line = f"{spec:>14}: {sec:6.2f} s/epoch  = {sec / lightgcn:5.2f}x lightgcn"
+            if spec in own_base:  # against its own backbone with the same model settings
+                name = own_base[spec].split("[")[0]
+                line += f"  = {sec / seconds[own_base[spec]]:5.2f}x {name} with its model settings"
+                line += f" ({seconds[own_base[spec]]:.2f} s)"
             print(line, flush=True)
     return 0
 
@@ -258,12 +260,19 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
     return name, [x for x in rest[:-1].split(",") if x]
 
 
-def epoch_seconds(name: str, data, overrides: list[str], sem_dim: int, epochs: int = 1, section: str = "yelp") -> float:
-    """Seconds of one training epoch (the best of ``epochs``) of model ``name`` with its ``section`` configuration."""
-    tr = _trainer(name, data, overrides, sem_dim, section)
-    seconds, _ = timed(lambda: tr.train_epoch(0), epochs)
-    shutil.rmtree(tr.run_dir, ignore_errors=True)
-    return seconds
+def epoch_seconds(runs: dict[str, tuple[str, list[str]]], data, sem_dim: int, epochs: int = 1,
+                  section: str = "yelp") -> dict[str, float]:
+    """Seconds of one training epoch of each run (label -> (model, settings), with the
+    configuration for dataset ``section``): the best of ``epochs`` rounds, where each round runs
+    one epoch of every model in turn, so a slow spell of the machine falls on all of them."""
+    trainers = {label: _trainer(name, data, settings, sem_dim, section) for label, (name, settings) in runs.items()}
+    best = dict.fromkeys(trainers, float("inf"))
+    for epoch in range(epochs):
+        for label, tr in trainers.items():
+            best[label] = min(best[label], timed(lambda: tr.train_epoch(epoch), 1)[0])
+    for tr in trainers.values():
+        shutil.rmtree(tr.run_dir, ignore_errors=True)
+    return best
 
 
 def profile_steps(name: str, data, overrides: list[str], sem_dim: int, section: str = "yelp", steps: int = 10) -> None:
