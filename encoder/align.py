@@ -299,8 +299,10 @@ class GenerativeAlignment(nn.Module):
             raise ValueError(f"the layer-0 table has {n} rows, the semantic tables of its node kinds "
                              f"{self.sem.shape[0]}: node_kinds does not describe this backbone")
         seeds = torch.randperm(n, device=x0.device)[: max(int(n * self.mask_ratio), 1)]
-        # out of place (x0 may be a parameter); touches the masked rows only, forward and backward
-        return x0.index_put((seeds,), self.mask_token.expand(seeds.numel(), -1)), seeds
+        token = self.mask_token.expand(seeds.numel(), -1)
+        if x0.grad_fn is not None and x0._base is None:  # a fresh table (a graph's cat of users and items)
+            return x0.index_put_((seeds,), token), seeds  # in place: saves a copy of the whole table
+        return x0.index_put((seeds,), token), seeds  # a parameter, or a view of one: left as it is
 
     def loss(self, masked: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstruction loss of the masked rows ``seeds`` of the layer-0 table from

@@ -229,6 +229,26 @@ def test_generative_masks_and_reconstructs():
     assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-5)
 
 
+def test_generative_masking_leaves_the_embeddings_alone():
+    """A fresh layer-0 table (a graph's cat of users and items) is masked in place, a parameter
+    passed as the table out of place: either way the parameter keeps its values, the masked
+    rows get no gradient through the table and the mask token gets theirs."""
+    torch.manual_seed(0)
+    us, its = np.random.default_rng(0).standard_normal((30, 6)), np.random.default_rng(1).standard_normal((20, 6))
+    al = GenerativeAlignment(us, its, collab_dim=4, input_dim=4, mask_ratio=0.2)
+    emb = nn.Parameter(torch.randn(50, 4))
+    before, w = emb.detach().clone(), torch.randn(50, 4)
+    for table in (lambda: torch.cat([emb[:30], emb[30:]]), lambda: emb):
+        emb.grad = al.mask_token.grad = None
+        masked, seeds = al.prepare(table())
+        assert torch.equal(emb.detach(), before) and torch.equal(masked[seeds], al.mask_token.expand(10, -1))
+        (masked * w).sum().backward()
+        rest = torch.ones(50, dtype=torch.bool)
+        rest[seeds] = False
+        assert torch.equal(emb.grad[rest], w[rest]) and not emb.grad[seeds].any()
+        assert torch.allclose(al.mask_token.grad[0], w[seeds].sum(0))
+
+
 def test_graph_node_outputs_pick_users_and_items_in_order(tiny_data):
     model = get_model_class("lightgcn").from_data(tiny_data)
     u, i = model.num_users, model.num_items
