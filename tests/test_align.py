@@ -327,7 +327,8 @@ def test_sem_dim_reduces_both_tables_with_one_pca(tmp_path):
 
 @pytest.mark.parametrize("name, sem_dim, extra", [
     ("lightgcn_plus", 0, []), ("gccf_gene", 0, []), ("lightgcn_plus", 16, []),
-    ("lightgcn_plus", 16, ["align.user_negatives=batch", "align.negatives=7"]), ("lightgcn_gene", 16, ["align.negatives=7"])])
+    ("lightgcn_plus", 16, ["align.user_negatives=batch", "align.negatives=7", "align.max_rows=12"]),
+    ("lightgcn_gene", 16, ["align.negatives=7"])])
 def test_aligned_cli_run_with_any_semantic_width(name, sem_dim, extra, tmp_path):
     rng = np.random.default_rng(0)
     folder = write_dataset(tmp_path / "d", user_emb=rng.standard_normal((30, 1536)), item_emb=rng.standard_normal((40, 1536)))
@@ -338,6 +339,7 @@ def test_aligned_cli_run_with_any_semantic_width(name, sem_dim, extra, tmp_path)
                  *sets, "--quiet"]) == 0
     resolved = yaml.safe_load((out / "config.yaml").read_text())["config"]["align"]
     assert resolved["sem_dim"] == sem_dim and resolved["negatives"] == (7 if extra else 0)
+    assert resolved.get("max_rows", 0) == (12 if "align.max_rows=12" in extra else 0)
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert ("align" if name.endswith("plus") else "recon") in hist[0]
 
