@@ -97,7 +97,10 @@ class GraphRecommender(nn.Module):
         """Hook called by the trainer before every training epoch; nothing by default."""
 
     def input_embeddings(self) -> torch.Tensor:
-        """Layer-0 embeddings of all nodes, users first. Shape ``(U+I, dim)``."""
+        """Layer-0 embeddings of all nodes, users first. Shape ``(U+I, dim)``.
+
+        A new tensor at every call, which ``_gene`` masks in place (a model that returns a
+        parameter, or a view of one, is masked out of place instead)."""
         return torch.cat([self.user_emb, self.item_emb], dim=0)
 
     def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
