@@ -182,7 +182,7 @@ def main(argv=None) -> int:
             sec = seconds[spec]
             line = f"{spec:>14}: {sec:6.2f} s/epoch  = {sec / lightgcn:5.2f}x lightgcn"
             if spec in own_base:  # against its own backbone with the same model settings
-                name = own_base[spec].split("[")[0]
+                name = runs[own_base[spec]][0]
                 line += f"  = {sec / seconds[own_base[spec]]:5.2f}x {name} with its model settings"
                 line += f" ({seconds[own_base[spec]]:.2f} s)"
             print(line, flush=True)
