@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.dataset import EMBEDDING_FILES, DataError, InteractionData
+from semrec.encoder.graph import gather_rows
 from semrec.encoder.losses import grouped_info_nce, info_nce, pad_to_groups
 from semrec.generation.embedding import pca
 
@@ -197,7 +198,7 @@ class ContrastiveAlignment(nn.Module):
             anchors, positives = target.reps, projected[inverse]
             weights = torch.ones(target.ids.numel(), dtype=projected.dtype, device=projected.device)
         else:
-            anchors, positives, weights = target.reps.index_select(0, uniq), projected, counts
+            anchors, positives, weights = gather_rows(target.reps, uniq), projected, counts
         pool, bias = projected, None
         if target.kind == "user" and self.user_negatives == "all":
             rest = torch.ones(table.shape[0], dtype=torch.bool, device=uniq.device)
@@ -235,7 +236,7 @@ class ContrastiveAlignment(nn.Module):
         size = min(self.negatives + 1, max(len(part[2]) for part in parts))
         anchors, rows, weights, biases = [], [], [], []
         for reps, table, take, ids, weight, bias in parts:
-            anchors.append(reps.index_select(0, pad_to_groups(take, size)))
+            anchors.append(gather_rows(reps, pad_to_groups(take, size)))
             rows.append(table.index_select(0, pad_to_groups(ids, size)))
             weights.append(pad_to_groups(weight, size, fill=0.0))
             biases.append(pad_to_groups(bias, size, fill=float("-inf")))

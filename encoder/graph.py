@@ -203,3 +203,63 @@ class SparseGraph(nn.Module):
     def to_dense(self) -> torch.Tensor:
         """Dense copy, for tests and small graphs."""
         return self.matrices()[0].to_dense()
+
+
+class _SplitNodes(torch.autograd.Function):
+    """A node table's user and item rows as two views; the backward builds the table's
+    gradient once, from dense or sparse row gradients of either part."""
+
+    @staticmethod
+    def forward(ctx, nodes: torch.Tensor, num_users: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.set_materialize_grads(False)  # an unused part costs a zero-fill of its rows only
+        ctx.num_users, ctx.shape, ctx.dtype, ctx.device = num_users, nodes.shape, nodes.dtype, nodes.device
+        return nodes[:num_users], nodes[num_users:]
+
+    @staticmethod
+    def backward(ctx, grad_users: torch.Tensor | None, grad_items: torch.Tensor | None):
+        grad = torch.empty(ctx.shape, dtype=ctx.dtype, device=ctx.device)
+        for part, g in ((grad[: ctx.num_users], grad_users), (grad[ctx.num_users:], grad_items)):
+            if g is None:
+                part.zero_()
+            elif g.is_sparse:  # rows from gather_rows, uncoalesced: index_add_ sums repeats
+                part.zero_().index_add_(0, g._indices()[0], g._values())
+            else:
+                part.copy_(g)
+        return grad, None
+
+
+class _GatherRows(torch.autograd.Function):
+    """``table[ids]`` whose gradient is a sparse COO tensor of the gathered rows."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.shape = table.shape
+        return table.index_select(0, ids)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (ids,) = ctx.saved_tensors
+        return torch.sparse_coo_tensor(ids[None], grad, ctx.shape, check_invariants=False), None
+
+
+def split_nodes(nodes: torch.Tensor, num_users: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Users ``nodes[:num_users]`` and items ``nodes[num_users:]`` (views).
+
+    Rows read from them with :func:`gather_rows` pass their gradients back as sparse rows,
+    and the whole table's gradient is written once. Plain slices would give each part, and
+    each gather, a zero-filled gradient the size of its table, which autograd then adds up:
+    on a CPU most of a small model's backward pass (docs/benchmarks.md).
+    """
+    if not torch.is_grad_enabled() or not nodes.requires_grad:
+        return nodes[:num_users], nodes[num_users:]
+    return _SplitNodes.apply(nodes, num_users)
+
+
+def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``table.index_select(0, ids)``; if ``table`` is a part from :func:`split_nodes`, its
+    gradient goes back as sparse rows (anything else gets the usual dense gradient, so a
+    parameter's ``.grad`` never turns sparse)."""
+    if torch.is_grad_enabled() and isinstance(table.grad_fn, _SplitNodes._backward_cls):
+        return _GatherRows.apply(table, ids)
+    return table.index_select(0, ids)

@@ -1,10 +1,11 @@
-"""Normalised adjacency, edge dropout and the sparse product with its gradient."""
+"""Normalised adjacency, edge dropout, the sparse product with its gradient, and node tables
+whose gathered rows pass sparse gradients."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
-from semrec.encoder.graph import SparseGraph, normalized_adjacency
+from semrec.encoder.graph import SparseGraph, gather_rows, normalized_adjacency, split_nodes
 
 
 def dense_reference(r: np.ndarray, self_loops: bool) -> np.ndarray:
@@ -54,3 +55,42 @@ def test_edge_dropout_keeps_the_configured_fraction():
     dropped = g.matrices(keep_rate=0.5)[0].to_dense()
     mask = dropped != 0
     assert torch.equal(dropped[mask], full.to_dense()[mask])
+
+
+@pytest.mark.parametrize("use", ["both", "users only", "items only", "dense and sparse"])
+def test_split_nodes_and_gather_rows_give_the_plain_gradients(use):
+    """Rows gathered from split_nodes' parts (repeats included) and whole-part reads give the
+    node table the gradient plain slicing and indexing give; an unused part gets zeros."""
+    torch.manual_seed(0)
+    w = torch.randn(9, 3, requires_grad=True)
+    users_ids, items_ids = torch.tensor([0, 3, 3, 1]), torch.tensor([4, 0, 4, 4, 2])
+    coef_u, coef_i = torch.randn(4, 3), torch.randn(5, 3)
+
+    def run(split, gather):
+        nodes = torch.tanh(w) * 2  # a non-leaf table, as a backbone's output
+        users, items = split(nodes)
+        loss = torch.zeros(())
+        if use != "items only":
+            loss = loss + (gather(users, users_ids) * coef_u).sum()
+        if use != "users only":
+            loss = loss + (gather(items, items_ids) * coef_i).sum()
+        if use == "dense and sparse":
+            loss = loss + (users ** 2).sum() + items.sum()
+        (grad,) = torch.autograd.grad(loss, w)
+        return loss.detach(), grad
+
+    got = run(lambda t: split_nodes(t, 4), gather_rows)
+    want = run(lambda t: (t[:4], t[4:]), lambda t, i: t[i])
+    torch.testing.assert_close(got, want)
+
+
+def test_gather_rows_leaves_other_tables_dense():
+    """Only split_nodes' parts get sparse row gradients: a parameter's .grad stays dense (an
+    optimizer like Adam rejects sparse ones), and without autograd the parts are plain views."""
+    p = torch.nn.Parameter(torch.randn(5, 2))
+    gather_rows(p, torch.tensor([1, 1, 3])).sum().backward()
+    assert p.grad.layout == torch.strided
+    torch.testing.assert_close(p.grad[:, 0], torch.tensor([0.0, 2.0, 0.0, 1.0, 0.0]))
+    with torch.no_grad():
+        users, items = split_nodes(p * 1, 2)
+    assert users.grad_fn is None and items.shape == (3, 2)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semrec.encoder.graph import SparseGraph, normalized_adjacency
+from semrec.encoder.graph import SparseGraph, gather_rows, normalized_adjacency
 from semrec.encoder.losses import l2_of_parameters, weighted_logsumexp_similarity
 from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
 from semrec.encoder.registry import register
@@ -175,11 +175,12 @@ class AutoCF(GraphRecommender):
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = out if out is not None else self.forward_train()
         users, items = out.users, out.items
-        rec = -(users[batch.users] * items[batch.pos]).sum(-1).mean()
+        rec = -(gather_rows(users, batch.users) * gather_rows(items, batch.pos)).sum(-1).mean()
         u_uniq, u_count = torch.unique(batch.users, return_counts=True)
         i_uniq = torch.unique(batch.pos)
-        cl = (self.ssl_reg * (self._uniformity(users[u_uniq], users) + self._uniformity(items[i_uniq], items))
-              + self._uniformity(users[u_uniq], items, u_count.to(users.dtype)))
+        u_rows = gather_rows(users, u_uniq)
+        cl = (self.ssl_reg * (self._uniformity(u_rows, users) + self._uniformity(gather_rows(items, i_uniq), items))
+              + self._uniformity(u_rows, items, u_count.to(users.dtype)))
         reg = self.reg_weight * l2_of_parameters(self)
         parts = {"rec": rec, "cl": cl, "reg": reg, **out.extras}
         return sum(parts.values()), parts

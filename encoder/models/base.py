@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.align import AlignTarget
+from semrec.encoder.graph import gather_rows, split_nodes
 from semrec.encoder.losses import bpr_loss, l2_of_parameters
 
 
@@ -113,7 +114,8 @@ class GraphRecommender(nn.Module):
         raise NotImplementedError
 
     def split(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return nodes[: self.num_users], nodes[self.num_users:]
+        """Users and items of a node table (views; read rows with :func:`gather_rows`)."""
+        return split_nodes(nodes, self.num_users)
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode()
@@ -125,8 +127,8 @@ class GraphRecommender(nn.Module):
 
     def node_outputs(self, out: GraphOutput, ids: torch.Tensor) -> torch.Tensor:
         """Final representations of rows ``ids`` of :meth:`input_embeddings` (users, then items)."""
-        users = out.users.index_select(0, ids.clamp(max=self.num_users - 1))
-        items = out.items.index_select(0, (ids - self.num_users).clamp(min=0))
+        users = gather_rows(out.users, ids.clamp(max=self.num_users - 1))
+        items = gather_rows(out.items, (ids - self.num_users).clamp(min=0))
         return torch.where((ids >= self.num_users)[:, None], items, users)
 
     def align_targets(self, out: GraphOutput, batch: PairBatch) -> list[AlignTarget]:
@@ -137,9 +139,14 @@ class GraphRecommender(nn.Module):
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """BPR + L2 on ``out`` (default: a fresh :meth:`forward_train`). Returns the total and its terms."""
         out = out if out is not None else self.forward_train()
-        rec = bpr_loss(out.users[batch.users], out.items[batch.pos], out.items[batch.neg])
+        rec = self.bpr(out, batch)
         reg = self.reg_weight * l2_of_parameters(self)
         return rec + reg, {"bpr": rec, "reg": reg}
+
+    def bpr(self, out: GraphOutput, batch: PairBatch) -> torch.Tensor:
+        """BPR of the batch's triples on the representations ``out``."""
+        return bpr_loss(gather_rows(out.users, batch.users), gather_rows(out.items, batch.pos),
+                        gather_rows(out.items, batch.neg))
 
     @torch.no_grad()
     def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
-from semrec.encoder.losses import bpr_loss, info_nce, l2_of_parameters
+from semrec.encoder.losses import info_nce, l2_of_parameters
 from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
 from semrec.encoder.registry import register
 
@@ -80,7 +80,7 @@ class DCCF(GraphRecommender):
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = out if out is not None else self.forward_train()
         views = out.extras["views"]
-        rec = bpr_loss(out.users[batch.users], out.items[batch.pos], out.items[batch.neg])
+        rec = self.bpr(out, batch)
         u_nodes = torch.unique(batch.users)
         i_nodes = torch.unique(batch.pos) + self.num_users
         cl = out.users.new_zeros(())

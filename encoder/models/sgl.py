@@ -11,7 +11,7 @@ from __future__ import annotations
 import scipy.sparse as sp
 import torch
 
-from semrec.encoder.losses import bpr_loss, l2_of_parameters
+from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.base import GraphOutput, PairBatch
 from semrec.encoder.models.lightgcn import LightGCN
 from semrec.encoder.models.ssl import NEGATIVES, view_contrast
@@ -61,7 +61,7 @@ class SGL(LightGCN):
 
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = out if out is not None else self.forward_train()
-        rec = bpr_loss(out.users[batch.users], out.items[batch.pos], out.items[batch.neg])
+        rec = self.bpr(out, batch)
         v1, v2 = self.augmented_view(out.x0), self.augmented_view(out.x0)
         u1, i1 = self.split(v1)
         u2, i2 = self.split(v2)

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from semrec.encoder.losses import bpr_loss, l2_of_parameters
+from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.base import GraphOutput, PairBatch
 from semrec.encoder.models.lightgcn import LightGCN
 from semrec.encoder.models.ssl import NEGATIVES, view_contrast
@@ -53,7 +53,7 @@ class SimGCL(LightGCN):
 
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = out if out is not None else self.forward_train()
-        rec = bpr_loss(out.users[batch.users], out.items[batch.pos], out.items[batch.neg])
+        rec = self.bpr(out, batch)
         u1, i1 = self.split(self.perturbed_view(out.x0))
         u2, i2 = self.split(self.perturbed_view(out.x0))
         cl = (view_contrast(u1, u2, batch.users, temperature=self.temperature, negatives=self.cl_negatives)

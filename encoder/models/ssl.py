@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from semrec.encoder.graph import gather_rows
 from semrec.encoder.losses import info_nce
 
 
@@ -26,7 +27,7 @@ def view_contrast(view1: torch.Tensor, view2: torch.Tensor, *node_groups: torch.
     total = view1.new_zeros(())
     for nodes in node_groups:
         uniq, counts = torch.unique(nodes, return_counts=True)
-        a, p = view1[uniq], view2[uniq]
+        a, p = gather_rows(view1, uniq), gather_rows(view2, uniq)
         candidates = view2 if negatives == "all" else p
         total = total + info_nce(a, p, candidates, temperature, weights=counts)
     return total
