@@ -16,6 +16,10 @@ training pass from them (with the backbone's own augmentations) and returns a
 rows of ``input_embeddings()``), ``node_outputs(out, ids)`` (some rows' final representations) and
 ``align_targets(out, batch)`` (the batch's users and items). A sequence encoder that provides
 the same methods gets ``_plus`` and ``_gene`` too.
+
+A backbone splits its node table with :meth:`GraphRecommender.split` and reads rows of the
+parts with :func:`~semrec.encoder.graph.gather_rows`: their gradients then go back as sparse
+rows, and the table's gradient is written once per step however many losses read from it.
 """
 from __future__ import annotations
 
