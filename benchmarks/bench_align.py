@@ -15,7 +15,8 @@ reported gains (Yelp, paper Table 1).
 (e.g. the faster variants ``align.sem_dim=64``, ``align.user_negatives=batch``); ``--set`` goes
 to every run; ``--variants`` picks which of the five runs to make. With ``--json FILE`` the
 runs are saved after each one, so runs split over processes (``--seeds 2023`` in one,
-``--seeds 2024`` in another) are pooled into one table with ``--from-json a.json b.json``.
+``--seeds 2024`` in another) are pooled into one table with ``--from-json a.json b.json``; with
+``--workdir DIR`` as well, the same command run again after a kill resumes where it stopped.
 Before training, and alone with ``--references-only``, it prints how the teacher ranks on its
 own (each user's items by the cosine of their semantic embeddings) beside popularity.
 """
@@ -24,11 +25,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import add_run_arguments, fmt, load_runs, report, save_runs, try_run  # noqa: E402
+from bench_graph_cf import add_run_arguments, fmt, load_runs, report, run_dirs, save_runs, try_run  # noqa: E402
 
 # RLMRec paper (WWW 2024), Table 1, Yelp: relative Recall@20 gain of Con / Gen over LightGCN
 # (as quoted in the alignment issue; the other backbones' gains are not quoted here)
@@ -127,13 +127,13 @@ def run_all(args, data: Path) -> dict[str, dict[str, list[dict]]]:
     extra = [x for o in args.overrides for x in ("--set", o)]
     per_kind = {"": [], "_plus": args.plus_set, "_gene": args.gene_set}
     runs: dict[str, dict[str, list[dict]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with run_dirs(args.workdir) as root:
         for backbone in args.backbones:
             runs[backbone] = {}
             for label, suffix, more in VARIANTS:
                 if label not in args.variants:
                     continue
-                work = Path(tmp) / label.replace(" ", "_")
+                work = root / label.replace(" ", "_")
                 work.mkdir(exist_ok=True)
                 for s in args.seeds:
                     sets = extra + [x for o in per_kind[suffix] for x in ("--set", o)] + more

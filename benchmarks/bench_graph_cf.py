@@ -7,20 +7,25 @@ Each (model, seed) is a full CLI run to early stopping in its own process. Print
 model: seconds per training epoch and per full evaluation (median over the run), peak
 resident memory, epochs to early stop, wall time, and test Recall/NDCG@5/10/20 (mean ± std
 over seeds), next to the RLMRec paper's numbers. With ``--markdown FILE`` the table is
-appended to FILE with the machine, date and command. The speed ratio against a naive
-reference of the same epoch is measured by ``benchmarks/bench_speed.py``.
+appended to FILE with the machine, date and command. With ``--workdir DIR`` the run folders
+are kept in DIR, and the same command run again after a kill reads back the finished runs and
+resumes the killed one from its checkpoint. The speed ratio against a naive reference of the
+same epoch is measured by ``benchmarks/bench_speed.py``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,9 +58,35 @@ def machine() -> str:
 
 
 def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) -> dict:
+    """One full CLI run in ``workdir/<model>-<seed>``, or what is left of it.
+
+    The run directory keeps ``bench_run.json`` (the run's model, seed, data and settings) and,
+    once done, ``bench_record.json`` (the returned record). Found again by the same command, a
+    finished run is read back, a killed one continues from its checkpoint (``--resume``; its
+    ``wall_s`` and ``peak_rss_mb`` then cover the resumed part only and it is marked
+    ``"resumed": true``), and one killed before its first checkpoint starts over. A directory
+    made with other settings stops the run rather than being mixed in.
+    """
+    from semrec.encoder.trainer import CHECKPOINT
+
     out = workdir / f"{model}-{seed}"
-    cmd = [sys.executable, "-c", CHILD, "--model", model, "--dataset", data.name, "--data-dir", str(data),
-           "--seed", str(seed), "--out", str(out), "--device", "cpu", "--quiet", *extra]
+    spec = {"model": model, "seed": seed, "data": str(data), "settings": extra}
+    spec_file, record_file = out / "bench_run.json", out / "bench_record.json"
+    if out.exists():
+        if not spec_file.exists() or json.loads(spec_file.read_text()) != spec:
+            raise RunFailed(f"{model} seed {seed}: {out} holds a run made with other settings, or not by this "
+                            f"benchmark ({spec_file.name} differs or is missing); give another --workdir")
+        if record_file.exists():
+            return json.loads(record_file.read_text())
+    resume = (out / CHECKPOINT).exists()
+    if not resume:  # nothing finished in it (no checkpoint before the first validation)
+        shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(json.dumps(spec))
+    how = (["--resume", str(out)] if resume else
+           ["--model", model, "--dataset", data.name, "--data-dir", str(data), "--seed", str(seed), "--out", str(out),
+            *extra])
+    cmd = [sys.executable, "-c", CHILD, *how, "--device", "cpu", "--quiet"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -64,9 +95,25 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) 
     peak_kb = int(next(ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("PEAK_RSS_KB")))
     res = json.loads((out / "results.json").read_text())
     t = res["timing"]
-    return {"seed": seed, "valid": res["valid"], "test": res["test"], "best_epoch": res["best_epoch"], "epochs": res["last_epoch"] + 1,
-            "train_epoch_s": statistics.median(t["train_epoch_seconds"]),
-            "eval_s": statistics.median(t["eval_seconds"]), "peak_rss_mb": peak_kb / 1024, "wall_s": wall}
+    record = {"seed": seed, "valid": res["valid"], "test": res["test"], "best_epoch": res["best_epoch"],
+              "epochs": res["last_epoch"] + 1, "train_epoch_s": statistics.median(t["train_epoch_seconds"]),
+              "eval_s": statistics.median(t["eval_seconds"]), "peak_rss_mb": peak_kb / 1024, "wall_s": wall,
+              **({"resumed": True} if resume else {})}
+    record_file.write_text(json.dumps(record))
+    return record
+
+
+@contextlib.contextmanager
+def run_dirs(workdir: str | None) -> Iterator[Path]:
+    """Where the runs go: ``workdir`` if given (kept, so the same command run again picks up
+    finished and killed runs), else a temporary directory removed at the end."""
+    if workdir:
+        path = Path(workdir)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield Path(tmp)
 
 
 def try_run(model: str, seed: int, data: Path, extra: list[str], workdir: Path) -> dict | None:
@@ -108,6 +155,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every run")
     p.add_argument("--markdown", help="append the table to this file")
     p.add_argument("--json", help="write all per-run numbers to this file")
+    p.add_argument("--workdir", help="keep the run directories here (default: a temporary directory); the same "
+                                     "command run again reads back finished runs and resumes killed ones")
 
 
 def fmt(values: list[float]) -> str:
@@ -136,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped: {data} not found (the benchmark reads ../shared/data/rlmrec_yelp)", file=sys.stderr)
             return 0
         extra = [x for o in args.overrides for x in ("--set", o)]
-        with tempfile.TemporaryDirectory() as tmp:
+        with run_dirs(args.workdir) as work:
             for model in args.models:
                 for s in args.seeds:
-                    r = try_run(model, s, data, extra, Path(tmp))
+                    r = try_run(model, s, data, extra, work)
                     if r is None:  # keep going: the other runs' results still count
                         failed.append(f"{model} seed {s}")
                         continue

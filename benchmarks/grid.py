@@ -14,11 +14,10 @@ import argparse
 import itertools
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import add_run_arguments, fmt, report, save_runs, try_run  # noqa: E402
+from bench_graph_cf import add_run_arguments, fmt, report, run_dirs, save_runs, try_run  # noqa: E402
 
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -48,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     axes = parse_grid(args.grid)
     extra = [x for o in args.overrides for x in ("--set", o)]
     runs: dict[str, list[dict]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for values in itertools.product(*(v for _, v in axes)):
+    with run_dirs(args.workdir) as root:
+        for n, values in enumerate(itertools.product(*(v for _, v in axes))):
             label = " ".join(f"{k}={v}" for (k, _), v in zip(axes, values))
             sets = [x for (k, _), v in zip(axes, values) for x in ("--set", f"{k}={v}")]
-            work = Path(tmp) / str(len(runs))
-            work.mkdir()
+            work = root / str(n)  # one folder per grid point, failed ones included
+            work.mkdir(exist_ok=True)
             rs = [try_run(args.model, s, data, extra + sets, work) for s in args.seeds]
             if None in rs:  # e.g. a setting that diverges: reported, the grid goes on
                 continue

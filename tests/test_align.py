@@ -13,6 +13,7 @@ from semrec.encoder.align import (AlignTarget, ContrastiveAlignment, GenerativeA
                                   semantic_tables)
 from semrec.encoder.config import ConfigError, resolve_config
 from semrec.encoder.dataset import DataError, load_dataset
+from semrec.encoder.graph import split_nodes
 from semrec.encoder.losses import info_nce
 from semrec.encoder.models import GraphOutput, PairBatch
 from semrec.encoder.registry import available_models, get_model_class
@@ -249,19 +250,23 @@ def test_generative_masking_leaves_the_embeddings_alone():
         assert torch.allclose(al.mask_token.grad[0], w[seeds].sum(0))
 
 
-def test_graph_node_outputs_pick_users_and_items_in_order(tiny_data):
+@pytest.mark.parametrize("parts", ["tensors", "split_nodes"])
+def test_graph_node_outputs_pick_users_and_items_in_order(tiny_data, parts):
     model = get_model_class("lightgcn").from_data(tiny_data)
     u, i = model.num_users, model.num_items
-    out = GraphOutput(torch.randn(u, 4, requires_grad=True), torch.randn(i, 4, requires_grad=True), x0=torch.zeros(1))
+    nodes = torch.randn(u + i, 4, requires_grad=True)
+    if parts == "split_nodes":  # what a backbone's forward gives: rows pass back sparse gradients
+        out = GraphOutput(*split_nodes(nodes, u), x0=torch.zeros(1))
+    else:
+        out = GraphOutput(*(t.detach().requires_grad_() for t in nodes.split([u, i])), x0=torch.zeros(1))
     ids = torch.tensor([u + 3, 0, u, 5, u + 3, u - 1])
     rows = model.node_outputs(out, ids)
-    assert torch.equal(rows, torch.cat([out.users, out.items])[ids])
-    rows.sum().backward()  # each picked row gets its count, every other row nothing
-    want_u, want_i = torch.zeros(u), torch.zeros(i)
-    want_u[[0, 5, u - 1]] = 1
-    want_i[[3, 0]] = torch.tensor([2.0, 1.0])
-    assert torch.equal(out.users.grad, want_u[:, None].expand(u, 4))
-    assert torch.equal(out.items.grad, want_i[:, None].expand(i, 4))
+    assert torch.equal(rows, nodes[ids])
+    weights = torch.arange(1.0, 7.0)[:, None]  # row k's gradient is k + 1: a mixed-up order shows
+    (rows * weights).sum().backward()
+    want = torch.zeros(u + i).index_add_(0, ids, weights[:, 0])[:, None].expand(u + i, 4)
+    got = nodes.grad if parts == "split_nodes" else torch.cat([out.users.grad, out.items.grad])
+    assert torch.equal(got, want)
 
 
 def test_every_backbone_has_both_alignments():

@@ -1,0 +1,84 @@
+"""The benchmarks' run bookkeeping: kept run folders, finished runs read back, killed runs
+resumed, folders of other settings refused, a failed grid point skipped."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # same sums in the same order, run to run
+
+
+def bench(data_dir, workdir, json_file, *settings):
+    return [sys.executable, str(BENCH / "bench_graph_cf.py"), "--models", "lightgcn", "--data-dir", str(data_dir),
+            "--seeds", "2023", "--workdir", str(workdir), "--json", str(json_file),
+            *(x for s in settings for x in ("--set", s))]
+
+
+def record(json_file):
+    (r,) = json.loads(Path(json_file).read_text())["lightgcn"]
+    return r
+
+
+def test_a_finished_run_is_read_back_and_other_settings_are_refused(tiny_dir, tmp_path):
+    work = tmp_path / "work"
+    first = subprocess.run(bench(tiny_dir, work, tmp_path / "a.json", "train.epochs=3"), capture_output=True,
+                           text=True, env=ONE_THREAD)
+    assert first.returncode == 0, first.stderr
+    results = work / "lightgcn-2023" / "results.json"
+    written = results.stat().st_mtime_ns
+    again = subprocess.run(bench(tiny_dir, work, tmp_path / "b.json", "train.epochs=3"), capture_output=True,
+                           text=True, env=ONE_THREAD)
+    assert again.returncode == 0, again.stderr
+    assert record(tmp_path / "b.json") == record(tmp_path / "a.json")  # wall time and memory included: no rerun
+    assert results.stat().st_mtime_ns == written and "resumed" not in record(tmp_path / "a.json")
+
+    other = subprocess.run(bench(tiny_dir, work, tmp_path / "c.json", "train.epochs=4"), capture_output=True,
+                           text=True, env=ONE_THREAD)
+    assert other.returncode == 1 and "holds a run made with other settings" in other.stderr
+    assert results.stat().st_mtime_ns == written
+
+
+def test_a_killed_benchmark_resumes_its_run_to_the_same_result(tmp_path):
+    from semrec.data.demo import make_demo
+
+    data = make_demo(tmp_path / "demo")
+    settings = ["train.epochs=24", "train.batch_size=64", "train.test_step=2", "train.patience=100"]
+    work = tmp_path / "work"
+    proc = subprocess.Popen(bench(data, work, tmp_path / "killed.json", *settings), env=ONE_THREAD,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = work / "lightgcn-2023" / "history.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 7:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the benchmark finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the benchmark and its training child
+    proc.wait()
+    assert not (work / "lightgcn-2023" / "results.json").exists()
+
+    done = subprocess.run(bench(data, work, tmp_path / "resumed.json", *settings), capture_output=True, text=True,
+                          env=ONE_THREAD)
+    assert done.returncode == 0, done.stderr
+    straight = subprocess.run(bench(data, tmp_path / "straight", tmp_path / "straight.json", *settings),
+                              capture_output=True, text=True, env=ONE_THREAD)
+    assert straight.returncode == 0, straight.stderr
+    a, b = record(tmp_path / "resumed.json"), record(tmp_path / "straight.json")
+    assert a["resumed"] is True and "resumed" not in b
+    assert a["epochs"] == b["epochs"] == 24
+    assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["best_epoch"] == b["best_epoch"]
+
+
+def test_grid_goes_on_after_a_failed_point(tiny_dir, tmp_path):
+    out = tmp_path / "grid.json"
+    done = subprocess.run([sys.executable, str(BENCH / "grid.py"), "--model", "lightgcn", "--data-dir", str(tiny_dir),
+                           "--grid", "train.lr=1e30,1e-3", "--set", "train.epochs=2", "--json", str(out)],
+                          capture_output=True, text=True, env=ONE_THREAD)
+    assert done.returncode == 0, done.stderr
+    assert "loss became" in done.stderr  # the diverging point is reported
+    assert list(json.loads(out.read_text())) == ["train.lr=1e-3"]
