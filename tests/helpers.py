@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,17 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path} is absent (tests expect ../shared beside the repo)")
     return path
+
+
+def wait_for_lines(proc: subprocess.Popen, path: Path, lines: int, timeout: float = 120.0) -> None:
+    """Wait until the text file ``path`` has ``lines`` lines while ``proc`` still runs (a point
+    to kill it at); fail if ``proc`` ends first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and len(path.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the process finished before {path} had {lines} lines, so it could not be killed"
 
 
 def random_splits(num_users=30, num_items=40, per_user=8, seed=0):

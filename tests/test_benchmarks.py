@@ -5,8 +5,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from helpers import wait_for_lines
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
@@ -51,13 +52,7 @@ def test_a_killed_benchmark_resumes_its_run_to_the_same_result(tmp_path):
     work = tmp_path / "work"
     proc = subprocess.Popen(bench(data, work, tmp_path / "killed.json", *settings), env=ONE_THREAD,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history = work / "lightgcn-2023" / "history.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if history.exists() and len(history.read_text().splitlines()) >= 7:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the benchmark finished before it could be killed"
+    wait_for_lines(proc, work / "lightgcn-2023" / "history.jsonl", 7)
     os.killpg(proc.pid, signal.SIGKILL)  # the benchmark and its training child
     proc.wait()
     assert not (work / "lightgcn-2023" / "results.json").exists()

@@ -4,14 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from helpers import random_splits, shared_path, write_dataset
+from helpers import random_splits, shared_path, wait_for_lines, write_dataset
 from semrec.encoder.registry import available_models
 from semrec.encoder.train_encoder import main
 
@@ -86,13 +85,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     # difference in a loss), which is not what this test is about
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(SCRIPT), *_run_args(data_dir, killed)], env=env)
-    history = killed / "history.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if history.exists() and len(history.read_text().splitlines()) >= 7:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    wait_for_lines(proc, killed / "history.jsonl", 7)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "results.json").exists() and (killed / "checkpoint.pt").exists()
