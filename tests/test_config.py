@@ -40,7 +40,7 @@ def test_shipped_rlmrec_defaults():
     assert (yelp.train.batch_size, yelp.train.lr, yelp.train.test_step, yelp.train.patience) == (4096, 1e-3, 3, 5)
 
 
-@pytest.mark.parametrize("name", ["sgl", "gccf_plus", "sgl_gene"])
+@pytest.mark.parametrize("name", ["gccf_gene", "gccf_plus", "sgl_gene"])
 def test_yelp_text_takes_rlmrec_yelp_settings(name):
     """data/yelp_text has no tuned section of its own: it reads RLMRec's Yelp values."""
     from semrec.encoder.registry import get_model_class
@@ -50,6 +50,16 @@ def test_yelp_text_takes_rlmrec_yelp_settings(name):
     assert (text.model, text.align) == (yelp.model, yelp.align)
     other = resolve_config(name, "elsewhere", cls)
     assert (text.model, text.align) != (other.model, other.align)  # the Yelp section is not the default
+
+
+def test_sgl_on_yelp_text_shares_its_backbone_settings_with_the_aligned_models():
+    """The base SGL of the Yelp-text comparison has the backbone values of sgl_plus / sgl_gene."""
+    from semrec.encoder.registry import get_model_class
+
+    base = resolve_config("sgl", "yelp_text", get_model_class("sgl")).model
+    for name in ("sgl_plus", "sgl_gene"):
+        assert resolve_config(name, "yelp_text", get_model_class(name)).model == base
+    assert base != resolve_config("sgl", "yelp", get_model_class("sgl")).model  # not RLMRec's SGL Yelp values
 
 
 @pytest.mark.parametrize("override, message", [
