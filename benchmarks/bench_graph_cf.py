@@ -65,11 +65,34 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) 
     finished run is read back, a killed one continues from its checkpoint (``--resume``; its
     ``wall_s`` and ``peak_rss_mb`` then cover the resumed part only and it is marked
     ``"resumed": true``), and one killed before its first checkpoint starts over. A directory
-    made with other settings stops the run rather than being mixed in.
+    made with other settings stops the run rather than being mixed in, and so does a run that
+    another command is making at the same time.
     """
+    out = workdir / f"{model}-{seed}"
+    with _exclusive(workdir / f"{out.name}.lock", f"{model} seed {seed}: {out} is in use by another process"):
+        return _run_in(out, model, seed, data, extra)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (the OS drops it when the process ends, even
+    on a kill), or raise :class:`RunFailed` with ``busy`` if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory file locks; give each concurrent command its own --workdir
+        yield
+        return
+    with open(lock, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFailed(busy) from None
+        yield
+
+
+def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str]) -> dict:
     from semrec.encoder.trainer import CHECKPOINT
 
-    out = workdir / f"{model}-{seed}"
     spec = {"model": model, "seed": seed, "data": str(data), "settings": extra}
     spec_file, record_file = out / "bench_run.json", out / "bench_record.json"
     if out.exists():

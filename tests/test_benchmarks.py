@@ -20,6 +20,21 @@ def bench(data_dir, workdir, json_file, *settings):
             *(x for s in settings for x in ("--set", s))]
 
 
+def start_on_demo(tmp_path, epochs, history_lines):
+    """A benchmark of a LightGCN run on the demo data, started in the background and left
+    running once its run has ``history_lines`` epochs. Returns the demo folder, the workdir,
+    the settings and the process (its own process group: ``killpg`` stops its child too)."""
+    from semrec.data.demo import make_demo
+
+    data = make_demo(tmp_path / "demo")
+    settings = [f"train.epochs={epochs}", "train.batch_size=64", "train.test_step=2", "train.patience=100"]
+    work = tmp_path / "work"
+    proc = subprocess.Popen(bench(data, work, tmp_path / "background.json", *settings), env=ONE_THREAD,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_lines(proc, work / "lightgcn-2023" / "history.jsonl", history_lines)
+    return data, work, settings, proc
+
+
 def record(json_file):
     (r,) = json.loads(Path(json_file).read_text())["lightgcn"]
     return r
@@ -45,14 +60,7 @@ def test_a_finished_run_is_read_back_and_other_settings_are_refused(tiny_dir, tm
 
 
 def test_a_killed_benchmark_resumes_its_run_to_the_same_result(tmp_path):
-    from semrec.data.demo import make_demo
-
-    data = make_demo(tmp_path / "demo")
-    settings = ["train.epochs=24", "train.batch_size=64", "train.test_step=2", "train.patience=100"]
-    work = tmp_path / "work"
-    proc = subprocess.Popen(bench(data, work, tmp_path / "killed.json", *settings), env=ONE_THREAD,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_lines(proc, work / "lightgcn-2023" / "history.jsonl", 7)
+    data, work, settings, proc = start_on_demo(tmp_path, epochs=24, history_lines=7)
     os.killpg(proc.pid, signal.SIGKILL)  # the benchmark and its training child
     proc.wait()
     assert not (work / "lightgcn-2023" / "results.json").exists()
@@ -67,6 +75,20 @@ def test_a_killed_benchmark_resumes_its_run_to_the_same_result(tmp_path):
     assert a["resumed"] is True and "resumed" not in b
     assert a["epochs"] == b["epochs"] == 24
     assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["best_epoch"] == b["best_epoch"]
+
+
+def test_a_run_another_command_is_making_is_left_alone(tmp_path):
+    data, work, settings, first = start_on_demo(tmp_path, epochs=60, history_lines=3)
+    try:
+        second = subprocess.run(bench(data, work, tmp_path / "second.json", *settings), capture_output=True,
+                                text=True, env=ONE_THREAD)
+        assert first.poll() is None  # still training, undisturbed
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert second.returncode == 1 and "is in use by another process" in second.stderr
+    epochs = [json.loads(x)["epoch"] for x in (work / "lightgcn-2023" / "history.jsonl").read_text().splitlines()]
+    assert epochs == list(range(len(epochs)))  # one writer: no epoch trained twice
 
 
 def test_grid_goes_on_after_a_failed_point(tiny_dir, tmp_path):
