@@ -1,6 +1,7 @@
 """Helpers for the tests: tiny datasets in RLMRec's layout, and the shared real data."""
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import time
@@ -11,6 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# for child processes whose numbers are compared across runs: a multi-threaded reduction may
+# sum in another order from run to run (a 1e-7 difference in a loss)
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def shared_path(*parts: str) -> Path:

@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import wait_for_lines
+from helpers import ONE_THREAD, wait_for_lines
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # same sums in the same order, run to run
 
 
 def bench(data_dir, workdir, json_file, *settings):

@@ -1,6 +1,5 @@
 """The command line: one-epoch runs, run directory contents, exit codes, kill and resume."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import random_splits, shared_path, wait_for_lines, write_dataset
+from helpers import ONE_THREAD, random_splits, shared_path, wait_for_lines, write_dataset
 from semrec.encoder.registry import available_models
 from semrec.encoder.train_encoder import main
 
@@ -81,9 +80,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
     data_dir = make_demo(tmp_path / "demo")
     killed = tmp_path / "killed"
-    # one thread: a multi-threaded reduction may sum in another order from run to run (a 1e-7
-    # difference in a loss), which is not what this test is about
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = ONE_THREAD  # the losses are compared with a run straight through
     proc = subprocess.Popen([sys.executable, str(SCRIPT), *_run_args(data_dir, killed)], env=env)
     wait_for_lines(proc, killed / "history.jsonl", 7)
     proc.send_signal(signal.SIGKILL)
