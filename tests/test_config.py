@@ -40,14 +40,16 @@ def test_shipped_rlmrec_defaults():
     assert (yelp.train.batch_size, yelp.train.lr, yelp.train.test_step, yelp.train.patience) == (4096, 1e-3, 3, 5)
 
 
-@pytest.mark.parametrize("name", ["gccf_gene", "gccf_plus", "sgl_gene"])
-def test_yelp_text_takes_rlmrec_yelp_settings(name):
-    """data/yelp_text has no tuned section of its own: it reads RLMRec's Yelp values."""
+@pytest.mark.parametrize("name, changed", [("gccf_plus", {}), ("sgl_gene", {}),
+                                           ("gccf_gene", {"mask_ratio": 0.02})])
+def test_yelp_text_takes_rlmrec_yelp_settings(name, changed):
+    """data/yelp_text reads RLMRec's Yelp values, except the settings chosen on it."""
     from semrec.encoder.registry import get_model_class
 
     cls = get_model_class(name)
     yelp, text = resolve_config(name, "yelp", cls), resolve_config(name, "yelp_text", cls)
-    assert (text.model, text.align) == (yelp.model, yelp.align)
+    assert (text.model, text.align) == (yelp.model, {**yelp.align, **changed})
+    assert all(yelp.align[key] != value for key, value in changed.items())
     other = resolve_config(name, "elsewhere", cls)
     assert (text.model, text.align) != (other.model, other.align)  # the Yelp section is not the default
 
