@@ -1,5 +1,6 @@
 """The benchmarks' run bookkeeping: kept run folders, finished runs read back, killed runs
-resumed, folders of other settings refused, a failed grid point skipped."""
+resumed, folders of other settings refused, a failed grid point skipped; and the alignment
+table pooled from saved runs."""
 import json
 import os
 import signal
@@ -98,3 +99,29 @@ def test_grid_goes_on_after_a_failed_point(tiny_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "loss became" in done.stderr  # the diverging point is reported
     assert list(json.loads(out.read_text())) == ["train.lr=1e-3"]
+
+
+def test_alignment_table_pools_seeds_and_prints_validation_and_real_against_shuffled(tmp_path):
+    def run(seed, recall, ndcg, valid):
+        return {"seed": seed, "test": {"recall@20": recall, "ndcg@20": ndcg}, "valid": {"recall@20": valid},
+                "epochs": 30 + seed % 10, "train_epoch_s": 0.5}
+
+    # one file per seed, variants in another order than the table's
+    (tmp_path / "s2024.json").write_text(json.dumps({"sgl": {
+        "plus shuffled": [run(2024, 0.20, 0.30, 0.24)], "plus": [run(2024, 0.231, 0.33, 0.28)],
+        "base": [run(2024, 0.22, 0.30, 0.27)]}}))
+    (tmp_path / "s2023.json").write_text(json.dumps({"sgl": {
+        "base": [run(2023, 0.20, 0.30, 0.25)], "plus": [run(2023, 0.231, 0.33, 0.26)],
+        "plus shuffled": [run(2023, 0.20, 0.30, 0.22)]}}))
+    done = subprocess.run([sys.executable, str(BENCH / "bench_align.py"), "--from-json", str(tmp_path / "s2024.json"),
+                           str(tmp_path / "s2023.json")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("| backbone | variant | R@20 | N@20 | ΔR@20 | ΔN@20 | valid R@20 |")
+    # base: test recall (0.20 + 0.22) / 2; plus: 0.231 / 0.21 and 0.33 / 0.30 are +10%
+    assert lines[2] == "| sgl | base | 0.2100 ± 0.0141 | 0.3000 ± 0.0000 |  |  | 0.2600 ± 0.0141 |  | 0.50 | 33/34 |"
+    assert lines[3] == ("| sgl | plus | 0.2310 ± 0.0000 | 0.3300 ± 0.0000 | +10.0% | +10.0% | 0.2700 ± 0.0141 |  "
+                        "| 0.50 | 33/34 |")
+    assert lines[4].startswith("| sgl | plus shuffled | 0.2000 ± 0.0000 | 0.3000 ± 0.0000 | -4.8% | +0.0% | 0.2300")
+    # real tables against shuffled ones: 0.231 / 0.20 and 0.33 / 0.30
+    assert lines[5:] == ["", "Real against shuffled tables (test R@20 / N@20): `sgl_plus` +15.5% / +10.0%."]
