@@ -69,25 +69,13 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) 
     another command is making at the same time.
     """
     out = workdir / f"{model}-{seed}"
-    with _exclusive(workdir / f"{out.name}.lock", f"{model} seed {seed}: {out} is in use by another process"):
-        return _run_in(out, model, seed, data, extra)
+    from semrec.encoder.io import BusyError, exclusive
 
-
-@contextlib.contextmanager
-def _exclusive(lock: Path, busy: str) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``lock`` (the OS drops it when the process ends, even
-    on a kill), or raise :class:`RunFailed` with ``busy`` if another process holds it."""
     try:
-        import fcntl
-    except ImportError:  # Windows: no advisory file locks; give each concurrent command its own --workdir
-        yield
-        return
-    with open(lock, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFailed(busy) from None
-        yield
+        with exclusive(workdir / f"{out.name}.lock", f"{model} seed {seed}: {out} is in use by another process"):
+            return _run_in(out, model, seed, data, extra)
+    except BusyError as e:
+        raise RunFailed(str(e)) from None
 
 
 def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str]) -> dict:

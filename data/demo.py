@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from semrec.encoder.dataset import write_pickle
+from semrec.encoder.io import write_pickle
 
 THEMES = {
     "italian restaurant": "pasta pizza risotto tiramisu espresso trattoria wine basil",

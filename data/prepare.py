@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from semrec.encoder.dataset import atomic_write, write_json
+from semrec.encoder.io import atomic_write, write_json
 
 if __package__ in (None, ""):  # run as a script: import the installed package
     from semrec.data.readers import PrepareError, RawInteractions, read_amazon, read_recbole, read_s3rec, read_yelp

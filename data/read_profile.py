@@ -19,7 +19,7 @@ FILES = {"user": "usr_prf.pkl", "item": "itm_prf.pkl"}
 
 def read_profiles(folder: str | Path, kind: str = "user"):
     """The profiles of ``kind`` ('user' or 'item') in ``folder``, indexable by id."""
-    from semrec.encoder.dataset import load_pickle
+    from semrec.encoder.io import load_pickle
 
     path = Path(folder) / FILES[kind]
     if not path.exists():
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.data_dir and not args.dataset:
         p.error("give --dataset NAME or --data-dir DIR")
-    from semrec.encoder.dataset import data_root
+    from semrec.encoder.io import data_root
 
     folder = Path(args.data_dir) if args.data_dir else data_root() / args.dataset
     wanted = [("user", i) for i in args.user] + [("item", i) for i in args.item]

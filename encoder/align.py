@@ -31,6 +31,7 @@ from torch import nn
 
 from semrec.encoder.dataset import EMBEDDING_FILES, DataError, InteractionData
 from semrec.encoder.graph import gather_rows
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability
 from semrec.encoder.losses import grouped_info_nce, info_nce, pad_to_groups
 from semrec.generation.embedding import pca
 
@@ -158,9 +159,9 @@ class ContrastiveAlignment(nn.Module):
 
     data_args = ("user_sem", "item_sem", "collab_dim")
 
-    def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, kd_weight: float = 1e-2,
-                 kd_temperature: float = 0.2, user_negatives: str = "all", negatives: int = 0,
-                 max_rows: int = 0):
+    def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, kd_weight: NonNegativeFloat = 1e-2,
+                 kd_temperature: PositiveFloat = 0.2, user_negatives: str = "all", negatives: NonNegativeInt = 0,
+                 max_rows: NonNegativeInt = 0):
         super().__init__()
         if user_negatives not in ("all", "batch"):
             raise ValueError(f"user_negatives must be 'all' or 'batch', got {user_negatives!r}")
@@ -277,8 +278,8 @@ class GenerativeAlignment(nn.Module):
     data_args = ("user_sem", "item_sem", "collab_dim", "input_dim", "node_kinds")
 
     def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, input_dim: int,
-                 node_kinds: tuple[str, ...] = ("user", "item"), mask_ratio: float = 0.1,
-                 recon_weight: float = 0.1, re_temperature: float = 0.2, negatives: int = 0):
+                 node_kinds: tuple[str, ...] = ("user", "item"), mask_ratio: Probability = 0.1,
+                 recon_weight: NonNegativeFloat = 0.1, re_temperature: PositiveFloat = 0.2, negatives: NonNegativeInt = 0):
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")

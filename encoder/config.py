@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from semrec.encoder.align import TABLE_OPTIONS
+from semrec.encoder.hparams import NonNegativeFloat, PositiveFloat, PositiveInt, check_fields, range_of
 
 
 class ConfigError(ValueError):
@@ -47,15 +48,18 @@ class TrainConfig:
         device: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     """
 
-    epochs: int = 3000
-    batch_size: int = 4096
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    test_step: int = 3
-    patience: int = 5
+    epochs: PositiveInt = 3000
+    batch_size: PositiveInt = 4096
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    test_step: PositiveInt = 3
+    patience: PositiveInt = 5
     stop_metric: str = "recall@20"
     seed: int = 2023
     device: str = "auto"
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
@@ -69,10 +73,13 @@ class EvalConfig:
         mask_valid_at_test: also exclude validation items when ranking for the test split.
     """
 
-    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    ks: list[PositiveInt] = field(default_factory=lambda: [5, 10, 20])
     metrics: list[str] = field(default_factory=lambda: ["recall", "ndcg", "precision", "mrr", "hit"])
-    batch_size: int = 1024
+    batch_size: PositiveInt = 1024
     mask_valid_at_test: bool = False
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
@@ -101,7 +108,14 @@ def config_dir() -> Path:
 
 
 def coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Convert ``value`` to ``annotation`` (int, float, bool, str, list[...]) or raise ConfigError."""
+    """Convert ``value`` to ``annotation`` (int, float, bool, str, list[...], optionally with a
+    :class:`~semrec.encoder.hparams.Range`) or raise ConfigError."""
+    inner, rng = range_of(annotation)
+    if rng is not None:
+        value = coerce(value, inner, key)
+        if isinstance(value, (int, float)) and not rng.contains(value):
+            raise ConfigError(f"{key}: {value!r} is out of range; valid values: {rng.describe()}")
+        return value
     origin = typing.get_origin(annotation)
     if origin in (list, tuple):
         (inner, *_) = typing.get_args(annotation) or (Any,)
@@ -149,7 +163,7 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
 
 def _constructor_args(cls: type, skip: set[str]) -> dict[str, inspect.Parameter]:
     params = inspect.signature(cls.__init__).parameters
-    hints = typing.get_type_hints(cls.__init__)
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
     return {n: p.replace(annotation=hints.get(n, p.annotation)) for n, p in params.items()
             if n not in skip | {"self"} and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
@@ -195,7 +209,7 @@ class _Builder:
         fields = {f.name: f for f in dataclasses.fields(obj)}
         if key not in fields:
             raise ConfigError(f"{where} is unknown; valid keys in '{section}': {', '.join(fields)}")
-        hint = typing.get_type_hints(type(obj))[key]
+        hint = typing.get_type_hints(type(obj), include_extras=True)[key]
         setattr(obj, key, coerce(value, hint, where))
 
     def apply(self, layer: dict[str, Any], origin: str, allow_datasets: bool = False) -> None:

@@ -5,15 +5,12 @@ sparse ``users × items`` matrices, any sparse format; non-zero means "interacte
 optionally, the semantic embeddings ``usr_emb_np.pkl`` / ``itm_emb_np.pkl`` (``users × d``
 and ``items × d`` arrays) and the text profiles ``usr_prf.pkl`` / ``itm_prf.pkl``.
 
-Pickles are read with :class:`SafeUnpickler`, which only admits numpy, scipy.sparse and
-plain builtin types, so a pickle downloaded from the internet cannot run code.
+Pickles are read with :func:`semrec.encoder.io.load_pickle`: a downloaded pickle can neither
+run code nor crash the process (every sparse matrix in it is checked before use).
 """
 from __future__ import annotations
 
-import json
 import logging
-import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,83 +19,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from semrec.encoder.io import DataError, data_root, load_pickle
+
 log = logging.getLogger(__name__)
 
 SPLIT_FILES = {"train": "trn_mat.pkl", "valid": "val_mat.pkl", "test": "tst_mat.pkl"}
 EMBEDDING_FILES = {"user": "usr_emb_np.pkl", "item": "itm_emb_np.pkl"}
 PROFILE_FILES = {"user": "usr_prf.pkl", "item": "itm_prf.pkl"}
-
-
-def data_root() -> Path:
-    """Where dataset names are looked up: ``$SEMREC_DATA_DIR`` or the repository's ``data/``."""
-    import os
-
-    import semrec.data
-
-    env = os.environ.get("SEMREC_DATA_DIR")
-    return Path(env) if env else Path(next(iter(semrec.data.__path__)))
-
-
-class DataError(ValueError):
-    """A dataset file is missing or malformed; the message names the file."""
-
-
-_SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
-                  "str", "bytes", "bytearray", "bool", "slice", "range"}
-_SAFE_NUMPY = {"_reconstruct", "scalar", "ndarray", "dtype", "_frombuffer"}
-_SPARSE_CLASS = re.compile(r"(coo|csr|csc|bsr|dok|lil|dia)_(matrix|array)")
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Unpickler that only resolves numpy arrays, scipy sparse matrices and plain builtins."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = (
-            (module == "builtins" and name in _SAFE_BUILTINS)
-            or (module == "collections" and name in {"OrderedDict", "defaultdict"})
-            or (module == "_codecs" and name == "encode")
-            # dok_matrix pickles through copyreg; the classes it rebuilds are checked here too
-            or (module == "copyreg" and name == "_reconstructor")
-            or (module in {"numpy", "numpy.core.multiarray", "numpy._core.multiarray",
-                           "numpy.core.numeric", "numpy._core.numeric"} and name in _SAFE_NUMPY)
-            or (module.startswith("numpy.dtypes") and name.endswith("DType"))
-            or (module.startswith("scipy.sparse") and _SPARSE_CLASS.fullmatch(name) is not None)
-        )
-        if not allowed:
-            raise pickle.UnpicklingError(
-                f"refusing to load '{module}.{name}': only numpy, scipy.sparse and builtin "
-                "types are allowed in dataset pickles")
-        return super().find_class(module, name)
-
-
-def load_pickle(path: str | Path) -> Any:
-    """Load a pickle with :class:`SafeUnpickler`; errors name the file."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            return SafeUnpickler(f).load()
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a data error
-        raise DataError(f"{path}: cannot be read as a dataset pickle ({e})") from e
-
-
-def atomic_write(path: str | Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file, so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
-
-
-def write_pickle(path: str | Path, obj: Any) -> None:
-    """Pickle ``obj`` atomically (protocol 4, readable by :func:`load_pickle`)."""
-    atomic_write(path, pickle.dumps(obj, protocol=4))
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def _binary_csr(obj: Any, path: Path) -> sp.csr_matrix:
@@ -166,7 +93,8 @@ class InteractionData:
         return {k: int(a.multiply(b).nnz) for k, (a, b) in pairs.items()}
 
     def check(self, source: str = "") -> None:
-        """Validate shapes, emptiness and embeddings; warn about overlapping splits."""
+        """Validate shapes, emptiness and embeddings; refuse a held-out split that lies inside
+        train, warn (with counts) about partially overlapping splits."""
         where = source or str(self.path or self.name)
         for split, fname in SPLIT_FILES.items():
             m = self.split(split)
@@ -189,7 +117,14 @@ class InteractionData:
             if not np.all(np.isfinite(emb)):
                 raise DataError(f"{where}/{fname}: {int((~np.isfinite(emb)).any(axis=1).sum())} rows "
                                 "contain NaN or infinite values")
-        over = {k: v for k, v in self.overlaps().items() if v}
+        overlaps = self.overlaps()
+        for split in ("valid", "test"):
+            n = self.split(split).nnz
+            if overlaps[f"train&{split}"] == n:
+                raise DataError(f"{where}/{SPLIT_FILES[split]}: all {n} {split} interactions are also in "
+                                f"{SPLIT_FILES['train']}, so none can be ranked (training items are excluded); "
+                                "the splits must be disjoint")
+        over = {k: v for k, v in overlaps.items() if v}
         if over:
             log.warning("%s: splits overlap (%s shared user-item pairs); metrics on overlapping "
                         "pairs are optimistic", where, ", ".join(f"{k}: {v}" for k, v in over.items()))

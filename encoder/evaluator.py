@@ -53,6 +53,9 @@ class Evaluator:
                  device: str | torch.device = "cpu"):
         self.data = data
         self.ks = sorted(set(int(k) for k in ks))
+        if not self.ks or self.ks[0] < 1 or self.ks[-1] > data.num_items:
+            raise ValueError(f"eval.ks {list(ks)}: every cut-off must lie in [1, {data.num_items}] (the number "
+                             "of items)")
         self.metrics = {name: get_metric(name) for name in metrics}
         self.batch_size = int(batch_size)
         self.mask_valid_at_test = mask_valid_at_test

@@ -24,7 +24,7 @@ EXIT_TRAINING_FAILED = 3
 
 
 def dataset_path(name: str, data_dir: str | None) -> Path:
-    from semrec.encoder.dataset import data_root
+    from semrec.encoder.io import data_root
 
     path = Path(data_dir) if data_dir else data_root() / name
     if name == "demo" and not data_dir and not (path / "trn_mat.pkl").exists():
@@ -53,41 +53,74 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(run_dir: Path, quiet: bool) -> None:
+def _setup_logging(run_dir: Path | None, quiet: bool) -> None:
+    """Log to stderr; once ``run_dir`` exists (``run_dir`` given), also to ``run_dir/log.txt``."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for h in list(root.handlers):
-        if getattr(h, "_semrec", False):
+        if getattr(h, "_semrec", False) and (run_dir is None or isinstance(h, logging.FileHandler)):
             root.removeHandler(h)
+            h.close()
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING if quiet else logging.INFO)
-    file = logging.FileHandler(run_dir / "log.txt")
-    for h in (console, file):
-        h.setFormatter(fmt)
-        h._semrec = True
-        root.addHandler(h)
+    if run_dir is None:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    else:
+        handler = logging.FileHandler(run_dir / "log.txt")
+    handler.setFormatter(fmt)
+    handler._semrec = True
+    root.addHandler(handler)
+
+
+#: flags that describe a new run; ``--resume`` continues a run with its saved ``config.yaml`` instead
+_NEW_RUN_FLAGS = {"model": "--model", "dataset": "--dataset", "data_dir": "--data-dir", "seed": "--seed",
+                  "out": "--out", "config": "--config", "overrides": "--set"}
+
+
+def _saved_config(run_dir: Path):
+    """The configuration and data folder a run directory was started with (errors name the file)."""
+    from semrec.encoder.config import ConfigError, config_from_dict
+    from semrec.encoder.registry import get_model_class
+
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: not a run directory (no config.yaml)")
+    try:
+        saved = yaml.safe_load(cfg_path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if (not isinstance(saved, dict) or not isinstance(saved.get("config"), dict)
+            or not isinstance(saved["config"].get("model_name"), str) or not isinstance(saved.get("data_dir"), str)):
+        raise ConfigError(f"{cfg_path}: not a semrec run configuration (expected 'config' with a model_name, "
+                          "and 'data_dir')")
+    try:
+        return config_from_dict(saved["config"], get_model_class(saved["config"]["model_name"])), saved["data_dir"]
+    except (ConfigError, KeyError) as e:
+        raise ConfigError(f"{cfg_path}: {e.args[0] if e.args else e}") from None
 
 
 def run(args: argparse.Namespace) -> dict:
-    from semrec.encoder.config import config_from_dict, resolve_config
+    from semrec.encoder.config import resolve_config
     from semrec.encoder.dataset import load_dataset
+    from semrec.encoder.io import check_name, exclusive
     from semrec.encoder.registry import build_model, get_model_class
     from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
 
+    _setup_logging(None, args.quiet)
+    # 1. everything given is checked before anything is written
     if args.resume:
+        given = [flag for key, flag in _NEW_RUN_FLAGS.items() if getattr(args, key) not in (None, [])]
+        if given:
+            raise ValueError(f"--resume continues a run with its saved config.yaml; {', '.join(given)} cannot "
+                             "change it (only --device and --quiet can be given). Start a new run to change settings")
         run_dir = Path(args.resume)
-        cfg_path = run_dir / "config.yaml"
-        if not cfg_path.exists():
-            raise FileNotFoundError(f"{cfg_path}: not a run directory (no config.yaml)")
-        saved = yaml.safe_load(cfg_path.read_text())
-        cfg = config_from_dict(saved["config"], get_model_class(saved["config"]["model_name"]))
-        data_dir = saved["data_dir"]
+        cfg, data_dir = _saved_config(run_dir)
         if args.device:
             cfg.train.device = args.device
     else:
         if not args.model or not args.dataset:
             raise ValueError("--model and --dataset are required (or --resume RUN_DIR)")
+        check_name(args.dataset)
         overrides = list(args.overrides)
         if args.seed is not None:
             overrides.append(f"train.seed={args.seed}")
@@ -98,20 +131,28 @@ def run(args: argparse.Namespace) -> dict:
         data_dir = str(dataset_path(args.dataset, args.data_dir))
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / args.dataset / args.model / f"seed{cfg.train.seed}-{stamp}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump({"config": cfg.to_dict(), "data_dir": data_dir},
-                                                            sort_keys=False))
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _setup_logging(run_dir, args.quiet)
-    log.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ValueError(f"--out {run_dir}: is a file, not a folder")
     device = resolve_device(cfg.train.device)
     sampler = seed_everything(cfg.train.seed)
     data = load_dataset(data_dir, name=cfg.dataset)
-    log.info("data %s: %s", data_dir, data.stats())
     model = build_model(cfg.model_name, data, cfg.model, cfg.align)
     trainer = Trainer(model, data, cfg, run_dir, device, sampler=sampler)
-    results = trainer.fit(resume=bool(args.resume))
+
+    # 2. the run folder: one process at a time
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(run_dir / ".lock", f"{run_dir} is in use by another semrec-train process; wait for it to "
+                                      "finish or choose another --out"):
+        if not args.resume:
+            if (run_dir / "history.jsonl").exists():
+                raise ValueError(f"--out {run_dir}: already holds a run; continue it with --resume {run_dir}, "
+                                 "or choose another --out")
+            (run_dir / "config.yaml").write_text(yaml.safe_dump({"config": cfg.to_dict(), "data_dir": data_dir},
+                                                                sort_keys=False))
+        _setup_logging(run_dir, args.quiet)
+        log.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+        log.info("data %s: %s", data_dir, data.stats())
+        results = trainer.fit(resume=bool(args.resume))
     results["run_dir"] = str(run_dir)
     return results
 
@@ -125,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(available_models()))
         return 0
     from semrec.encoder.config import ConfigError
-    from semrec.encoder.dataset import DataError
+    from semrec.encoder.io import BusyError, DataError
     from semrec.encoder.trainer import TrainingError
 
     try:
         results = run(args)
-    except (ConfigError, DataError, KeyError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, DataError, BusyError, KeyError, ValueError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"semrec-train: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from semrec.encoder.config import RunConfig
-from semrec.encoder.dataset import InteractionData, write_json
+from semrec.encoder.dataset import InteractionData
+from semrec.encoder.io import DataError, write_json
 from semrec.encoder.evaluator import Evaluator
 from semrec.encoder.metrics import parse_metric_key
 from semrec.encoder.models.base import PairBatch
@@ -92,10 +94,7 @@ class Trainer:
         self.model, self.data, self.cfg = model.to(device), data, cfg
         self.device = device
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         tc = cfg.train
-        if tc.epochs < 1 or tc.batch_size < 1 or tc.test_step < 1 or tc.patience < 1:
-            raise ValueError("train.epochs, train.batch_size, train.test_step and train.patience must be >= 1")
         self.stop_metric = tc.stop_metric
         parse_metric_key(self.stop_metric)
         self.evaluator = Evaluator(data, ks=cfg.eval.ks, metrics=cfg.eval.metrics,
@@ -133,19 +132,34 @@ class Trainer:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no checkpoint to resume from (a run writes one after "
                                     "its first validation)")
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng_torch"].cpu())
-        self.sampler.set_state(ckpt["rng_sampler"].cpu())
-        if ckpt["rng_cuda"]:
-            torch.cuda.set_rng_state_all([t.cpu() for t in ckpt["rng_cuda"]])
-        self.state = _State(**{k: ckpt[k] for k in _State.__dataclass_fields__})
+        try:
+            ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a corrupt or crafted file; torch's advice to unpickle it is wrong here
+            kind = "it holds objects a checkpoint never does (refused, nothing was run)" \
+                if isinstance(e, pickle.UnpicklingError) else f"{type(e).__name__}"
+            raise DataError(f"{path}: not a readable semrec checkpoint ({kind}); nothing was resumed") from None
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            torch.set_rng_state(ckpt["rng_torch"].cpu())
+            self.sampler.set_state(ckpt["rng_sampler"].cpu())
+            if ckpt["rng_cuda"]:
+                torch.cuda.set_rng_state_all([t.cpu() for t in ckpt["rng_cuda"]])
+            self.state = _State(**{k: ckpt[k] for k in _State.__dataclass_fields__})
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            what = f"no {e.args[0]!r} entry" if isinstance(e, KeyError) else str(e).splitlines()[0][:200]
+            raise DataError(f"{path}: does not match this run's model and config ({what}); nothing was "
+                            "resumed") from None
         # history lines written after the checkpoint belong to epochs that will be redone
         hist = self.run_dir / HISTORY
         if hist.exists():
-            lines = [ln for ln in hist.read_text().splitlines()
-                     if ln.strip() and json.loads(ln)["epoch"] <= self.state.epoch]
+            lines = []
+            for ln in hist.read_text().splitlines():
+                try:
+                    if ln.strip() and json.loads(ln)["epoch"] <= self.state.epoch:
+                        lines.append(ln)
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by the kill
             hist.write_text("".join(ln + "\n" for ln in lines))
 
     # ----- training ------------------------------------------------------------------------
@@ -193,6 +207,7 @@ class Trainer:
             the content of ``results.json``.
         """
         tc = self.cfg.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._load_checkpoint()
             log.info("resuming after epoch %d (best %s=%.4f at epoch %d)", self.state.epoch,

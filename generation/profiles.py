@@ -107,7 +107,7 @@ async def run_batch(job: Job, pending: list, poll_seconds: float = 30.0, log=pri
     The batch id is saved next to the cache before waiting, so an interrupted run resumes the
     same batch (no second submission) when started again.
     """
-    from semrec.encoder.dataset import write_json
+    from semrec.encoder.io import write_json
     from semrec.generation.llm import call_with_backoff
 
     client = make_client(job.settings)
@@ -183,7 +183,7 @@ def collect(job: Job) -> tuple[dict[int, dict[str, str]], list[int]]:
 
 
 def write_outputs(job: Job, profiles: dict[int, dict[str, str]]) -> tuple[Path, Path]:
-    from semrec.encoder.dataset import atomic_write, write_pickle
+    from semrec.encoder.io import atomic_write, write_pickle
 
     pkl, jsonl = (job.folder / f for f in OUTPUTS[job.kind])
     write_pickle(pkl, profiles)
@@ -237,7 +237,7 @@ def settings_from_args(args: argparse.Namespace) -> LLMSettings:
 
 
 def dataset_folder(args: argparse.Namespace) -> Path:
-    from semrec.encoder.dataset import data_root
+    from semrec.encoder.io import data_root
 
     return Path(args.data_dir) if getattr(args, "data_dir", None) else data_root() / args.dataset
 
@@ -248,7 +248,7 @@ def generate(kind: str, folder: Path, args: argparse.Namespace, log=print, text:
     ``text``: the dataset's :class:`DatasetText`, when the caller has it already (read once for
     both kinds by ``generate_all.py``).
     """
-    from semrec.encoder.dataset import load_pickle
+    from semrec.encoder.io import load_pickle
 
     settings = settings_from_args(args)
     text = text if text is not None else DatasetText(folder)
@@ -281,7 +281,7 @@ def generate(kind: str, folder: Path, args: argparse.Namespace, log=print, text:
             f"<= {est['completion_tokens_max']:,} completion tokens{cost}; model {settings.model}")
         if args.dry_run:
             return 0
-        from semrec.encoder.dataset import write_json
+        from semrec.encoder.io import write_json
 
         # the resolved settings of this run, next to its replies (never the key)
         write_json(cache.path.with_name(f"{kind}_run.json"),

@@ -132,3 +132,133 @@ def test_installed_package_imports_from_anywhere_without_generic_names(tmp_path)
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[True, True, True, True]"
+
+
+# ----- what a hostile user tried (issue 21) ---------------------------------------------------
+def _corrupt_coo_dataset(folder: Path) -> Path:
+    trn, val, tst = random_splits()
+    tst.coords = (tst.coords[0] + 10**6, tst.coords[1])  # past scipy's checks: its C++ code would write out of bounds
+    return write_dataset(folder, [trn, val, tst])
+
+
+def test_corrupt_sparse_pickle_exits_2_instead_of_crashing(tmp_path):
+    folder = _corrupt_coo_dataset(tmp_path / "bad")
+    train = subprocess.run([sys.executable, str(SCRIPT), "--model", "lightgcn", "--dataset", "bad", "--data-dir",
+                            str(folder), "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    prepare = subprocess.run([sys.executable, str(REPO / "data" / "prepare.py"), "rlmrec", str(folder), "--name",
+                              "bad", "--out", str(tmp_path / "copy")], capture_output=True, text=True)
+    for r in (train, prepare):
+        assert r.returncode == 2, r.stderr
+        assert "tst_mat.pkl: a corrupt sparse matrix: its row indices hold values outside [0, 30)" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/b", "..", "/abs", ""])
+def test_dataset_must_be_a_name_and_nothing_is_written(name, tiny_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["--model", "lightgcn", "--dataset", name, "--data-dir", str(tiny_dir), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and ("is not a plain name" in err or "are required" in err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+
+
+def test_nothing_is_written_before_the_data_is_valid(tmp_path, capsys):
+    folder = write_dataset(tmp_path / "d", item_emb=np.ones((3, 4)))
+    assert main(["--model", "lightgcn", "--dataset", "d", "--data-dir", str(folder), "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    from semrec.data.demo import make_demo
+
+    data_dir = make_demo(tmp_path / "demo")
+    out = tmp_path / "shared-out"
+    first = subprocess.Popen([sys.executable, str(SCRIPT), *_run_args(data_dir, out)], env=ONE_THREAD)
+    try:
+        wait_for_lines(first, out / "history.jsonl", 1)
+        second = subprocess.run([sys.executable, str(SCRIPT), *_run_args(data_dir, out)], capture_output=True,
+                                text=True, env=ONE_THREAD)
+        assert second.returncode == 2
+        assert f"{out} is in use by another semrec-train process" in second.stderr
+        resumed = subprocess.run([sys.executable, str(SCRIPT), "--resume", str(out)], capture_output=True, text=True,
+                                 env=ONE_THREAD)
+        assert resumed.returncode == 2 and "is in use" in resumed.stderr
+    finally:
+        first.kill()
+        first.wait()
+    history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == list(range(len(history)))  # one writer, no interleaving
+    # once the first is gone (even killed), the folder is free again: --resume finishes it
+    done = subprocess.run([sys.executable, str(SCRIPT), "--resume", str(out), "--quiet"], capture_output=True,
+                          text=True, env=ONE_THREAD)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_finished_run_folder_is_not_overwritten(tiny_dir, tmp_path, capsys):
+    args = ["--model", "lightgcn", "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out", str(tmp_path / "r"),
+            "--set", "train.epochs=1", "--quiet"]
+    assert main(args) == 0
+    before = (tmp_path / "r" / "results.json").read_text()
+    assert main(args) == 2
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+    assert (tmp_path / "r" / "results.json").read_text() == before
+
+
+@pytest.fixture
+def finished_run(tiny_dir, tmp_path):
+    out = tmp_path / "done"
+    assert main(["--model", "lightgcn", "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out", str(out),
+                 "--set", "train.epochs=2", "--set", "train.test_step=1", "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a zip"), "checkpoint.pt: not a readable semrec checkpoint"),
+    (lambda d: __import__("torch").save({"evil": Exploit()}, d / "checkpoint.pt"),
+     "checkpoint.pt: not a readable semrec checkpoint (it holds objects a checkpoint never does"),
+    (lambda d: __import__("torch").save({"model": {}}, d / "checkpoint.pt"),
+     "checkpoint.pt: does not match this run's model and config"),
+    (lambda d: (d / "config.yaml").write_text("config: [unclosed"), "config.yaml: not valid YAML"),
+    (lambda d: (d / "config.yaml").write_text("just a string"), "config.yaml: not a semrec run configuration"),
+    (lambda d: (d / "config.yaml").write_text(
+        (d / "config.yaml").read_text().replace("lr: 0.001", "lrr: 0.001")), "config.yaml: saved config: train.lrr"),
+])
+def test_resume_from_bad_files_names_the_file(finished_run, damage, message, capsys):
+    damage(finished_run)
+    code = main(["--resume", str(finished_run)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert "weights_only" not in err and "Traceback" not in err
+
+
+def test_resume_refuses_settings_and_out_must_be_a_folder(finished_run, tiny_dir, tmp_path, capsys):
+    assert main(["--resume", str(finished_run), "--set", "train.lr=0.1"]) == 2
+    assert "--set cannot change it" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["--model", "lightgcn", "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out",
+                 str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model.dim=0", "model.dim: 0 is out of range; valid values: [1, inf)"),
+    ("model.layers=-1", "model.layers: -1 is out of range; valid values: [0, inf)"),
+    ("model.keep_rate=1.5", "model.keep_rate: 1.5 is out of range; valid values: [0, 1]"),
+    ("train.lr=0", "train.lr: 0.0 is out of range; valid values: (0, inf)"),
+    ("train.batch_size=0", "train.batch_size: 0 is out of range"),
+    ("eval.ks=[5,-1]", "eval.ks[1]: -1 is out of range"),
+    ("eval.ks=[100000]", "eval.ks [100000]: every cut-off must lie in [1, 40]"),
+])
+def test_impossible_hyperparameters_are_refused(setting, message, tiny_dir, tmp_path, capsys):
+    code = main(["--model", "lightgcn", "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out",
+                 str(tmp_path / "r"), "--set", setting, "--quiet"])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+class Exploit:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo pwned > /dev/null",)

@@ -69,9 +69,80 @@ def test_embedding_rows_must_match(tmp_path):
 
 def test_overlapping_splits_warn_with_counts(tmp_path, caplog):
     trn, val, tst = random_splits()
+    part = sp.coo_matrix((np.ones(tst.nnz + 5), (np.r_[tst.row, trn.row[:5]], np.r_[tst.col, trn.col[:5]])),
+                         shape=tst.shape)
     with caplog.at_level(logging.WARNING):
-        load_dataset(write_dataset(tmp_path / "d", [trn, val, trn]))
-    assert "train&test: 120" in caplog.text
+        load_dataset(write_dataset(tmp_path / "d", [trn, val, part]))
+    assert "train&test: 5" in caplog.text
+
+
+@pytest.mark.parametrize("which, file", [(2, "tst_mat.pkl"), (1, "val_mat.pkl")])
+def test_a_held_out_split_inside_train_is_an_error(tmp_path, which, file):
+    mats = random_splits()
+    mats[which] = mats[0]
+    with pytest.raises(DataError, match=f"{file}: all 120 .* interactions are also in trn_mat.pkl"):
+        load_dataset(write_dataset(tmp_path / "d", mats))
+
+
+def _corrupt(fmt: str, how: str):
+    """A pickled-and-restored sparse matrix whose raw arrays were changed behind scipy's back."""
+    m = random_splits()[0].asformat(fmt)
+    if how == "row out of range":
+        m.coords = (m.coords[0] + 1000, m.coords[1])
+    elif how == "negative column":
+        m.coords = (m.coords[0], m.coords[1] - 100)
+    elif how == "lengths differ":
+        m.coords = (m.coords[0][:-3], m.coords[1])
+    elif how == "float indices":
+        m.coords = (m.coords[0].astype(float), m.coords[1])
+    elif how == "indptr not monotone":
+        m.indptr = m.indptr.copy(); m.indptr[3], m.indptr[4] = m.indptr[4], m.indptr[3]
+    elif how == "indptr end":
+        m.indptr = m.indptr.copy(); m.indptr[-1] += 50
+    elif how == "indices out of range":
+        m.indices = m.indices.copy(); m.indices[7] = 10**6
+    elif how == "bad shape":
+        m._shape = (30, -4)
+    elif how == "dok key out of range":
+        return _Crafted(m, {**vars(m), "_dict": {**m._dict, (99, 99): 1.0}})
+    return m
+
+
+class _Crafted:
+    """Pickles as ``matrix``'s class with the given raw state (what a hostile file can hold)."""
+
+    def __init__(self, matrix, state):
+        self.cls, self.state = type(matrix), state
+
+    def __reduce__(self):
+        import copyreg
+
+        return copyreg._reconstructor, (self.cls, dict, {}), self.state
+
+
+CORRUPT = [("coo", "row out of range"), ("coo", "negative column"), ("coo", "lengths differ"),
+           ("coo", "float indices"), ("csr", "indptr not monotone"), ("csr", "indptr end"),
+           ("csr", "indices out of range"), ("csc", "indices out of range"), ("csr", "bad shape"),
+           ("dok", "dok key out of range")]
+
+
+@pytest.mark.parametrize("fmt, how", CORRUPT)
+def test_corrupt_sparse_pickle_is_a_data_error(tmp_path, fmt, how):
+    trn, val, _ = random_splits()
+    folder = write_dataset(tmp_path / "d", [trn, val, _corrupt(fmt, how)])
+    with pytest.raises(DataError, match="tst_mat.pkl: a corrupt sparse matrix"):
+        load_dataset(folder)
+
+
+def test_checked_pickle_keeps_good_matrices_of_every_format(tmp_path):
+    from semrec.encoder.io import load_pickle
+
+    m = random_splits()[0].tocsr()
+    for fmt in ("coo", "csr", "csc", "bsr", "dia", "lil", "dok"):
+        path = tmp_path / f"{fmt}.pkl"
+        path.write_bytes(pickle.dumps({"m": [m.asformat(fmt)]}))
+        back = load_pickle(path)["m"][0]
+        assert back.format == fmt and (back.tocsr() != m).nnz == 0
 
 
 def test_not_a_matrix(tmp_path):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semrec.encoder.graph import SparseGraph, gather_rows, normalized_adjacency
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
 from semrec.encoder.losses import l2_of_parameters, weighted_logsumexp_similarity
 from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
 from semrec.encoder.registry import register
@@ -75,9 +76,9 @@ class AutoCF(GraphRecommender):
         ssl_reg: weight of the user-user and item-item uniformity terms.
     """
 
-    def __init__(self, interactions: sp.spmatrix, dim: int = 32, gcn_layers: int = 2, gt_layers: int = 1,
-                 heads: int = 4, seed_num: int = 100, mask_depth: int = 2, keep_rate: float = 0.2,
-                 fix_steps: int = 10, reg_weight: float = 1e-6, ssl_reg: float = 1.0):
+    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, gcn_layers: NonNegativeInt = 2, gt_layers: NonNegativeInt = 1,
+                 heads: PositiveInt = 4, seed_num: PositiveInt = 100, mask_depth: NonNegativeInt = 2, keep_rate: Probability = 0.2,
+                 fix_steps: PositiveInt = 10, reg_weight: NonNegativeFloat = 1e-6, ssl_reg: NonNegativeFloat = 1.0):
         super().__init__(interactions, dim=dim, reg_weight=reg_weight)
         self.gcn_layers, self.seed_num, self.mask_depth = gcn_layers, seed_num, mask_depth
         self.keep_rate, self.fix_steps, self.ssl_reg = keep_rate, fix_steps, ssl_reg

@@ -32,6 +32,7 @@ from torch import nn
 
 from semrec.encoder.align import AlignTarget
 from semrec.encoder.graph import gather_rows, split_nodes
+from semrec.encoder.hparams import NonNegativeFloat, PositiveInt
 from semrec.encoder.losses import bpr_loss, l2_of_parameters
 
 
@@ -80,7 +81,7 @@ class GraphRecommender(nn.Module):
     #: constructor arguments that come from the dataset, not from the config
     data_args: tuple[str, ...] = ("interactions",)
 
-    def __init__(self, interactions: sp.spmatrix, dim: int = 32, reg_weight: float = 1e-6):
+    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, reg_weight: NonNegativeFloat = 1e-6):
         super().__init__()
         self.num_users, self.num_items = interactions.shape
         self.dim = dim

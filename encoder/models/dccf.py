@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from semrec.encoder.losses import info_nce, l2_of_parameters
 from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
 from semrec.encoder.registry import register
@@ -38,8 +39,8 @@ class DCCF(GraphRecommender):
         ``encode()`` returns ``(U, dim)`` users and ``(I, dim)`` items.
     """
 
-    def __init__(self, interactions: sp.spmatrix, dim: int = 32, layers: int = 2, intents: int = 128,
-                 reg_weight: float = 1e-4, cl_weight: float = 1e-3, temperature: float = 0.1):
+    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 2, intents: PositiveInt = 128,
+                 reg_weight: NonNegativeFloat = 1e-4, cl_weight: NonNegativeFloat = 1e-3, temperature: PositiveFloat = 0.1):
         super().__init__(interactions, dim=dim, reg_weight=reg_weight)
         self.layers, self.cl_weight, self.temperature = layers, cl_weight, temperature
         self.graph = SparseGraph(normalized_adjacency(interactions))

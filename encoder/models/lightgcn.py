@@ -14,6 +14,7 @@ import scipy.sparse as sp
 import torch
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
 from semrec.encoder.models.base import GraphRecommender
 from semrec.encoder.registry import register
 
@@ -34,8 +35,8 @@ class LightGCN(GraphRecommender):
         ``encode()`` returns ``(U, dim)`` users and ``(I, dim)`` items.
     """
 
-    def __init__(self, interactions: sp.spmatrix, dim: int = 32, layers: int = 3,
-                 keep_rate: float = 0.8, reg_weight: float = 1e-6, layer_agg: str = "sum"):
+    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 3,
+                 keep_rate: Probability = 0.8, reg_weight: NonNegativeFloat = 1e-6, layer_agg: str = "sum"):
         super().__init__(interactions, dim=dim, reg_weight=reg_weight)
         if layer_agg not in ("sum", "mean"):
             raise ValueError(f"layer_agg must be 'sum' or 'mean', got {layer_agg!r}")

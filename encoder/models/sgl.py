@@ -11,6 +11,7 @@ from __future__ import annotations
 import scipy.sparse as sp
 import torch
 
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.base import GraphOutput, PairBatch
 from semrec.encoder.models.lightgcn import LightGCN
@@ -34,9 +35,9 @@ class SGL(LightGCN):
         cl_negatives: ``all`` (every node, RLMRec) or ``batch`` (the batch's distinct nodes).
     """
 
-    def __init__(self, interactions: sp.spmatrix, dim: int = 32, layers: int = 3, keep_rate: float = 0.8,
-                 reg_weight: float = 1e-6, augmentation: str = "edge_drop", cl_weight: float = 1e-3,
-                 temperature: float = 0.1, cl_negatives: str = "all", layer_agg: str = "sum"):
+    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 3, keep_rate: Probability = 0.8,
+                 reg_weight: NonNegativeFloat = 1e-6, augmentation: str = "edge_drop", cl_weight: NonNegativeFloat = 1e-3,
+                 temperature: PositiveFloat = 0.1, cl_negatives: str = "all", layer_agg: str = "sum"):
         super().__init__(interactions, dim=dim, layers=layers, keep_rate=keep_rate, reg_weight=reg_weight,
                          layer_agg=layer_agg)
         if augmentation not in AUGMENTATIONS:

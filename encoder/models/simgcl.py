@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.base import GraphOutput, PairBatch
 from semrec.encoder.models.lightgcn import LightGCN
@@ -37,8 +38,8 @@ class SimGCL(LightGCN):
         cl_negatives: ``all`` (every node, RLMRec) or ``batch`` (the batch's distinct nodes, as the paper's code).
     """
 
-    def __init__(self, interactions: sp.spmatrix, dim: int = 32, layers: int = 3, keep_rate: float = 1.0,
-                 reg_weight: float = 1e-5, eps: float = 0.9, cl_weight: float = 0.1, temperature: float = 0.2,
+    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 3, keep_rate: Probability = 1.0,
+                 reg_weight: NonNegativeFloat = 1e-5, eps: NonNegativeFloat = 0.9, cl_weight: NonNegativeFloat = 0.1, temperature: PositiveFloat = 0.2,
                  cl_negatives: str = "all", layer_agg: str = "sum"):
         super().__init__(interactions, dim=dim, layers=layers, keep_rate=keep_rate, reg_weight=reg_weight,
                          layer_agg=layer_agg)

@@ -71,7 +71,7 @@ def make_encoder(args: argparse.Namespace, folder: Path):
 
 def embed_dataset(folder: Path, args: argparse.Namespace, log=print) -> None:
     """Encode ``usr_prf.pkl`` / ``itm_prf.pkl`` of ``folder`` into ``usr_emb_np.pkl`` / ``itm_emb_np.pkl``."""
-    from semrec.encoder.dataset import load_pickle, write_pickle
+    from semrec.encoder.io import load_pickle, write_pickle
     from semrec.generation.embedding import pca
 
     prf = {k: folder / f for k, (f, _) in KINDS.items()}
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--data-dir", help="a dataset folder")
     add_emb_arguments(p)
     args = p.parse_args(argv)
-    from semrec.encoder.dataset import data_root
+    from semrec.encoder.io import data_root
     from semrec.generation.llm import LLMError
 
     folder = Path(args.data_dir) if args.data_dir else data_root() / args.dataset

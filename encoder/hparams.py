@@ -1,0 +1,71 @@
+"""Value ranges of hyperparameters, declared in the type of a constructor argument or config field.
+
+A model writes ``dim: PositiveInt = 32`` instead of ``dim: int = 32``; the configuration builder
+(:mod:`semrec.encoder.config`), the one place where typed settings are made from files and the
+command line, converts the value to ``int`` and checks it against the range, with the valid
+range in the error message. ``Annotated`` keeps these plain ``int`` / ``float`` for type
+checkers and for callers that build a model in Python.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+
+@dataclass(frozen=True)
+class Range:
+    """Closed (or, with ``open_low``, half-open) interval a number must lie in; ``None`` is unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+
+    def describe(self) -> str:
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.open_low or self.low is None else '['}{lo}, {hi}{']' if self.high is not None else ')'}"
+
+    def contains(self, value: float) -> bool:
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        return self.high is None or value <= self.high
+
+
+PositiveInt = Annotated[int, Range(1)]
+NonNegativeInt = Annotated[int, Range(0)]
+PositiveFloat = Annotated[float, Range(0, open_low=True)]
+NonNegativeFloat = Annotated[float, Range(0)]
+Probability = Annotated[float, Range(0, 1)]
+
+
+def range_of(annotation: Any) -> tuple[Any, Range | None]:
+    """``(inner type, Range or None)`` of a possibly ``Annotated`` type."""
+    if typing.get_origin(annotation) is Annotated:
+        inner, *meta = typing.get_args(annotation)
+        return inner, next((m for m in meta if isinstance(m, Range)), None)
+    return annotation, None
+
+
+def check_range(value: Any, annotation: Any, key: str) -> None:
+    """Raise ValueError naming ``key`` and the valid range when ``value`` lies outside it."""
+    _, rng = range_of(annotation)
+    if rng is not None and isinstance(value, (int, float)) and not rng.contains(value):
+        raise ValueError(f"{key}: {value!r} is out of range; valid values: {rng.describe()}")
+
+
+def check_fields(obj: Any) -> None:
+    """Check every ranged field of the dataclass instance ``obj`` (lists element by element)."""
+    hints = typing.get_type_hints(type(obj), include_extras=True)
+    for f in dataclasses.fields(obj):
+        hint, value = hints[f.name], getattr(obj, f.name)
+        if typing.get_origin(hint) is list and isinstance(value, (list, tuple)):
+            (inner,) = typing.get_args(hint)
+            for i, v in enumerate(value):
+                check_range(v, inner, f"{type(obj).__name__}.{f.name}[{i}]")
+        else:
+            check_range(value, hint, f"{type(obj).__name__}.{f.name}")
