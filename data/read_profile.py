@@ -18,14 +18,24 @@ FILES = {"user": "usr_prf.pkl", "item": "itm_prf.pkl"}
 
 
 def read_profiles(folder: str | Path, kind: str = "user"):
-    """The profiles of ``kind`` ('user' or 'item') in ``folder``, indexable by id."""
-    from semrec.encoder.io import load_pickle
+    """The profiles of ``kind`` ('user' or 'item') in ``folder``, indexable by id.
+
+    Raises:
+        FileNotFoundError: no profile file.
+        DataError: a refused or unreadable pickle, or one that is not ``{id: {"profile": ...}}``.
+    """
+    from semrec.encoder.io import DataError, load_pickle
 
     path = Path(folder) / FILES[kind]
     if not path.exists():
         raise FileNotFoundError(f"{path}: no {kind} profiles; generate them with "
                                 f"`python generation/{kind}/generate_profile.py`")
-    return load_pickle(path)
+    profiles = load_pickle(path)
+    entries = profiles.values() if isinstance(profiles, dict) else profiles if isinstance(profiles, list) else None
+    if entries is None or not all(isinstance(e, dict) and isinstance(e.get("profile"), str) for e in entries):
+        raise DataError(f"{path}: not a profile file (expected {{id: {{'profile': str, 'reasoning': str}}}}, "
+                        f"got {type(profiles).__name__} with other entries)")
+    return profiles
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.data_dir and not args.dataset:
         p.error("give --dataset NAME or --data-dir DIR")
-    from semrec.encoder.io import data_root
+    from semrec.encoder.io import DataError, data_root
 
     folder = Path(args.data_dir) if args.data_dir else data_root() / args.dataset
     wanted = [("user", i) for i in args.user] + [("item", i) for i in args.item]
@@ -54,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{kind.capitalize()} {idx}'s profile:\n")
             print(f"PROFILE: {entry['profile']}\n")
             print(f"REASONING: {entry.get('reasoning', '')}\n")
-    except (FileNotFoundError, KeyError) as e:
-        print(f"read_profile.py: {e.args[0]}", file=sys.stderr)
-        return 1
+    except (FileNotFoundError, KeyError, DataError) as e:
+        print(f"read_profile.py: error: {e.args[0]}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -8,8 +8,12 @@ module decides what is retried and how long to wait:
 * HTTP 429 and 5xx, timeouts and dropped connections are retried with exponential backoff
   (``backoff`` seconds, doubled each time, capped at 60 s); a ``Retry-After`` header, when the
   server sends one, sets the wait instead.
+* A 200 reply whose body is not the API object (an HTML page from a proxy, JSON cut short, no
+  ``choices``) is retried like a 500: a fault of that one request.
 * Other 4xx replies (a wrong key, an unknown model) stop the run at once: retrying would only
-  repeat them.
+  repeat them. Requests already in flight still finish and are kept; none is paid for twice.
+* Every message built from a server's text has the API key (and anything shaped like a key)
+  replaced by ``[redacted]``: servers echo keys in their 401 replies.
 * A reply that is not the JSON object the prompt asks for gets a corrective follow-up message
   (the model sees its own reply and is told what was wrong), up to ``format_retries`` times.
   After that the entity is recorded as failed, or, with ``plain_text_fallback``, its first
@@ -56,6 +60,9 @@ class LLMSettings:
         concurrency: requests in flight at once.
         plain_text_fallback: keep a non-JSON reply as the profile after the format retries.
         json_mode: send ``response_format={"type": "json_object"}`` (OpenAI, vLLM, Ollama support it).
+        max_stored_chars: a reply longer than this is cut before it is parsed and stored
+            (default ``max(2000, 8 * max_tokens)``: a server that ignores ``max_tokens`` cannot
+            fill the cache).
     """
 
     model: str = "gpt-4o-mini"
@@ -70,8 +77,11 @@ class LLMSettings:
     concurrency: int = 16
     plain_text_fallback: bool = False
     json_mode: bool = False
+    max_stored_chars: int = 0
 
     def __post_init__(self):
+        # a token is about four characters; twice that leaves room for any tokenizer
+        self.max_stored_chars = self.max_stored_chars or max(2000, 8 * self.max_tokens)
         self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.api_key = self.api_key or os.environ.get("OPENAI_API_KEY") or None
         if self.concurrency < 1 or self.retries < 0 or self.format_retries < 0:
@@ -188,22 +198,56 @@ class Outcome:
     usage: dict[str, int] = field(default_factory=dict)
 
 
-async def call_with_backoff(settings: LLMSettings, fn: Callable[[], Awaitable[Any]], what: str = "request") -> Any:
-    """Run ``fn()`` and retry it on 429/5xx/timeouts/connection errors, honouring ``Retry-After``."""
+def redact(text: str, key: str | None) -> str:
+    """``text`` with the API key, and anything that looks like a key, replaced by ``[redacted]``.
+
+    Servers echo the key they were given in 401 messages, sometimes whole, sometimes masked in
+    the middle (``sk-abc***xyz``); neither may reach a log, a cache file or the terminal.
+    """
+    if key:
+        text = text.replace(key, "[redacted]")
+        if len(key) >= 12:  # a masked echo keeps the key's ends
+            head, tail = re.escape(key[:6]), re.escape(key[-4:])
+            text = re.sub(rf"{head}\S*?{tail}|{head}\S*", "[redacted]", text)
+    return re.sub(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*.]{8,}", "[redacted]", text)
+
+
+def _invalid_body(result: Any) -> str | None:
+    """Why an HTTP 200 result is not an API object (the client returns a ``str`` for a non-JSON body)."""
+    if isinstance(result, (str, bytes)):
+        head = re.sub(r"\s+", " ", result[:80] if isinstance(result, str) else repr(result[:80]))
+        return f"the 200 reply's body is not a JSON API object (it starts {head!r})"
+    return None
+
+
+async def call_with_backoff(settings: LLMSettings, fn: Callable[[], Awaitable[Any]], what: str = "request",
+                            check: Callable[[Any], str | None] = _invalid_body) -> Any:
+    """Run ``fn()`` and retry it on 429/5xx/timeouts/connection errors, honouring ``Retry-After``.
+
+    A reply with status 200 whose body is not the API object asked for (HTML from a proxy, JSON
+    cut short, no ``choices``; ``check`` says why) is retried the same way: it is a fault of
+    this one request, not of the run.
+    """
     import openai
 
     delay = settings.backoff
     for attempt in range(settings.retries + 1):
         try:
-            return await fn()
+            result = await fn()
+            problem = check(result)
+            if problem is None:
+                return result
+            last, wait = problem, None
         except openai.APIStatusError as e:
             retryable = e.status_code == 429 or e.status_code >= 500 or e.status_code == 408
             if not retryable:
-                raise LLMError(f"{what}: HTTP {e.status_code} from the endpoint: {_short(e)}") from None
+                raise LLMError(f"{what}: HTTP {e.status_code} from the endpoint: {_short(e, settings)}") from None
             last = f"HTTP {e.status_code}"
             wait = retry_after_seconds(getattr(e.response, "headers", None))
         except (openai.APITimeoutError, openai.APIConnectionError) as e:
             last, wait = type(e).__name__, None
+        except (ValueError, openai.APIResponseValidationError) as e:  # a 200 whose JSON is cut short or malformed
+            last, wait = f"the 200 reply's body is not valid JSON ({_short(e, settings)})", None
         if attempt == settings.retries:
             raise LLMError(f"{what}: gave up after {settings.retries + 1} attempts (last: {last})")
         await asyncio.sleep(min(60.0, wait if wait is not None else delay))
@@ -211,24 +255,32 @@ async def call_with_backoff(settings: LLMSettings, fn: Callable[[], Awaitable[An
     raise AssertionError("unreachable")
 
 
-def _short(e: Exception) -> str:
-    text = str(e)
+def _short(e: Exception, settings: LLMSettings | None = None) -> str:
+    text = redact(str(e), settings.api_key if settings is not None else None)
     return text if len(text) < 300 else text[:300] + "..."
 
 
-async def complete_profile(client, settings: LLMSettings, messages: list[dict[str, str]]) -> Outcome:
-    """One entity: ask, parse, correct the model up to ``format_retries`` times."""
+def _chat_body_problem(reply: Any) -> str | None:
+    return _invalid_body(reply) or (None if getattr(reply, "choices", None) else "the 200 reply has no choices")
+
+
+async def complete_profile(client, settings: LLMSettings, messages: list[dict[str, str]],
+                           what: str = "chat completion") -> Outcome:
+    """One entity: ask, parse, correct the model up to ``format_retries`` times.
+
+    Stored texts are capped at :attr:`LLMSettings.max_stored_chars` (a server that ignores
+    ``max_tokens`` cannot grow the cache without bound)."""
     messages = list(messages)
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
     params = settings.request_params()
     first_text, last_text, problem = "", "", ""
     for attempt in range(settings.format_retries + 1):
         reply = await call_with_backoff(settings, lambda: client.chat.completions.create(messages=messages, **params),
-                                        "chat completion")
+                                        what, check=_chat_body_problem)
         if getattr(reply, "usage", None) is not None:
             usage["prompt_tokens"] += reply.usage.prompt_tokens or 0
             usage["completion_tokens"] += reply.usage.completion_tokens or 0
-        text = reply.choices[0].message.content if reply.choices else None
+        text = _cap(reply.choices[0].message.content, settings.max_stored_chars)
         try:
             parsed = parse_reply(text)
             return Outcome("ok", parsed["profile"], parsed["reasoning"], "json", text or "", attempts=attempt + 1,
@@ -247,19 +299,33 @@ async def complete_profile(client, settings: LLMSettings, messages: list[dict[st
                    attempts=settings.format_retries + 1, usage=usage)
 
 
+def _cap(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f" [cut: {len(text) - limit} more characters]"
+
+
 async def run_bounded(jobs: Iterable[Any], worker: Callable[[Any], Awaitable[None]], concurrency: int) -> None:
-    """Run ``worker(job)`` for every job with at most ``concurrency`` in flight; the first hard error stops all."""
+    """Run ``worker(job)`` for every job with at most ``concurrency`` in flight.
+
+    The first hard error stops new jobs from starting; the jobs already in flight finish (so
+    the replies they were waiting for are kept, not paid for again), then the error is raised.
+    """
     queue: asyncio.Queue = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
+    errors: list[BaseException] = []
 
     async def drain():
-        while True:
+        while not errors:
             try:
                 job = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await worker(job)
+            try:
+                await worker(job)
+            except Exception as e:  # noqa: BLE001 - raised below, once the others have finished
+                errors.append(e)
 
     tasks = [asyncio.create_task(drain()) for _ in range(min(concurrency, max(queue.qsize(), 1)))]
     try:
@@ -268,3 +334,5 @@ async def run_bounded(jobs: Iterable[Any], worker: Callable[[Any], Awaitable[Non
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    if errors:
+        raise errors[0]

@@ -18,14 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from semrec.generation.cache import ReplyCache, request_key
-from semrec.generation.llm import LLMError, LLMSettings, Outcome, complete_profile, make_client, parse_reply, \
-    run_bounded
+from semrec.generation.llm import FORMAT_HINT, LLMError, LLMSettings, Outcome, complete_profile, make_client, \
+    parse_reply, redact, run_bounded
 from semrec.generation.prompts import DatasetText, PromptBuilder, estimate_tokens, load_templates
 
 OUTPUTS = {"item": ("itm_prf.pkl", "itm_prf.jsonl"), "user": ("usr_prf.pkl", "usr_prf.jsonl")}
@@ -54,25 +55,49 @@ class Job:
             self.requests.append((entity, request_key(params, messages), messages))
 
     def pending(self) -> list[tuple[int, str, list[dict[str, str]]]]:
-        return [r for r in self.requests if self.cache.get(r[1]) is None]
+        """The requests the cache does not answer yet, each asked once: entities whose prompts are
+        identical share one request (and its reply)."""
+        seen: set[str] = set()
+        out = []
+        for r in self.requests:
+            if r[1] not in seen and self.cache.get(r[1]) is None:
+                seen.add(r[1])
+                out.append(r)
+        return out
 
     def record(self, entity: int, key: str, outcome: Outcome) -> None:
+        cap, key_ = self.settings.max_stored_chars, self.settings.api_key
         self.cache.add({"key": key, "kind": self.kind, "id": entity, "model": self.settings.model,
-                        "status": outcome.status, "profile": outcome.profile, "reasoning": outcome.reasoning,
-                        "format": outcome.format, "attempts": outcome.attempts, "usage": outcome.usage,
-                        "error": outcome.error, "raw": outcome.raw if outcome.status != "ok" else "",
+                        "status": outcome.status, "profile": outcome.profile[:cap],
+                        "reasoning": outcome.reasoning[:cap], "format": outcome.format, "attempts": outcome.attempts,
+                        "usage": outcome.usage, "error": redact(outcome.error, key_)[:cap],
+                        "raw": redact(outcome.raw, key_)[:cap] if outcome.status != "ok" else "",
                         "time": round(time.time(), 3)})
 
 
 def estimate(job: Job, pending: list, price_in: float | None, price_out: float | None) -> dict[str, Any]:
-    """Requests, estimated prompt tokens and an upper bound on completion tokens and cost."""
+    """Requests, estimated prompt tokens and upper bounds on completion tokens and cost.
+
+    ``*_max`` bound one reply per request; ``*_max_with_format_retries`` also count every
+    corrective follow-up a malformed reply can cause (``format_retries`` of them, each resending
+    the conversation so far with the model's reply and the correction).
+    """
+    s = job.settings
     prompt = sum(estimate_tokens(m["content"]) + 4 for _, _, msgs in pending for m in msgs)
-    completion = len(pending) * job.settings.max_tokens
-    prices = (price_in, price_out) if price_in is not None and price_out is not None else PRICES.get(job.settings.model)
-    out = {"requests": len(pending), "cached": len(job.requests) - len(pending), "prompt_tokens": prompt,
-           "completion_tokens_max": completion}
+    completion = len(pending) * s.max_tokens
+    r, turn = s.format_retries, s.max_tokens + estimate_tokens(FORMAT_HINT) + 24
+    prompt_retries = (r + 1) * prompt + len(pending) * turn * r * (r + 1) // 2
+    completion_retries = (r + 1) * completion
+    prices = (price_in, price_out) if price_in is not None and price_out is not None else PRICES.get(s.model)
+    unique = {key for _, key, _ in job.requests}
+    out = {"requests": len(pending), "cached": len(unique) - len(pending),
+           "shared": len(job.requests) - len(unique), "prompt_tokens": prompt, "completion_tokens_max": completion,
+           "prompt_tokens_max_with_format_retries": prompt_retries,
+           "completion_tokens_max_with_format_retries": completion_retries}
     if prices:
         out["cost_usd_max"] = round((prompt * prices[0] + completion * prices[1]) / 1e6, 4)
+        out["cost_usd_max_with_format_retries"] = round((prompt_retries * prices[0]
+                                                         + completion_retries * prices[1]) / 1e6, 4)
     return out
 
 
@@ -83,7 +108,7 @@ async def run_online(job: Job, pending: list, progress=None) -> dict[str, int]:
 
     async def work(request):
         entity, key, messages = request
-        outcome = await complete_profile(client, job.settings, messages)
+        outcome = await complete_profile(client, job.settings, messages, f"{job.kind} {entity}: chat completion")
         job.record(entity, key, outcome)
         counts[outcome.status] += 1
         if progress is not None:
@@ -274,9 +299,11 @@ def generate(kind: str, folder: Path, args: argparse.Namespace, log=print, text:
         job = Job(kind, folder, settings, builder, cache, args.limit)
         pending = job.pending()
         est = estimate(job, pending, args.price_in, args.price_out)
-        cost = f", cost at most ${est['cost_usd_max']:.2f}" if "cost_usd_max" in est else \
+        cost = (f", cost at most ${est['cost_usd_max']:.2f} (${est['cost_usd_max_with_format_retries']:.2f} if "
+                f"every reply needed all {settings.format_retries} format retries)") if "cost_usd_max" in est else \
             " (cost: unknown model, pass --price-in/--price-out)"
-        log(f"{kind} profiles for {folder.name}: {len(job.requests)} entities, {est['cached']} cached, "
+        shared = f" ({est['shared']} share a prompt with another entity and are asked once)" if est["shared"] else ""
+        log(f"{kind} profiles for {folder.name}: {len(job.requests)} entities{shared}, {est['cached']} cached, "
             f"{est['requests']} to request, ~{est['prompt_tokens']:,} prompt tokens, "
             f"<= {est['completion_tokens_max']:,} completion tokens{cost}; model {settings.model}")
         if args.dry_run:
@@ -326,6 +353,10 @@ def main(kind: str, argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return generate(kind, dataset_folder(args), args)
-    except (FileNotFoundError, ValueError, LLMError) as e:
+    except LLMError as e:
+        print(f"generate_profile.py: {redact(str(e), args.api_key or os.environ.get('OPENAI_API_KEY'))}. Every "
+              "reply that arrived is kept in the cache; the same command continues from there", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as e:
         print(f"generate_profile.py: {e}", file=sys.stderr)
         return 2

@@ -125,6 +125,26 @@ def test_read_profile(tmp_path, capsys):
     assert read_profile.main(["--data-dir", str(folder), "--item", "3", "--user", "5"]) == 0
     out = capsys.readouterr().out
     assert "Item 3's profile" in out and "User 5's profile" in out and "PROFILE: " in out
-    assert read_profile.main(["--data-dir", str(folder), "--item", "5000"]) == 1
+    assert read_profile.main(["--data-dir", str(folder), "--item", "5000"]) == 2
     assert "item 5000 has no profile" in capsys.readouterr().err
-    assert read_profile.main(["--data-dir", str(tmp_path)]) == 1
+    assert read_profile.main(["--data-dir", str(tmp_path)]) == 2
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo pwned > /dev/null",)
+
+
+@pytest.mark.parametrize("content, message", [
+    (pickle.dumps(_Exploit()), "usr_prf.pkl: cannot be read as a dataset pickle (refusing to load 'posix.system'"),
+    (b"\x80\x04 truncated", "usr_prf.pkl: cannot be read as a dataset pickle"),
+    (pickle.dumps({0: "just text"}), "usr_prf.pkl: not a profile file"),
+    (pickle.dumps(42), "usr_prf.pkl: not a profile file"),
+])
+def test_read_profile_refused_or_malformed_pickle_exits_2(tmp_path, capsys, content, message):
+    (tmp_path / "usr_prf.pkl").write_bytes(content)
+    assert read_profile.main(["--data-dir", str(tmp_path), "--user", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("read_profile.py: error: ") and message in err and "Traceback" not in err

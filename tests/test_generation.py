@@ -6,6 +6,7 @@ about (malformed JSON, 429 with Retry-After, 500, a timeout, a kill halfway).
 """
 from __future__ import annotations
 
+import http.server
 import json
 import pickle
 import re
@@ -435,3 +436,133 @@ def test_dataset_without_metadata_is_a_clear_error(tmp_path, capsys):
     assert profile_main("item", ["--data-dir", str(folder), "--api-key", KEY, "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "items.jsonl not found" in err and "data/prepare.py" in err
+
+
+# ------------------------------- what a hostile endpoint did (issue 21) -------------------------------
+class FaultEndpoint(http.server.ThreadingHTTPServer):
+    """A chat-completions endpoint on 127.0.0.1 whose 200 replies may be broken on purpose.
+
+    ``plan(title, n)`` returns ``None`` (a good reply), ``(content_type, body_bytes)`` (a 200
+    with that body), or a reply text. Separate from :class:`OpenAICompatibleServer` because that
+    server only ever writes valid JSON."""
+
+    daemon_threads = True
+
+    def __init__(self, plan, delay=0.0):
+        self.chat = Scripted(plan, delay)
+        super().__init__(("127.0.0.1", 0), _FaultHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _FaultHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.last_body = body
+        reply = self.server.chat.chat(body)["content"]
+        if isinstance(reply, tuple):
+            ctype, data = reply
+        else:
+            ctype, data = "application/json", json.dumps({
+                "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def fault():
+    servers = []
+
+    def start(plan, delay=0.0):
+        servers.append(FaultEndpoint(plan, delay))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+HTML = ("text/html", b"<html><body>502 Bad Gateway (proxy)</body></html>")
+BROKEN = {"Widget003": HTML, "Widget004": ("application/json", b'{"id": "cut sh'),
+          "Widget005": ("application/json", b'{"id": "x", "object": "chat.completion"}')}
+
+
+def test_a_200_reply_with_an_invalid_body_is_retried(prepared, fault):
+    server = fault(lambda t, n: BROKEN.get(t) if n == 1 else None)
+    assert run("item", prepared, server) == 0
+    assert [server.chat.calls[t] for t in BROKEN] == [2, 2, 2] and server.chat.calls["Widget006"] == 1
+    assert len(pickle.load(open(prepared / "itm_prf.pkl", "rb"))) == N_ITEMS
+
+
+def test_an_always_invalid_body_names_the_request_and_keeps_what_arrived(prepared, fault, capsys):
+    broken = {"on": True}
+    server = fault(lambda t, n: HTML if t == "Widget006" and broken["on"] else None, delay=0.3)
+    assert run("item", prepared, server, "--retries", "1", "--concurrency", "8") == 2
+    err = capsys.readouterr().err
+    assert "item 6: chat completion: gave up after 2 attempts (last: the 200 reply's body is not a JSON API " \
+           "object (it starts '<html><body>502 Bad Gateway" in err
+    assert "Every reply that arrived is kept in the cache" in err
+    kept = len(ReplyCache(prepared / "llm_cache" / "item.jsonl").records)
+    assert kept >= 7  # the requests in flight beside it finished and were stored, not thrown away
+    broken["on"] = False
+    assert run("item", prepared, server) == 0
+    paid = {t: n for t, n in server.chat.calls.items() if t != "Widget006"}
+    assert len(paid) == N_ITEMS - 1 and set(paid.values()) == {1}  # nothing was paid for twice
+
+
+def test_identical_prompts_are_asked_once(prepared, serve, capsys):
+    items = [json.loads(x) for x in (prepared / "items.jsonl").read_text().splitlines()]
+    for it in items:
+        if it["iid"] in (10, 11):
+            it.update(title="Twin", category="Tools")
+    (prepared / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    rows = [json.loads(x) for x in (prepared / "interactions.jsonl").read_text().splitlines()]
+    (prepared / "interactions.jsonl").write_text("".join(json.dumps({**r, "review": ""} if r["iid"] in (10, 11) else r)
+                                                         + "\n" for r in rows))
+    chat = Scripted()
+    server = serve(chat)
+    assert run("item", prepared, server) == 0
+    assert sum(chat.calls.values()) == N_ITEMS - 1 and chat.calls["?"] == 1
+    assert "1 share a prompt with another entity and are asked once" in capsys.readouterr().out
+    prf = pickle.load(open(prepared / "itm_prf.pkl", "rb"))
+    assert prf[10] == prf[11] and len(prf) == N_ITEMS
+
+
+def test_a_huge_reply_is_bounded(prepared, fault):
+    big = json.dumps({"summarization": "x" * 1_000_000, "reasoning": "r"})
+    server = fault(lambda t, n: big if t == "Widget002" else None)
+    assert run("item", prepared, server, "--max-tokens", "100", "--format-retries", "0") == 3
+    assert server.last_body["max_tokens"] == 100
+    assert (prepared / "llm_cache" / "item.jsonl").stat().st_size < 20_000 + N_ITEMS * 500
+
+
+def test_dry_run_bounds_the_cost_with_format_retries(prepared, serve, capsys):
+    server = serve(Scripted())
+    assert run("item", prepared, server, "--dry-run", "--price-in", "1.0", "--price-out", "2.0", "--max-tokens", "100",
+               "--format-retries", "2") == 0
+    out = capsys.readouterr().out
+    m = re.search(r"cost at most \$([\d.]+) \(\$([\d.]+) if every reply needed all 2 format retries\)", out)
+    assert m and float(m.group(2)) > 3 * float(m.group(1)) > 0  # three tries at least triple the bound
+
+
+def test_a_key_echoed_by_the_server_is_redacted(prepared, serve, capsys):
+    masked = KEY[:6] + "****" + KEY[-4:]
+    server = serve(Scripted(lambda t, n: ServerError(401, f"Incorrect API key provided: {KEY} ({masked})")))
+    assert run("item", prepared, server) == 2
+    err = capsys.readouterr().err
+    assert "HTTP 401" in err and "[redacted]" in err
+    assert KEY not in err and masked not in err and KEY[:6] not in err
