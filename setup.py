@@ -9,6 +9,8 @@ from setuptools import setup
 PACKAGES = {
     "semrec.encoder": "encoder",
     "semrec.encoder.models": "encoder/models",
+    "semrec.encoder.models.graph": "encoder/models/graph",
+    "semrec.encoder.models.sequential": "encoder/models/sequential",
     "semrec.generation": "generation",
     "semrec.generation.emb": "generation/emb",
     "semrec.data": "data",

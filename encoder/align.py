@@ -23,7 +23,7 @@ representations of rows ``ids`` of that table) and ``align_targets(out, batch)``
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,8 @@ from semrec.encoder.dataset import EMBEDDING_FILES, DataError, InteractionData
 from semrec.encoder.graph import gather_rows
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability
 from semrec.encoder.losses import grouped_info_nce, info_nce, pad_to_groups
-from semrec.generation.embedding import pca
+from semrec.encoder.models.base import AlignTarget, Recommender
+from semrec.encoder.linalg import pca
 
 
 def projection(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -86,24 +87,6 @@ def semantic_tables(data: InteractionData, shuffle: bool = False, sem_dim: int =
 def _check_negatives(negatives: int) -> None:
     if negatives < 0:
         raise ValueError(f"negatives must be 0 (every candidate) or a positive count, got {negatives}")
-
-
-class AlignTarget(NamedTuple):
-    """Collaborative representations of one step to align with one semantic table.
-
-    Attributes:
-        kind: ``"user"`` or ``"item"``: the semantic table ``ids`` index.
-        reps: the kind's whole representation table (``(N, d)``; occurrence ``i`` is
-            ``reps[ids[i]]``: graph backbones), or with ``per_row`` one row per occurrence
-            (``(n, d)``: e.g. a sequence encoder's state of each sequence).
-        ids: ``(n,)`` node ids, one per occurrence in the batch (repeats allowed).
-        per_row: how to read ``reps`` (above).
-    """
-
-    kind: str
-    reps: torch.Tensor
-    ids: torch.Tensor
-    per_row: bool = False
 
 
 def _pool_targets(targets: Sequence[AlignTarget]) -> list[tuple[AlignTarget, int]]:
@@ -324,7 +307,7 @@ class GenerativeAlignment(nn.Module):
 ALIGNMENTS = {"plus": ContrastiveAlignment, "gene": GenerativeAlignment}
 
 
-class AlignedModel(nn.Module):
+class AlignedModel(Recommender):
     """A backbone trained with an alignment loss; ranks with the backbone alone.
 
     Subclasses made by :func:`aligned_model_class` fix ``backbone_cls`` and ``alignment_cls``.
@@ -332,6 +315,8 @@ class AlignedModel(nn.Module):
 
     backbone_cls: type
     alignment_cls: type
+    #: settings of the semantic tables, set as ``align.<name>`` beside the alignment's own
+    table_options = TABLE_OPTIONS
 
     def __init__(self, backbone: nn.Module, alignment: nn.Module):
         super().__init__()
@@ -348,6 +333,13 @@ class AlignedModel(nn.Module):
                  "input_dim": backbone.dim, "node_kinds": tuple(backbone.node_kinds)}
         alignment = cls.alignment_cls(**{k: given[k] for k in cls.alignment_cls.data_args}, **align)
         return cls(backbone, alignment)
+
+    @property
+    def history_len(self) -> int:
+        return self.backbone.history_len
+
+    def sampler_options(self) -> dict:
+        return self.backbone.sampler_options()
 
     def start_epoch(self, epoch: int) -> None:
         self.backbone.start_epoch(epoch)

@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from semrec.encoder.align import TABLE_OPTIONS
-from semrec.encoder.hparams import NonNegativeFloat, PositiveFloat, PositiveInt, check_fields, range_of
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, \
+    check_fields, choice, out_of_range, range_of
 
 
 class ConfigError(ValueError):
@@ -38,9 +38,15 @@ class TrainConfig:
 
     Attributes:
         epochs: maximum number of epochs.
-        batch_size: training triples per step.
-        lr: Adam learning rate.
-        weight_decay: Adam weight decay (RLMRec uses 0 and an explicit L2 term instead).
+        batch_size: training examples per step (triples for graph models, sequences for
+            sequential ones).
+        lr: peak learning rate.
+        weight_decay: the optimiser's weight decay (RLMRec uses 0 and an explicit L2 term instead).
+        optimizer: ``adam`` (weight decay as an L2 gradient term) or ``adamw`` (decoupled).
+        warmup_steps: steps of linear learning-rate warm-up from 0 (0: none).
+        lr_decay: after warm-up, ``none`` (constant), ``linear`` (to 0 at the last epoch) or ``cosine``.
+        grad_clip: clip the gradients' global L2 norm to this (0: no clipping).
+        amp: bfloat16 autocast on CUDA (ignored on CPU, where it does not help).
         test_step: validate every this many epochs (after epochs 0, test_step, 2·test_step, ...).
         patience: stop after this many validations without improvement.
         stop_metric: validation metric that selects the best epoch, ``NAME@K``.
@@ -52,6 +58,11 @@ class TrainConfig:
     batch_size: PositiveInt = 4096
     lr: PositiveFloat = 1e-3
     weight_decay: NonNegativeFloat = 0.0
+    optimizer: choice("adam", "adamw") = "adam"
+    warmup_steps: NonNegativeInt = 0
+    lr_decay: choice("none", "linear", "cosine") = "none"
+    grad_clip: NonNegativeFloat = 0.0
+    amp: bool = False
     test_step: PositiveInt = 3
     patience: PositiveInt = 5
     stop_metric: str = "recall@20"
@@ -64,19 +75,31 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Full-ranking evaluation.
+    """Ranking evaluation (see :mod:`semrec.encoder.evaluator`).
 
     Attributes:
         ks: cut-offs for every metric.
-        metrics: any of recall, ndcg, precision, mrr, hit.
+        metrics: any of recall, ndcg, precision, mrr, hit (hit is HR@K).
         batch_size: users scored at once.
-        mask_valid_at_test: also exclude validation items when ranking for the test split.
+        protocol: ``full`` (every item is a candidate) or ``sampled`` (the target against
+            ``sampled_negatives`` unseen items, fixed per seed).
+        exclude: with ``full``: remove the user's ``train`` items, their whole ``history`` before
+            the split (train, and validation at test), or ``none``.
+        sampled_negatives: candidates beside the target in the sampled protocol.
+        groups: also report metrics for head/tail users and items.
+        head_user_share: share of users with the longest histories that are "head" users.
+        head_item_share: share of most popular training items that are "head" items.
     """
 
     ks: list[PositiveInt] = field(default_factory=lambda: [5, 10, 20])
     metrics: list[str] = field(default_factory=lambda: ["recall", "ndcg", "precision", "mrr", "hit"])
     batch_size: PositiveInt = 1024
-    mask_valid_at_test: bool = False
+    protocol: choice("full", "sampled") = "full"
+    exclude: choice("train", "history", "none") = "train"
+    sampled_negatives: PositiveInt = 100
+    groups: bool = False
+    head_user_share: Probability = 0.2
+    head_item_share: Probability = 0.2
 
     def __post_init__(self):
         check_fields(self)
@@ -113,8 +136,9 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
     inner, rng = range_of(annotation)
     if rng is not None:
         value = coerce(value, inner, key)
-        if isinstance(value, (int, float)) and not rng.contains(value):
-            raise ConfigError(f"{key}: {value!r} is out of range; valid values: {rng.describe()}")
+        problem = out_of_range(value, rng, key)
+        if problem:
+            raise ConfigError(problem)
         return value
     origin = typing.get_origin(annotation)
     if origin in (list, tuple):
@@ -181,7 +205,7 @@ def align_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:
     if align_cls is None:
         return {}
     params = _constructor_args(align_cls, set(align_cls.data_args))
-    for name, (kind, default) in TABLE_OPTIONS.items():
+    for name, (kind, default) in getattr(model_cls, "table_options", {}).items():
         params[name] = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
     return params
 

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from semrec.encoder.io import DataError, data_root, load_pickle
+from semrec.encoder.sequences import SequenceData, read_s3rec_sequences, read_sequences_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class InteractionData:
         user_emb, item_emb: semantic embeddings ``(users, d)`` / ``(items, d)``, or ``None``.
         user_profiles, item_profiles: text profiles indexed by id, or ``None``.
         name: dataset name; ``path``: the folder it came from.
+        sequences: every user's time-ordered items (:class:`SequenceData`), when the source has
+            them; the matrices are then its leave-one-out split (see :meth:`require_sequences`).
     """
 
     train: sp.csr_matrix
@@ -63,6 +66,8 @@ class InteractionData:
     item_profiles: Any = None
     name: str = ""
     path: Path | None = None
+    sequences: SequenceData | None = None
+    _sequences_checked: bool = field(default=False, repr=False)
     _train_keys: torch.Tensor | None = field(default=None, repr=False)
 
     @property
@@ -72,6 +77,30 @@ class InteractionData:
     @property
     def num_items(self) -> int:
         return self.train.shape[1]
+
+    def require_sequences(self, model: str = "this model") -> SequenceData:
+        """The sequences, checked to be the split the matrices hold; DataError otherwise."""
+        where = self.path or self.name
+        if self.sequences is None:
+            raise DataError(f"{where}: {model} needs time-ordered sequences, and this dataset has none; use an "
+                            "S3-Rec file (--data-dir path/to/Beauty.txt) or a folder with sequences.jsonl "
+                            "(data/prepare.py writes it)")
+        seq = self.sequences
+        if seq.num_users != self.num_users or seq.num_items != self.num_items:
+            raise DataError(f"{where}: sequences.jsonl has {seq.num_users} users × {seq.num_items} items, the "
+                            f"matrices {self.num_users} × {self.num_items}")
+        if not getattr(self, "_sequences_checked", False):
+            seq.check(str(where))
+            for split in ("valid", "test"):
+                m = self.split(split)
+                if not (np.array_equal(np.diff(m.indptr), np.ones(self.num_users))
+                        and np.array_equal(m.indices, seq.targets(split))):
+                    raise DataError(f"{where}: the {split} matrix is not the leave-one-out split of the sequences "
+                                    f"(one {'second last' if split == 'valid' else 'last'} item per user); prepare "
+                                    "the folder with `data/prepare.py ... --split leave-one-out`, or read the "
+                                    "S3-Rec file itself")
+            self._sequences_checked = True
+        return seq
 
     def split(self, name: str) -> sp.csr_matrix:
         try:
@@ -165,27 +194,48 @@ def load_embeddings(path: Path) -> np.ndarray:
 
 
 def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool = False) -> InteractionData:
-    """Load and validate a dataset folder in RLMRec's layout.
+    """Load and validate a dataset.
 
     Args:
-        path: folder holding ``trn_mat.pkl``, ``val_mat.pkl``, ``tst_mat.pkl`` (+ optional files).
-        name: dataset name (default: the folder name).
+        path: a folder in RLMRec's layout (``trn_mat.pkl``, ``val_mat.pkl``, ``tst_mat.pkl`` and
+            optional files; with ``sequences.jsonl`` the time-ordered sequences come along, and
+            the matrices may then be absent: they are derived leave-one-out), or an S3-Rec
+            sequence file ``<name>.txt`` (split leave-one-out as the S3-Rec code does).
+        name: dataset name (default: the folder name, or the file's stem in lower case).
         with_profiles: also load ``usr_prf.pkl`` / ``itm_prf.pkl`` when present.
 
     Raises:
         DataError: a missing or malformed file (the message names it).
     """
     path = Path(path)
+    if path.is_file() and path.suffix == ".txt":
+        seqs = read_s3rec_sequences(path)
+        seqs.check(str(path))
+        train, valid, test = seqs.split_matrices()
+        data = InteractionData(train, valid, test, name=name or path.stem.lower(), path=path, sequences=seqs)
+        data.check(str(path))
+        return data
     if not path.is_dir():
         raise DataError(f"dataset folder {path} does not exist; create it with `python data/prepare.py` "
                         "or fetch RLMRec's data with `python data/download.py NAME`")
+    seq_file = path / "sequences.jsonl"
     mats = {}
     for split, fname in SPLIT_FILES.items():
         f = path / fname
         if not f.exists():
+            if seq_file.exists() and not any((path / n).exists() for n in SPLIT_FILES.values()):
+                break  # derived from the sequences below
             raise DataError(f"{f}: missing (a dataset needs {', '.join(SPLIT_FILES.values())})")
         mats[split] = _binary_csr(load_pickle(f), f)
-    data = InteractionData(**mats, name=name or path.name, path=path)
+    sequences = None
+    if seq_file.exists():
+        if mats:
+            sequences = read_sequences_jsonl(seq_file, *mats["train"].shape)
+        else:
+            sequences = read_sequences_jsonl(seq_file, _count_users(seq_file), 0)
+            sequences.check(str(seq_file))
+            mats = dict(zip(SPLIT_FILES, sequences.split_matrices()))
+    data = InteractionData(**mats, name=name or path.name, path=path, sequences=sequences)
     for kind, fname in EMBEDDING_FILES.items():
         if (path / fname).exists():
             setattr(data, f"{kind}_emb", load_embeddings(path / fname))
@@ -195,3 +245,10 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
                 setattr(data, f"{kind}_profiles", load_pickle(path / fname))
     data.check(str(path))
     return data
+
+
+def _count_users(path: Path) -> int:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip() and json.loads(line).get("uid") is not None)

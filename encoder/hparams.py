@@ -36,6 +36,24 @@ class Range:
         return self.high is None or value <= self.high
 
 
+@dataclass(frozen=True)
+class OneOf:
+    """The values a string setting may take."""
+
+    choices: tuple[str, ...]
+
+    def describe(self) -> str:
+        return ", ".join(self.choices)
+
+    def contains(self, value: Any) -> bool:
+        return value in self.choices
+
+
+def choice(*values: str) -> Any:
+    """``Annotated[str, OneOf(values)]``: a string setting with a fixed set of values."""
+    return Annotated[str, OneOf(tuple(values))]
+
+
 PositiveInt = Annotated[int, Range(1)]
 NonNegativeInt = Annotated[int, Range(0)]
 PositiveFloat = Annotated[float, Range(0, open_low=True)]
@@ -43,19 +61,28 @@ NonNegativeFloat = Annotated[float, Range(0)]
 Probability = Annotated[float, Range(0, 1)]
 
 
-def range_of(annotation: Any) -> tuple[Any, Range | None]:
-    """``(inner type, Range or None)`` of a possibly ``Annotated`` type."""
+def range_of(annotation: Any) -> tuple[Any, Range | OneOf | None]:
+    """``(inner type, Range / OneOf or None)`` of a possibly ``Annotated`` type."""
     if typing.get_origin(annotation) is Annotated:
         inner, *meta = typing.get_args(annotation)
-        return inner, next((m for m in meta if isinstance(m, Range)), None)
+        return inner, next((m for m in meta if isinstance(m, (Range, OneOf))), None)
     return annotation, None
+
+
+def out_of_range(value: Any, rng: Range | OneOf | None, key: str) -> str | None:
+    """The error message when ``value`` is outside ``rng``, else None."""
+    if isinstance(rng, OneOf) and not rng.contains(value):
+        return f"{key}: {value!r} is not a valid choice; valid values: {rng.describe()}"
+    if isinstance(rng, Range) and isinstance(value, (int, float)) and not rng.contains(value):
+        return f"{key}: {value!r} is out of range; valid values: {rng.describe()}"
+    return None
 
 
 def check_range(value: Any, annotation: Any, key: str) -> None:
     """Raise ValueError naming ``key`` and the valid range when ``value`` lies outside it."""
-    _, rng = range_of(annotation)
-    if rng is not None and isinstance(value, (int, float)) and not rng.contains(value):
-        raise ValueError(f"{key}: {value!r} is out of range; valid values: {rng.describe()}")
+    problem = out_of_range(value, range_of(annotation)[1], key)
+    if problem:
+        raise ValueError(problem)
 
 
 def check_fields(obj: Any) -> None:

@@ -230,3 +230,52 @@ def grouped_info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: 
     d = anchor.shape[1]
     return _GroupedInfoNCE.apply(anchor.reshape(-1, size, d), positive.reshape(-1, size, d), w.view(-1, size),
                                  1.0 / temperature, b.view(-1, size))
+
+
+# ----- next-item losses of sequence models ------------------------------------------------------
+# ``h``: (P, d) sequence states at the P scored positions; ``pos``: (P,) their target items;
+# ``s_pos``: (P,) target scores; ``s_neg``: (P, k) scores of k sampled negatives per position.
+def full_softmax_ce(h: torch.Tensor, items: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each position's target over every item (``items``: the ``(I, d)`` table),
+    averaged over positions. The ``(P, I)`` logits are never held at once (chunked log-sum-exp,
+    see :func:`weighted_logsumexp_similarity`), which keeps a full softmax over tens of thousands
+    of items cheap in memory."""
+    weights = torch.full((h.shape[0],), 1.0 / max(h.shape[0], 1), dtype=h.dtype, device=h.device)
+    return weighted_logsumexp_similarity(h, items, weights) - (h * items[pos]).sum(-1).mean()
+
+
+def sampled_softmax_ce(s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the target against its ``k`` sampled negatives, averaged over positions."""
+    logits = torch.cat([s_pos[:, None], s_neg], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+
+
+def sampled_bce(s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:
+    """SASRec's loss: ``-log σ(s+) - Σ_k log(1 - σ(s-_k))`` per position, averaged over positions."""
+    return (F.softplus(-s_pos) + F.softplus(s_neg).sum(-1)).mean()
+
+
+def gbce_beta(negatives: int, num_items: int, t: float) -> float:
+    """gSASRec's exponent ``β = α(t(1 - 1/α) + 1/α)`` with ``α = k / (I - 1)`` the sampling rate."""
+    alpha = negatives / (num_items - 1)
+    return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+
+
+def gbce_positive_logit(s_pos: torch.Tensor, beta: float) -> torch.Tensor:
+    """The logit ``z`` with ``σ(z) = σ(s)^β``, in float64: ``z = a - log(1 - e^a)``, ``a = β·log σ(s)``.
+
+    Written with ``log σ`` and ``expm1`` so that no probability is formed: stable for any ``s``
+    (``a`` is capped just below 0, where ``z`` would be infinite; that moves ``σ(z)`` by 1e-15)."""
+    a = (beta * F.logsigmoid(s_pos.double())).clamp(max=-1e-15)
+    return a - torch.log(-torch.expm1(a))
+
+
+def gbce(s_pos: torch.Tensor, s_neg: torch.Tensor, num_items: int, t: float) -> torch.Tensor:
+    """Generalised BCE of gSASRec (Petrov & Macdonald, RecSys 2023): BCE of the transformed
+    positive logit (:func:`gbce_positive_logit`) and the ``k`` negatives, averaged over the
+    ``k + 1`` terms of every position and over positions. ``t = 0`` is plain BCE; ``t = 1``
+    calibrates the scores to the full-softmax probabilities."""
+    beta = gbce_beta(s_neg.shape[1], num_items, t)
+    z = gbce_positive_logit(s_pos, beta)
+    per_position = F.softplus(-z) + F.softplus(s_neg.double()).sum(-1)
+    return (per_position / (s_neg.shape[1] + 1)).mean().to(s_pos.dtype)

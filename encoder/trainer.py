@@ -1,8 +1,10 @@
 """A model-agnostic training loop with early stopping, checkpoints and exact resume.
 
-The trainer only calls ``model.loss(batch)`` and ``model.scorer()``; it owns the optimiser,
-the batches, validation every ``test_step`` epochs, early stopping on ``stop_metric`` and
-the run directory:
+The trainer only calls ``model.loss(batch)`` and ``model.scorer()``; the batches come from the
+sampler of the model's batch kind (:mod:`semrec.encoder.sampling`), the ranking from the
+evaluator. It owns the optimiser (Adam or AdamW), the learning-rate schedule (warm-up, then
+constant, linear or cosine decay), gradient clipping, bfloat16 autocast on CUDA, validation
+every ``test_step`` epochs, early stopping on ``stop_metric`` and the run directory:
 
 * ``config.yaml``: the resolved configuration;
 * ``history.jsonl``: one JSON line per epoch (losses, seconds, validation metrics);
@@ -32,7 +34,7 @@ from semrec.encoder.dataset import InteractionData
 from semrec.encoder.io import DataError, write_json
 from semrec.encoder.evaluator import Evaluator
 from semrec.encoder.metrics import parse_metric_key
-from semrec.encoder.models.base import PairBatch
+from semrec.encoder.sampling import make_sampler
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,19 @@ class _State:
     eval_seconds: list[float] = field(default_factory=list)
 
 
+def _schedule(warmup: int, decay: str, total: int):
+    """The learning-rate factor at each step: linear warm-up, then constant / linear / cosine decay."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if decay == "none":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 1.0 - progress if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
 class Trainer:
     """Trains ``model`` on ``data`` as configured by ``cfg``, writing into ``run_dir``.
 
@@ -90,26 +105,28 @@ class Trainer:
     """
 
     def __init__(self, model: torch.nn.Module, data: InteractionData, cfg: RunConfig,
-                 run_dir: str | Path, device: torch.device, sampler: torch.Generator | None = None):
+                 run_dir: str | Path, device: torch.device, sampler: torch.Generator | None = None,
+                 rank: int = 0, world_size: int = 1):
         self.model, self.data, self.cfg = model.to(device), data, cfg
         self.device = device
         self.run_dir = Path(run_dir)
-        tc = cfg.train
+        tc, ec = cfg.train, cfg.eval
         self.stop_metric = tc.stop_metric
         parse_metric_key(self.stop_metric)
-        self.evaluator = Evaluator(data, ks=cfg.eval.ks, metrics=cfg.eval.metrics,
-                                   batch_size=cfg.eval.batch_size,
-                                   mask_valid_at_test=cfg.eval.mask_valid_at_test, device=device)
-        if self.stop_metric not in {f"{m}@{k}" for m in cfg.eval.metrics for k in cfg.eval.ks}:
+        self.evaluator = Evaluator(data, ks=ec.ks, metrics=ec.metrics, batch_size=ec.batch_size, exclude=ec.exclude,
+                                   protocol=ec.protocol, sampled_negatives=ec.sampled_negatives, groups=ec.groups,
+                                   head_user_share=ec.head_user_share, head_item_share=ec.head_item_share,
+                                   seed=tc.seed, device=device)
+        if self.stop_metric not in {f"{m}@{k}" for m in ec.metrics for k in ec.ks}:
             raise ValueError(f"train.stop_metric {self.stop_metric!r} is not computed; it must be one of "
-                             f"eval.metrics at one of eval.ks ({cfg.eval.metrics} @ {cfg.eval.ks})")
-        kind = getattr(model, "batch_kind", "pairwise")
-        if kind != "pairwise":
-            raise ValueError(f"{cfg.model_name} trains on {kind!r} batches; this trainer builds 'pairwise' "
-                             "(user, positive, negative) batches only")
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        self.sampler = sampler or torch.Generator().manual_seed(tc.seed)
-        self.users, self.items = data.train_pairs()
+                             f"eval.metrics at one of eval.ks ({ec.metrics} @ {ec.ks})")
+        self.sampler = sampler or torch.Generator().manual_seed(tc.seed)  # the batches' random stream
+        self.batches = make_sampler(model, data, tc.batch_size, self.sampler, rank=rank, world_size=world_size)
+        optim = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tc.optimizer]
+        self.optimizer = optim(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        total = tc.epochs * max(len(self.batches), 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(tc.warmup_steps, tc.lr_decay, total))
+        self.autocast = tc.amp and device.type == "cuda"
         self.state = _State()
 
     # ----- checkpoints ---------------------------------------------------------------------
@@ -120,6 +137,7 @@ class Trainer:
             "best_valid": s.best_valid, "best_weights": s.best_weights, "bad_evals": s.bad_evals,
             "train_seconds": s.train_seconds, "eval_seconds": s.eval_seconds,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "rng_torch": torch.get_rng_state(), "rng_sampler": self.sampler.get_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
@@ -141,6 +159,7 @@ class Trainer:
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
             torch.set_rng_state(ckpt["rng_torch"].cpu())
             self.sampler.set_state(ckpt["rng_sampler"].cpu())
             if ckpt["rng_cuda"]:
@@ -163,24 +182,18 @@ class Trainer:
             hist.write_text("".join(ln + "\n" for ln in lines))
 
     # ----- training ------------------------------------------------------------------------
-    def _batches(self):
-        n = self.users.numel()
-        negs = self.data.sample_negatives(self.users, generator=self.sampler)
-        order = torch.randperm(n, generator=self.sampler)
-        bs = self.cfg.train.batch_size
-        for lo in range(0, n, bs):
-            idx = order[lo:lo + bs]
-            yield PairBatch(self.users[idx], self.items[idx], negs[idx]).to(self.device)
-
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training interactions; returns the mean of each loss term."""
+        """One pass over the sampler's batches; returns the mean of each loss term."""
         self.model.train()
         if hasattr(self.model, "start_epoch"):
             self.model.start_epoch(epoch)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
-        for step, batch in enumerate(self._batches()):
-            loss, parts = self.model.loss(batch)
+        clip = self.cfg.train.grad_clip
+        for step, batch in enumerate(self.batches):
+            batch = batch.to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                loss, parts = self.model.loss(batch)
             if not torch.isfinite(loss):
                 terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
                 ckpt = self.run_dir / CHECKPOINT
@@ -189,16 +202,19 @@ class Trainer:
                                     f"({terms}); lower train.lr or check the input embeddings{kept}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
+            self.scheduler.step()
             for k, v in {"loss": loss, **parts}.items():
-                sums[k] = sums.get(k, 0.0) + v.detach()
+                sums[k] = sums.get(k, 0.0) + v.detach().float()
             steps += 1
         return {k: float(v) / max(steps, 1) for k, v in sums.items()}
 
     def evaluate(self, split: str) -> dict[str, float]:
         self.model.eval()
-        with torch.no_grad():
-            return self.evaluator.evaluate(self.model.scorer(), split)
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return self.evaluator.evaluate(self.model.scorer(), split, getattr(self.model, "history_len", 0))
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train until ``epochs`` or early stopping, then test the best weights.
@@ -263,6 +279,9 @@ class Trainer:
                 "mean_eval_seconds": float(np.mean(s.eval_seconds)) if s.eval_seconds else 0.0,
                 "wall_seconds_this_session": time.perf_counter() - start,
             },
+            "protocol": {"protocol": self.cfg.eval.protocol, "exclude": self.cfg.eval.exclude,
+                         "sampled_negatives": self.cfg.eval.sampled_negatives if self.cfg.eval.protocol == "sampled"
+                         else None, "valid": self.evaluator.info("valid"), "test": self.evaluator.info("test")},
             "data": self.data.stats(),
             "device": str(self.device),
         }

@@ -159,12 +159,3 @@ class OpenAIEncoder:
         if self.normalize:
             emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         return emb
-
-
-def pca(x: np.ndarray, dim: int) -> np.ndarray:
-    """Project rows of ``x`` onto its top ``dim`` principal components (centred, SVD)."""
-    if not 0 < dim <= min(x.shape):
-        raise ValueError(f"PCA dimension must be in 1..{min(x.shape)}, got {dim}")
-    centred = x - x.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return (centred @ vt[:dim].T).astype(np.float32)

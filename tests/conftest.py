@@ -6,15 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import write_dataset
+from helpers import random_sequences, write_dataset, write_sequences
 
 
 @pytest.fixture
 def tiny_dir(tmp_path) -> Path:
-    """30 users, 40 items, disjoint splits, and 16-d semantic embeddings."""
+    """30 users, 40 items, time-ordered sequences of 8 to 10 distinct items split leave-one-out
+    (so graph and sequential models both train on it), and 16-d semantic embeddings."""
     rng = np.random.default_rng(0)
-    return write_dataset(tmp_path / "tiny", user_emb=rng.standard_normal((30, 16)),
-                         item_emb=rng.standard_normal((40, 16)))
+    folder = tmp_path / "tiny"
+    write_sequences(folder, random_sequences())
+    return write_dataset(folder, mats=[], user_emb=rng.standard_normal((30, 16)), item_emb=rng.standard_normal((40, 16)))
 
 
 @pytest.fixture

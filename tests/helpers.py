@@ -1,6 +1,7 @@
 """Helpers for the tests: tiny datasets in RLMRec's layout, and the shared real data."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -46,6 +47,24 @@ def random_splits(num_users=30, num_items=40, per_user=8, seed=0):
             parts[s][0].extend([u] * len(chunk))
             parts[s][1].extend(chunk)
     return [sp.coo_matrix((np.ones(len(r)), (r, c)), shape=(num_users, num_items)) for r, c in parts]
+
+
+def random_sequences(num_users=30, num_items=40, length=8, seed=0, repeats=False):
+    """Time-ordered item lists, one per user (items drawn without repeats unless ``repeats``)."""
+    rng = np.random.default_rng(seed)
+    return [rng.choice(num_items, size=length + int(u % 3), replace=repeats).tolist() for u in range(num_users)]
+
+
+def write_sequences(folder: Path, seqs, num_items=40) -> None:
+    """``sequences.jsonl`` and the leave-one-out matrices that go with it."""
+    from semrec.encoder.sequences import SequenceData
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mats = SequenceData.from_lists(seqs, num_items).split_matrices()
+    for name, m in zip(["trn_mat.pkl", "val_mat.pkl", "tst_mat.pkl"], mats):
+        with open(folder / name, "wb") as f:
+            pickle.dump(m.tocoo(), f)
+    (folder / "sequences.jsonl").write_text("".join(json.dumps({"uid": u, "items": s}) + "\n" for u, s in enumerate(seqs)))
 
 
 def write_dataset(folder: Path, mats=None, user_emb=None, item_emb=None, **extra) -> Path:

@@ -69,7 +69,8 @@ def test_sgl_on_yelp_text_shares_its_backbone_settings_with_the_aligned_models()
     (["optim.lr=1"], "unknown section 'optim'; valid sections: train, eval, model"),
     (["model.layer=2"], "valid keys: dim, layers, keep_rate, reg_weight, layer_agg"),
     (["train.epochs=2.5"], "expected an integer"),
-    (["eval.mask_valid_at_test=maybe"], "expected true/false"),
+    (["eval.groups=maybe"], "expected true/false"),
+    (["eval.exclude=seen"], "not a valid choice; valid values: train, history, none"),
     (["lr"], "expected SECTION.KEY=VALUE"),
 ])
 def test_bad_overrides(override, message):

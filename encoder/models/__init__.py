@@ -1,10 +1,9 @@
-"""Built-in recommenders. Importing this package registers them by name."""
-from semrec.encoder.models.autocf import AutoCF
-from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
-from semrec.encoder.models.dccf import DCCF
-from semrec.encoder.models.gccf import GCCF
-from semrec.encoder.models.lightgcn import LightGCN
-from semrec.encoder.models.sgl import SGL
-from semrec.encoder.models.simgcl import SimGCL
+"""Built-in recommenders, by family. Importing this package registers them by name."""
+from semrec.encoder.models.base import AlignTarget, Recommender
+from semrec.encoder.models.graph import DCCF, GCCF, SGL, AutoCF, GraphOutput, GraphRecommender, LightGCN, SimGCL
+from semrec.encoder.models.sequential import BERT4Rec, GRU4Rec, GSASRec, SASRec, SequentialRecommender
+from semrec.encoder.sampling import ClozeBatch, PairBatch, SeqBatch
 
-__all__ = ["GraphOutput", "GraphRecommender", "PairBatch", "LightGCN", "GCCF", "SGL", "SimGCL", "DCCF", "AutoCF"]
+__all__ = ["AlignTarget", "Recommender", "GraphOutput", "GraphRecommender", "PairBatch", "SeqBatch", "ClozeBatch",
+           "LightGCN", "GCCF", "SGL", "SimGCL", "DCCF", "AutoCF", "SequentialRecommender", "SASRec", "GSASRec",
+           "BERT4Rec", "GRU4Rec"]

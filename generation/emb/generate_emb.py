@@ -72,7 +72,7 @@ def make_encoder(args: argparse.Namespace, folder: Path):
 def embed_dataset(folder: Path, args: argparse.Namespace, log=print) -> None:
     """Encode ``usr_prf.pkl`` / ``itm_prf.pkl`` of ``folder`` into ``usr_emb_np.pkl`` / ``itm_emb_np.pkl``."""
     from semrec.encoder.io import load_pickle, write_pickle
-    from semrec.generation.embedding import pca
+    from semrec.encoder.linalg import pca
 
     prf = {k: folder / f for k, (f, _) in KINDS.items()}
     absent = [str(f) for f in prf.values() if not f.exists()]

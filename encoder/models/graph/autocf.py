@@ -21,7 +21,8 @@ from torch import nn
 from semrec.encoder.graph import SparseGraph, gather_rows, normalized_adjacency
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
 from semrec.encoder.losses import l2_of_parameters, weighted_logsumexp_similarity
-from semrec.encoder.models.base import GraphOutput, GraphRecommender, PairBatch
+from semrec.encoder.models.graph.base import GraphOutput, GraphRecommender
+from semrec.encoder.sampling import PairBatch
 from semrec.encoder.registry import register
 
 

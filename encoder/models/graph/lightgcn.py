@@ -15,7 +15,7 @@ import torch
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
-from semrec.encoder.models.base import GraphRecommender
+from semrec.encoder.models.graph.base import GraphRecommender
 from semrec.encoder.registry import register
 
 

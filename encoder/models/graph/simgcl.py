@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from semrec.encoder.losses import l2_of_parameters
-from semrec.encoder.models.base import GraphOutput, PairBatch
-from semrec.encoder.models.lightgcn import LightGCN
-from semrec.encoder.models.ssl import NEGATIVES, view_contrast
+from semrec.encoder.models.graph.base import GraphOutput
+from semrec.encoder.sampling import PairBatch
+from semrec.encoder.models.graph.lightgcn import LightGCN
+from semrec.encoder.models.graph.ssl import NEGATIVES, view_contrast
 from semrec.encoder.registry import register
 
 

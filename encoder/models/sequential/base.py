@@ -1,0 +1,109 @@
+"""The shared base of the sequential recommenders: next-item prediction from a user's history.
+
+A sequence encoder maps a ``(B, L)`` batch of item ids (left-padded with ``num_items``, the
+newest item last) to ``(B, L, d)`` states; the state at a position scores every item by its
+inner product with the item's embedding (tied input and output tables, as SASRec does).
+Training scores every position of the training sequence at once (the loss of every next item),
+not one sampled prefix per step: the main reason these models train fast.
+
+Losses (``loss``): ``ce`` (softmax over every item), ``sampled_softmax`` (softmax over the
+target and ``negatives`` sampled items), ``bce`` (SASRec's: the target against each sampled
+negative, ``negatives`` of them, 1 in the paper). See :mod:`semrec.encoder.losses`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch import nn
+
+from semrec.encoder.hparams import NonNegativeInt, PositiveInt, Probability, choice
+from semrec.encoder.losses import full_softmax_ce, sampled_bce, sampled_softmax_ce
+from semrec.encoder.models.base import Recommender
+from semrec.encoder.sampling import SeqBatch
+
+if TYPE_CHECKING:
+    from semrec.encoder.evaluator import EvalBatch
+
+LOSSES = ("ce", "sampled_softmax", "bce")
+
+
+class SequentialRecommender(Recommender):
+    """Item embeddings, a sequence encoder (:meth:`encode`) and a next-item loss.
+
+    Args:
+        num_items: the item vocabulary (from the data); id ``num_items`` is padding.
+        dim: embedding and state width.
+        max_len: the newest ``max_len`` items of a history are used.
+        dropout: dropout rate.
+        loss: ``ce``, ``sampled_softmax`` or ``bce`` (above).
+        negatives: sampled negatives per position for ``sampled_softmax`` and ``bce``.
+
+    Shapes: :meth:`encode` maps ``(B, L)`` ids to ``(B, L, dim)`` states.
+    """
+
+    batch_kind = "next_item"
+    data_args = ("num_items",)
+    #: extra ids after padding (BERT4Rec's mask token)
+    extra_tokens = 0
+
+    def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50,
+                 dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if loss != "ce" and negatives < 1:
+            raise ValueError(f"loss {loss!r} needs negatives >= 1 (sampled items per position)")
+        self.num_items, self.dim, self.max_len = num_items, dim, max_len
+        self.loss_name, self.negatives = loss, negatives if loss != "ce" else 0
+        self.pad = num_items
+        self.item_emb = nn.Embedding(num_items + 1 + self.extra_tokens, dim, padding_idx=num_items)
+        nn.init.normal_(self.item_emb.weight, std=dim ** -0.5)
+        with torch.no_grad():
+            self.item_emb.weight[num_items].zero_()
+        self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_data(cls, data, **hparams) -> "SequentialRecommender":
+        data.require_sequences(getattr(cls, "registered_name", cls.__name__))
+        return cls(data.num_items, **hparams)
+
+    @property
+    def history_len(self) -> int:
+        return self.max_len
+
+    def sampler_options(self) -> dict[str, Any]:
+        return {"max_len": self.max_len, "negatives": self.negatives}
+
+    def item_table(self) -> torch.Tensor:
+        """``(num_items, dim)`` output embeddings of the real items (no padding or mask rows)."""
+        return self.item_emb.weight[: self.num_items]
+
+    def encode(self, items: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, batch: SeqBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        states = self.encode(batch.inputs)
+        scored = batch.targets != self.pad
+        rec = self.next_item_loss(states[scored], batch.targets[scored], batch.negatives[scored])
+        return rec, {self.loss_name: rec}
+
+    def next_item_loss(self, h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """Loss of states ``h`` ``(P, d)`` for targets ``pos`` ``(P,)`` and negatives ``neg`` ``(P, k)``."""
+        table = self.item_table()
+        if self.loss_name == "ce":
+            return full_softmax_ce(h, table, pos)
+        s_pos = (h * table[pos]).sum(-1)
+        s_neg = torch.einsum("pd,pkd->pk", h, table[neg])
+        return self.sampled_loss(s_pos, s_neg)
+
+    def sampled_loss(self, s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "bce":
+            return sampled_bce(s_pos, s_neg)
+        return sampled_softmax_ce(s_pos, s_neg)
+
+    @torch.no_grad()
+    def scorer(self) -> Callable[[EvalBatch], torch.Tensor]:
+        """Scores of every item from the state at each history's newest position."""
+        table = self.item_table().t().contiguous()
+        return lambda batch: self.encode(batch.history)[:, -1] @ table

@@ -1,0 +1,92 @@
+"""BERT4Rec: sequential recommendation with a bidirectional Transformer, trained as a cloze task.
+
+Sun, Liu, Wu, Pei, Lin, Ou & Jiang, "BERT4Rec: Sequential Recommendation with Bidirectional
+Encoder Representations from Transformer", CIKM 2019. https://arxiv.org/abs/1904.06690
+(reference code: https://github.com/FeiSun/BERT4Rec)
+
+Training masks random items of each sequence (``mask_prob``) and recovers them from both
+sides; ranking appends the mask token after the history and reads its state. The encoder is
+``nn.TransformerEncoderLayer`` (post-norm, GELU, as BERT), every position sees every
+non-padding position; an output layer (dense, GELU, layer norm) maps a state into the item
+embedding space. The loss over the masked positions is the toolkit's next-item loss
+(``ce``: softmax over all items, as the paper).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from semrec.encoder.hparams import NonNegativeInt, PositiveInt, Probability, choice
+from semrec.encoder.models.sequential.base import LOSSES, SequentialRecommender
+from semrec.encoder.registry import register
+from semrec.encoder.sampling import ClozeBatch
+
+
+@register("bert4rec")
+class BERT4Rec(SequentialRecommender):
+    """BERT4Rec.
+
+    Args:
+        num_items: item vocabulary (from the data); id ``num_items + 1`` is the mask token.
+        dim: embedding width.
+        max_len: sequence length, the mask slot included when ranking.
+        layers, heads, ffn_dim: Transformer size (``dim`` divisible by ``heads``).
+        dropout: dropout rate.
+        mask_prob: share of training items masked (the paper: 0.2 on Beauty).
+        loss, negatives: see :class:`SequentialRecommender`.
+
+    Shapes: ``encode``: ``(B, L)`` -> ``(B, L, d)``.
+    """
+
+    batch_kind = "cloze"
+    extra_tokens = 1
+
+    def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
+                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: Probability = 0.2,
+                 mask_prob: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0):
+        super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives)
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+        if max_len < 2:
+            raise ValueError("max_len must be >= 2 (one history item and the mask slot)")
+        self.mask_prob, self.mask_id = mask_prob, num_items + 1
+        self.pos_emb = nn.Embedding(max_len, dim)
+        self.input_norm = nn.LayerNorm(dim)
+        block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ffn_dim, dropout=dropout, activation="gelu",
+                                           batch_first=True, norm_first=False)
+        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
+
+    @property
+    def history_len(self) -> int:
+        return self.max_len - 1  # the last slot holds the mask token
+
+    def sampler_options(self) -> dict[str, Any]:
+        return {**super().sampler_options(), "mask_prob": self.mask_prob}
+
+    def encode(self, items: torch.Tensor) -> torch.Tensor:
+        length = items.shape[1]
+        valid = items != self.pad
+        x = self.item_emb(items) + self.pos_emb.weight[self.max_len - length:]
+        x = self.dropout(self.input_norm(x))
+        x = self.blocks(x, src_key_padding_mask=~valid)
+        return self.head(x)
+
+    def loss(self, batch: ClozeBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        states = self.encode(batch.inputs)
+        scored = batch.labels != self.pad
+        rec = self.next_item_loss(states[scored], batch.labels[scored], batch.negatives[scored])
+        return rec, {self.loss_name: rec}
+
+    @torch.no_grad()
+    def scorer(self):
+        table = self.item_table().t().contiguous()
+
+        def score(batch):
+            h = batch.history
+            masked = torch.cat([h, torch.full_like(h[:, :1], self.mask_id)], dim=1)
+            return self.encode(masked)[:, -1] @ table
+
+        return score

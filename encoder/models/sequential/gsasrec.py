@@ -1,0 +1,42 @@
+"""gSASRec: SASRec trained with many negatives and generalised binary cross-entropy (gBCE).
+
+Petrov & Macdonald, "gSASRec: Reducing Overconfidence in Sequential Recommendation Trained
+with Negative Sampling", RecSys 2023. https://arxiv.org/abs/2308.07192
+(reference code: https://github.com/asash/gsasrec)
+
+The SASRec encoder, ``k`` uniformly sampled negatives per position, and gBCE: the positive
+term is BCE of ``σ(s)^β`` instead of ``σ(s)``, with ``β = α(t(1 - 1/α) + 1/α)`` and
+``α = k / (I - 1)``; the calibration ``t`` (0.75 in the paper) undoes the overconfidence that
+negative sampling causes. See :func:`semrec.encoder.losses.gbce`.
+"""
+from __future__ import annotations
+
+import torch
+
+from semrec.encoder.hparams import PositiveInt, Probability
+from semrec.encoder.losses import gbce
+from semrec.encoder.models.sequential.sasrec import SASRec
+from semrec.encoder.registry import register
+
+
+@register("gsasrec")
+class GSASRec(SASRec):
+    """gSASRec.
+
+    Args:
+        num_items, dim, max_len, layers, heads, ffn_dim, dropout: as :class:`SASRec`.
+        negatives: sampled negatives per position ``k`` (the paper: 256).
+        t: gBCE calibration in [0, 1] (0: plain BCE; 1: fully calibrated).
+    """
+
+    def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
+                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: Probability = 0.2,
+                 negatives: PositiveInt = 256, t: Probability = 0.75):
+        super().__init__(num_items, dim=dim, max_len=max_len, layers=layers, heads=heads, ffn_dim=ffn_dim,
+                         dropout=dropout, loss="bce", negatives=negatives)
+        if negatives >= num_items:
+            raise ValueError(f"negatives ({negatives}) must be below the number of items ({num_items})")
+        self.loss_name, self.t = "gbce", t
+
+    def sampled_loss(self, s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:
+        return gbce(s_pos, s_neg, self.num_items, self.t)

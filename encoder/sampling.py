@@ -1,0 +1,244 @@
+"""Training batches, one sampler per batch kind; the trainer only iterates them.
+
+A model says what it trains on with ``batch_kind`` and, where the sampler has options,
+``sampler_options()`` (e.g. ``{"max_len": 50, "negatives": 1}``):
+
+* ``pairwise`` -> :class:`PairSampler`: BPR triples (user, training item, unseen item) over every
+  training interaction (graph models).
+* ``next_item`` -> :class:`NextItemSampler`: each user's training sequence, predicting every next
+  item at once (SASRec, gSASRec, GRU4Rec), with ``k`` sampled negatives per position or none
+  (full softmax).
+* ``cloze`` -> :class:`ClozeSampler`: training sequences with random items replaced by a mask
+  token, to be recovered (BERT4Rec).
+
+Every sampler draws from one ``torch.Generator`` (saved in checkpoints, so a resumed run sees
+the same batches) and takes ``rank`` / ``world_size``: the epoch's shuffled order is dealt out
+so that process ``rank`` of ``world_size`` gets every ``world_size``-th example.
+
+Sequence batches are ``(B, L)`` item-id tensors, left-padded: the last column holds each
+sequence's newest item. The padding id is ``num_items`` (one past the last item); the cloze
+mask id is ``num_items + 1``. Negatives never are the user's training items.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, NamedTuple
+
+import numpy as np
+import torch
+
+from semrec.encoder.dataset import InteractionData
+
+
+class PairBatch(NamedTuple):
+    """A batch of BPR triples. Shapes: each ``(B,)`` int64."""
+
+    users: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+
+    def to(self, device: torch.device) -> "PairBatch":
+        return PairBatch(*(t.to(device, non_blocking=True) for t in self))
+
+
+class SeqBatch(NamedTuple):
+    """Next-item training sequences.
+
+    Attributes:
+        users: ``(B,)``.
+        inputs: ``(B, L)`` items, left-padded with ``num_items``.
+        targets: ``(B, L)`` the item that follows each input position (``num_items`` where none).
+        negatives: ``(B, L, k)`` sampled items per position (``num_items`` at padded positions);
+            ``k = 0`` for a full softmax.
+    """
+
+    users: torch.Tensor
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    negatives: torch.Tensor
+
+    def to(self, device: torch.device) -> "SeqBatch":
+        return SeqBatch(*(t.to(device, non_blocking=True) for t in self))
+
+
+class ClozeBatch(NamedTuple):
+    """Masked-item training sequences.
+
+    Attributes:
+        users: ``(B,)``.
+        inputs: ``(B, L)`` items with some replaced by the mask id ``num_items + 1``, left-padded
+            with ``num_items``.
+        labels: ``(B, L)`` the original item at masked positions, ``num_items`` elsewhere.
+        negatives: ``(B, L, k)`` sampled items per masked position (``k = 0``: full softmax).
+    """
+
+    users: torch.Tensor
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    negatives: torch.Tensor
+
+    def to(self, device: torch.device) -> "ClozeBatch":
+        return ClozeBatch(*(t.to(device, non_blocking=True) for t in self))
+
+
+def _deal(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must lie in 0..{world_size - 1}, got {rank}")
+    return order[rank::world_size]
+
+
+class PairSampler:
+    """Every training interaction once per epoch, as (user, item, unseen item), shuffled.
+
+    Args:
+        data: the dataset.
+        batch_size: triples per batch.
+        generator: drives the negatives and the order (negatives first, then the order).
+        rank, world_size: this process's share of the epoch.
+    """
+
+    def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, rank: int = 0,
+                 world_size: int = 1):
+        self.data, self.batch_size, self.generator = data, batch_size, generator
+        self.rank, self.world_size = rank, world_size
+        self.users, self.items = data.train_pairs()
+
+    def __len__(self) -> int:
+        n = len(range(self.rank, self.users.numel(), self.world_size))
+        return -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[PairBatch]:
+        negs = self.data.sample_negatives(self.users, generator=self.generator)
+        order = _deal(torch.randperm(self.users.numel(), generator=self.generator), self.rank, self.world_size)
+        for lo in range(0, order.numel(), self.batch_size):
+            idx = order[lo:lo + self.batch_size]
+            yield PairBatch(self.users[idx], self.items[idx], negs[idx])
+
+
+def _sample_negatives(data: InteractionData, users: torch.Tensor, mask: torch.Tensor, k: int,
+                      generator: torch.Generator) -> torch.Tensor:
+    """``(B, L, k)``: ``k`` items per position where ``mask`` holds, drawn uniformly among the
+    items user ``users[b]`` has no training interaction with; padding id elsewhere."""
+    b, length = mask.shape
+    out = torch.full((b, length, k), data.num_items, dtype=torch.long)
+    if k and mask.any():
+        owners = users[:, None].expand(b, length)[mask]
+        out[mask] = data.sample_negatives(owners.repeat_interleave(k), generator).view(-1, k)
+    return out
+
+
+class _SequenceSampler:
+    """Users with at least two training items, their last ``max_len + span`` training items.
+
+    Batches are cut to their longest sequence: with items aligned to the right, dropping
+    all-padding columns on the left changes no model output, and most histories are far
+    shorter than ``max_len``. To make that pay, each epoch's shuffled users are taken
+    ``buckets`` batches at a time, sorted by length within that chunk, cut into batches, and
+    the batches are shuffled (``buckets=1``: plain random batches)."""
+
+    def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int,
+                 rank: int, world_size: int, span: int, buckets: int):
+        seq = data.require_sequences()
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        self.data, self.batch_size, self.generator = data, batch_size, generator
+        self.rank, self.world_size, self.max_len, self.buckets = rank, world_size, max_len, max(1, buckets)
+        ends = seq.history_end("train")
+        users = np.flatnonzero(ends - seq.ptr[:-1] >= 2)
+        window = seq.histories(users, "train", max_len + span, pad=data.num_items)
+        self.users = torch.from_numpy(users)
+        self.window = torch.from_numpy(window)  # (U', max_len + span)
+        self.lengths = (self.window != data.num_items).sum(1)
+
+    def __len__(self) -> int:
+        n = len(range(self.rank, self.users.numel(), self.world_size))
+        return -(-n // self.batch_size)
+
+    def _batches(self) -> list[torch.Tensor]:
+        order = _deal(torch.randperm(self.users.numel(), generator=self.generator), self.rank, self.world_size)
+        chunk = self.batch_size * self.buckets
+        batches = []
+        for lo in range(0, order.numel(), chunk):
+            part = order[lo:lo + chunk]
+            if self.buckets > 1:
+                part = part[torch.argsort(self.lengths[part], stable=True)]
+            batches += list(part.split(self.batch_size))
+        if self.buckets > 1:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+        return batches
+
+    def _rows(self, idx: torch.Tensor, keep: int) -> torch.Tensor:
+        """The windows of users ``idx``, cut to the newest ``keep`` columns (at least)."""
+        width = max(int(self.lengths[idx].max()), keep)
+        return self.window[idx, -width:]
+
+
+class NextItemSampler(_SequenceSampler):
+    """One example per user: inputs ``s[:-1]``, targets ``s[1:]`` of the training sequence ``s``
+    (its last ``max_len + 1`` items), so every position predicts its next item (SASRec).
+
+    Args:
+        max_len: sequence length ``L``.
+        negatives: sampled negatives per position (``1`` for SASRec's BCE, ``k`` for gBCE or a
+            sampled softmax, ``0`` for a full softmax).
+    """
+
+    def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
+                 negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32):
+        super().__init__(data, batch_size, generator, max_len, rank, world_size, span=1, buckets=buckets)
+        self.negatives = negatives
+
+    def __iter__(self) -> Iterator[SeqBatch]:
+        pad = self.data.num_items
+        for idx in self._batches():
+            w = self._rows(idx, 2)
+            inputs, targets = w[:, :-1], w[:, 1:].clone()
+            targets[inputs == pad] = pad  # a padded position predicts nothing (not even the oldest item)
+            users = self.users[idx]
+            yield SeqBatch(users, inputs, targets,
+                           _sample_negatives(self.data, users, targets != pad, self.negatives, self.generator))
+
+
+class ClozeSampler(_SequenceSampler):
+    """One example per user: the last ``max_len`` training items, each replaced by the mask id
+    with probability ``mask_prob`` (at least one per sequence), to be recovered (BERT4Rec).
+
+    Args:
+        max_len: sequence length ``L``.
+        mask_prob: probability that an item is masked.
+        negatives: sampled negatives per masked position (0: full softmax over all items).
+    """
+
+    def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
+                 mask_prob: float = 0.2, negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32):
+        super().__init__(data, batch_size, generator, max_len, rank, world_size, span=0, buckets=buckets)
+        if not 0.0 < mask_prob <= 1.0:
+            raise ValueError(f"mask_prob must lie in (0, 1], got {mask_prob}")
+        self.mask_prob, self.negatives = mask_prob, negatives
+
+    def __iter__(self) -> Iterator[ClozeBatch]:
+        pad, mask_id = self.data.num_items, self.data.num_items + 1
+        for idx in self._batches():
+            items = self._rows(idx, 1)
+            real = items != pad
+            masked = (torch.rand(items.shape, generator=self.generator) < self.mask_prob) & real
+            none = ~masked.any(1)
+            masked[none, -1] = True  # every sequence recovers at least its newest item
+            inputs = torch.where(masked, torch.full_like(items, mask_id), items)
+            labels = torch.where(masked, items, torch.full_like(items, pad))
+            users = self.users[idx]
+            yield ClozeBatch(users, inputs, labels,
+                             _sample_negatives(self.data, users, masked, self.negatives, self.generator))
+
+
+SAMPLERS: dict[str, Callable[..., Any]] = {"pairwise": PairSampler, "next_item": NextItemSampler,
+                                           "cloze": ClozeSampler}
+
+
+def make_sampler(model: Any, data: InteractionData, batch_size: int, generator: torch.Generator,
+                 rank: int = 0, world_size: int = 1):
+    """The sampler for ``model.batch_kind`` with ``model.sampler_options()``."""
+    kind = getattr(model, "batch_kind", "pairwise")
+    if kind not in SAMPLERS:
+        raise ValueError(f"no sampler for batch kind {kind!r}; valid kinds: {', '.join(SAMPLERS)}")
+    options = model.sampler_options() if hasattr(model, "sampler_options") else {}
+    return SAMPLERS[kind](data, batch_size, generator, rank=rank, world_size=world_size, **options)
