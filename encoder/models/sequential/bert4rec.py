@@ -53,6 +53,7 @@ class BERT4Rec(SequentialRecommender):
             raise ValueError("max_len must be >= 2 (one history item and the mask slot)")
         self.mask_prob, self.mask_id = mask_prob, num_items + 1
         self.pos_emb = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.pos_emb.weight, std=dim ** -0.5)  # as the item embeddings: neither drowns the other
         self.input_norm = nn.LayerNorm(dim)
         block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ffn_dim, dropout=dropout, activation="gelu",
                                            batch_first=True, norm_first=False)
