@@ -15,9 +15,9 @@ import argparse
 import sys
 import time
 
-from semrec.generation.emb.generate_emb import add_emb_arguments, embed_dataset
+from semrec.generation.emb.generate_emb import EmbeddingSettings, add_emb_arguments, embed_dataset
 from semrec.generation.llm import LLMError
-from semrec.generation.profiles import add_llm_arguments, dataset_folder, generate
+from semrec.generation.profiles import ProfileOptions, add_llm_arguments, dataset_folder, generate, settings_from_args
 from semrec.generation.prompts import DatasetText
 
 
@@ -33,13 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         text = DatasetText(folder)
+        settings, options = settings_from_args(args), ProfileOptions.from_args(args)
         for kind in ("item", "user"):
-            code = generate(kind, folder, args, text=text)
+            code = generate(kind, folder, settings, options, text=text)
             if code:
                 return code
         if args.dry_run or args.limit is not None:
             return 0
-        embed_dataset(folder, args)
+        embed_dataset(folder, EmbeddingSettings.from_args(args))
     except (FileNotFoundError, ValueError, RuntimeError, LLMError) as e:
         print(f"generate_all.py: {e}", file=sys.stderr)
         return 2

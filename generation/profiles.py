@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,42 @@ def add_llm_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, help="only the first N entities (a trial run; outputs are not written)")
 
 
+@dataclass
+class ProfileOptions:
+    """What to ask and how to run, beside the endpoint (:class:`LLMSettings`): the ``prompts``
+    and ``running`` flags of the command, as a value a library caller can build directly.
+
+    Args:
+        instructions: instruction set, a folder name under ``generation/instruction/`` or a path
+            (None: chosen by the dataset name).
+        token_budget, max_reviews, max_items, seed: prompt building (see ``PromptBuilder``).
+        select_reviews: show the K most representative review sentences (MMR) instead of a sample.
+        mmr_lambda: MMR trade-off between relevance and diversity.
+        dry_run: estimate requests, tokens and cost, send nothing.
+        price_in, price_out: USD per million tokens for the estimate.
+        batch: use the OpenAI Batch API; ``poll_seconds`` between status checks.
+        limit: only the first N entities (a trial; outputs are not written).
+    """
+
+    instructions: str | None = None
+    token_budget: int = 1024
+    max_reviews: int = 10
+    max_items: int = 20
+    seed: int = 2023
+    select_reviews: int | None = None
+    mmr_lambda: float = 0.7
+    dry_run: bool = False
+    price_in: float | None = None
+    price_out: float | None = None
+    batch: bool = False
+    poll_seconds: float = 30.0
+    limit: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ProfileOptions":
+        return cls(**{f: getattr(args, f) for f in cls.__dataclass_fields__})
+
+
 def settings_from_args(args: argparse.Namespace) -> LLMSettings:
     return LLMSettings(model=args.model, base_url=args.base_url, api_key=args.api_key, temperature=args.temperature,
                        max_tokens=args.max_tokens, timeout=args.timeout, retries=args.retries,
@@ -267,7 +304,8 @@ def dataset_folder(args: argparse.Namespace) -> Path:
     return Path(args.data_dir) if getattr(args, "data_dir", None) else data_root() / args.dataset
 
 
-def generate(kind: str, folder: Path, args: argparse.Namespace, log=print, text: DatasetText | None = None) -> int:
+def generate(kind: str, folder: Path, settings: LLMSettings, options: ProfileOptions, log=print,
+             text: DatasetText | None = None) -> int:
     """Run one kind for the dataset in ``folder``; returns the exit code (0 done, 3 some failed).
 
     ``text``: the dataset's :class:`DatasetText`, when the caller has it already (read once for
@@ -275,30 +313,29 @@ def generate(kind: str, folder: Path, args: argparse.Namespace, log=print, text:
     """
     from semrec.encoder.io import load_pickle
 
-    settings = settings_from_args(args)
     text = text if text is not None else DatasetText(folder)
-    instr = args.instructions or folder.name
+    instr = options.instructions or folder.name
     root = None
-    if args.instructions and Path(args.instructions).is_dir():
-        root, instr = Path(args.instructions).parent, Path(args.instructions).name
+    if options.instructions and Path(options.instructions).is_dir():
+        root, instr = Path(options.instructions).parent, Path(options.instructions).name
     item_profiles = None
     if kind == "user" and (folder / OUTPUTS["item"][0]).exists():
         item_profiles = load_pickle(folder / OUTPUTS["item"][0])
     selector = None
-    if kind == "item" and args.select_reviews:
+    if kind == "item" and options.select_reviews:
         from semrec.generation.embedding import LocalEncoder
         from semrec.generation.mmr import select_sentences
 
         encode = LocalEncoder().encode
-        selector = lambda reviews: select_sentences(reviews, encode, k=args.select_reviews,  # noqa: E731
-                                                    lam=args.mmr_lambda)
-    builder = PromptBuilder(text, kind, load_templates(kind, instr, root), token_budget=args.token_budget,
-                            max_reviews=args.max_reviews, max_items=args.max_items, seed=args.seed,
+        selector = lambda reviews: select_sentences(reviews, encode, k=options.select_reviews,  # noqa: E731
+                                                    lam=options.mmr_lambda)
+    builder = PromptBuilder(text, kind, load_templates(kind, instr, root), token_budget=options.token_budget,
+                            max_reviews=options.max_reviews, max_items=options.max_items, seed=options.seed,
                             item_profiles=item_profiles, review_selector=selector)
     with ReplyCache(folder / "llm_cache" / f"{kind}.jsonl") as cache:
-        job = Job(kind, folder, settings, builder, cache, args.limit)
+        job = Job(kind, folder, settings, builder, cache, options.limit)
         pending = job.pending()
-        est = estimate(job, pending, args.price_in, args.price_out)
+        est = estimate(job, pending, options.price_in, options.price_out)
         cost = (f", cost at most ${est['cost_usd_max']:.2f} (${est['cost_usd_max_with_format_retries']:.2f} if "
                 f"every reply needed all {settings.format_retries} format retries)") if "cost_usd_max" in est else \
             " (cost: unknown model, pass --price-in/--price-out)"
@@ -306,20 +343,20 @@ def generate(kind: str, folder: Path, args: argparse.Namespace, log=print, text:
         log(f"{kind} profiles for {folder.name}: {len(job.requests)} entities{shared}, {est['cached']} cached, "
             f"{est['requests']} to request, ~{est['prompt_tokens']:,} prompt tokens, "
             f"<= {est['completion_tokens_max']:,} completion tokens{cost}; model {settings.model}")
-        if args.dry_run:
+        if options.dry_run:
             return 0
         from semrec.encoder.io import write_json
 
         # the resolved settings of this run, next to its replies (never the key)
         write_json(cache.path.with_name(f"{kind}_run.json"),
                    {"settings": settings.public(), "instructions": str(root / instr) if root else instr,
-                    "prompt": {k: getattr(args, k) for k in ("token_budget", "max_reviews", "max_items", "seed",
+                    "prompt": {k: getattr(options, k) for k in ("token_budget", "max_reviews", "max_items", "seed",
                                                             "select_reviews", "mmr_lambda", "limit", "batch")},
                     "entities": len(job.requests), "pending": len(pending), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
         t0 = time.perf_counter()
         if pending:
-            if args.batch:
-                counts = asyncio.run(run_batch(job, pending, args.poll_seconds, log))
+            if options.batch:
+                counts = asyncio.run(run_batch(job, pending, options.poll_seconds, log))
             else:
                 from tqdm import tqdm
 
@@ -334,8 +371,8 @@ def generate(kind: str, folder: Path, args: argparse.Namespace, log=print, text:
         log(f"{kind}: {len(missing)} entities have no profile yet ({show}); their last errors are in "
             f"{cache.path}. Run the same command again to retry only those.")
         return 3
-    if args.limit is not None:
-        log(f"{kind}: trial of {args.limit} entities done; outputs are written by a run without --limit")
+    if options.limit is not None:
+        log(f"{kind}: trial of {options.limit} entities done; outputs are written by a run without --limit")
         return 0
     pkl, jsonl = write_outputs(job, profiles)
     n_text = sum(1 for _, key, _ in job.requests if (job.cache.get(key) or {}).get("format") == "text")
@@ -352,7 +389,7 @@ def main(kind: str, argv: list[str] | None = None) -> int:
     add_llm_arguments(p)
     args = p.parse_args(argv)
     try:
-        return generate(kind, dataset_folder(args), args)
+        return generate(kind, dataset_folder(args), settings_from_args(args), ProfileOptions.from_args(args))
     except LLMError as e:
         print(f"generate_profile.py: {redact(str(e), args.api_key or os.environ.get('OPENAI_API_KEY'))}. Every "
               "reply that arrived is kept in the cache; the same command continues from there", file=sys.stderr)

