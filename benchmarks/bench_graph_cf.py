@@ -57,8 +57,9 @@ def machine() -> str:
             f"{torch.get_num_threads()} torch threads")
 
 
-def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) -> dict:
-    """One full CLI run in ``workdir/<model>-<seed>``, or what is left of it.
+def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path, dataset: str | None = None) -> dict:
+    """One full CLI run in ``workdir/<model>-<seed>`` (``dataset``: the name its config section is
+    looked up by, default the folder's name), or what is left of it.
 
     The run directory keeps ``bench_run.json`` (the run's model, seed, data and settings) and,
     once done, ``bench_record.json`` (the returned record). Found again by the same command, a
@@ -73,12 +74,12 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path) 
 
     try:
         with exclusive(workdir / f"{out.name}.lock", f"{model} seed {seed}: {out} is in use by another process"):
-            return _run_in(out, model, seed, data, extra)
+            return _run_in(out, model, seed, data, extra, dataset or data.name)
     except BusyError as e:
         raise RunFailed(str(e)) from None
 
 
-def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str]) -> dict:
+def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str], dataset: str) -> dict:
     from semrec.encoder.trainer import CHECKPOINT
 
     spec = {"model": model, "seed": seed, "data": str(data), "settings": extra}
@@ -95,7 +96,7 @@ def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str]) -> d
     out.mkdir(parents=True, exist_ok=True)
     spec_file.write_text(json.dumps(spec))
     how = (["--resume", str(out)] if resume else
-           ["--model", model, "--dataset", data.name, "--data-dir", str(data), "--seed", str(seed), "--out", str(out),
+           ["--model", model, "--dataset", dataset, "--data-dir", str(data), "--seed", str(seed), "--out", str(out),
             *extra])
     cmd = [sys.executable, "-c", CHILD, *how, "--device", "cpu", "--quiet"]
     t0 = time.perf_counter()
@@ -109,6 +110,7 @@ def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str]) -> d
     record = {"seed": seed, "valid": res["valid"], "test": res["test"], "best_epoch": res["best_epoch"],
               "epochs": res["last_epoch"] + 1, "train_epoch_s": statistics.median(t["train_epoch_seconds"]),
               "eval_s": statistics.median(t["eval_seconds"]), "peak_rss_mb": peak_kb / 1024, "wall_s": wall,
+              "run_dir": str(out),
               **({"resumed": True} if resume else {})}
     record_file.write_text(json.dumps(record))
     return record

@@ -29,6 +29,11 @@ import torch
 from semrec.encoder.dataset import InteractionData
 
 
+def _to(batch, device: torch.device):
+    """The batch with every tensor moved to ``device`` (the ``to`` of every batch type)."""
+    return type(batch)(*(t.to(device, non_blocking=True) for t in batch))
+
+
 class PairBatch(NamedTuple):
     """A batch of BPR triples. Shapes: each ``(B,)`` int64."""
 
@@ -36,18 +41,19 @@ class PairBatch(NamedTuple):
     pos: torch.Tensor
     neg: torch.Tensor
 
-    def to(self, device: torch.device) -> "PairBatch":
-        return PairBatch(*(t.to(device, non_blocking=True) for t in self))
+    to = _to
 
 
 class SeqBatch(NamedTuple):
-    """Next-item training sequences.
+    """Training sequences and the item each position must predict.
 
     Attributes:
         users: ``(B,)``.
-        inputs: ``(B, L)`` items, left-padded with ``num_items``.
-        targets: ``(B, L)`` the item that follows each input position (``num_items`` where none).
-        negatives: ``(B, L, k)`` sampled items per position (``num_items`` at padded positions);
+        inputs: ``(B, L)`` items, left-padded with ``num_items`` (cloze: some replaced by the
+            mask id ``num_items + 1``).
+        targets: ``(B, L)`` the item each position predicts: the next item (next-item batches)
+            or the masked item (cloze batches); ``num_items`` where there is nothing to predict.
+        negatives: ``(B, L, k)`` sampled items per predicting position (``num_items`` elsewhere);
             ``k = 0`` for a full softmax.
     """
 
@@ -56,28 +62,7 @@ class SeqBatch(NamedTuple):
     targets: torch.Tensor
     negatives: torch.Tensor
 
-    def to(self, device: torch.device) -> "SeqBatch":
-        return SeqBatch(*(t.to(device, non_blocking=True) for t in self))
-
-
-class ClozeBatch(NamedTuple):
-    """Masked-item training sequences.
-
-    Attributes:
-        users: ``(B,)``.
-        inputs: ``(B, L)`` items with some replaced by the mask id ``num_items + 1``, left-padded
-            with ``num_items``.
-        labels: ``(B, L)`` the original item at masked positions, ``num_items`` elsewhere.
-        negatives: ``(B, L, k)`` sampled items per masked position (``k = 0``: full softmax).
-    """
-
-    users: torch.Tensor
-    inputs: torch.Tensor
-    labels: torch.Tensor
-    negatives: torch.Tensor
-
-    def to(self, device: torch.device) -> "ClozeBatch":
-        return ClozeBatch(*(t.to(device, non_blocking=True) for t in self))
+    to = _to
 
 
 def _deal(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
@@ -215,7 +200,7 @@ class ClozeSampler(_SequenceSampler):
             raise ValueError(f"mask_prob must lie in (0, 1], got {mask_prob}")
         self.mask_prob, self.negatives = mask_prob, negatives
 
-    def __iter__(self) -> Iterator[ClozeBatch]:
+    def __iter__(self) -> Iterator[SeqBatch]:
         pad, mask_id = self.data.num_items, self.data.num_items + 1
         for idx in self._batches():
             items = self._rows(idx, 1)
@@ -226,7 +211,7 @@ class ClozeSampler(_SequenceSampler):
             inputs = torch.where(masked, torch.full_like(items, mask_id), items)
             labels = torch.where(masked, items, torch.full_like(items, pad))
             users = self.users[idx]
-            yield ClozeBatch(users, inputs, labels,
+            yield SeqBatch(users, inputs, labels,
                              _sample_negatives(self.data, users, masked, self.negatives, self.generator))
 
 

@@ -116,8 +116,8 @@ def test_cloze_batches_mask_at_least_one_real_item(seq_data):
     pad, mask = seq_data.num_items, seq_data.num_items + 1
     for b in ClozeSampler(seq_data, 8, torch.Generator().manual_seed(0), max_len=6, mask_prob=0.01):
         masked = b.inputs == mask
-        assert masked.any(1).all() and (masked == (b.labels != pad)).all()
-        assert not (masked & (b.labels == pad)).any()
+        assert masked.any(1).all() and (masked == (b.targets != pad)).all()
+        assert not (masked & (b.targets == pad)).any()
 
 
 @pytest.mark.parametrize("make", [

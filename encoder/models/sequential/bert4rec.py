@@ -21,7 +21,6 @@ from torch import nn
 from semrec.encoder.hparams import NonNegativeInt, PositiveInt, Probability, choice
 from semrec.encoder.models.sequential.base import LOSSES, SequentialRecommender
 from semrec.encoder.registry import register
-from semrec.encoder.sampling import ClozeBatch
 
 
 @register("bert4rec")
@@ -74,12 +73,6 @@ class BERT4Rec(SequentialRecommender):
         x = self.dropout(self.input_norm(x))
         x = self.blocks(x, src_key_padding_mask=~valid)
         return self.head(x)
-
-    def loss(self, batch: ClozeBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        states = self.encode(batch.inputs)
-        scored = batch.labels != self.pad
-        rec = self.next_item_loss(states[scored], batch.labels[scored], batch.negatives[scored])
-        return rec, {self.loss_name: rec}
 
     @torch.no_grad()
     def scorer(self):
