@@ -82,6 +82,7 @@ def accuracy(args, argv) -> int:
                 continue
             for model in args.models:
                 for seed in args.seeds:
+                    (work / ds).mkdir(parents=True, exist_ok=True)
                     try:
                         r = run_one(model, seed, path, extra, work / ds, dataset=ds)
                     except RunFailed as e:
@@ -168,6 +169,7 @@ def recbole(args, argv) -> int:
                                    "--work", str(work / "recbole"), "--out", str(rb_out), "--epochs",
                                    str(args.recbole_epochs), "--seed", str(args.seeds[0]), "--threads", str(args.threads)],
                                   env=env, stdout=subprocess.DEVNULL, stderr=open(work / "recbole.log", "w"))
+        (work / "semrec").mkdir(parents=True, exist_ok=True)
         ours = run_one("sasrec", args.seeds[0], path, extra, work / "semrec", dataset=args.dataset)
         if rb is not None and rb.wait() != 0:
             raise SystemExit(f"RecBole's run failed; see {work / 'recbole.log'}")

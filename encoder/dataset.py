@@ -200,7 +200,8 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
         path: a folder in RLMRec's layout (``trn_mat.pkl``, ``val_mat.pkl``, ``tst_mat.pkl`` and
             optional files; with ``sequences.jsonl`` the time-ordered sequences come along, and
             the matrices may then be absent: they are derived leave-one-out), or an S3-Rec
-            sequence file ``<name>.txt`` (split leave-one-out as the S3-Rec code does).
+            sequence file ``<name>.txt`` (split leave-one-out as the S3-Rec code does), or a
+            folder holding one such file and no matrices (``data/beauty/Beauty.txt``).
         name: dataset name (default: the folder name, or the file's stem in lower case).
         with_profiles: also load ``usr_prf.pkl`` / ``itm_prf.pkl`` when present.
 
@@ -208,6 +209,11 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
         DataError: a missing or malformed file (the message names it).
     """
     path = Path(path)
+    if path.is_dir() and not (path / "sequences.jsonl").exists() \
+            and not any((path / n).exists() for n in SPLIT_FILES.values()):
+        found = sorted(path.glob("*.txt"))
+        if len(found) == 1:  # S3-Rec's files copied into data/<name>/
+            return load_dataset(found[0], name=name or path.name, with_profiles=with_profiles)
     if path.is_file() and path.suffix == ".txt":
         seqs = read_s3rec_sequences(path)
         seqs.check(str(path))

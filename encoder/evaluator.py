@@ -140,9 +140,9 @@ class Evaluator:
                 raise ValueError("eval.protocol=sampled ranks one held-out item per user (a leave-one-out split); "
                                  f"in {split} some users have several")
             candidates = torch.from_numpy(self._sampled_candidates(split, users, rel.indices))
-        history_len = np.asarray(_rows(seen, users).sum(1)).ravel()
         groups = {}
         if self.groups:
+            history_len = np.asarray(_rows(seen, users).sum(1)).ravel()
             head = _top_share(history_len, self.head_user_share)
             groups.update(head_users=torch.from_numpy(head), tail_users=torch.from_numpy(~head))
             if np.all(np.diff(rel.indptr) == 1):

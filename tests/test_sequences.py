@@ -150,3 +150,19 @@ def test_shared_s3rec_yelp_test_items_in_history():
     data = load_dataset(shared_path("s3rec", "Yelp.txt"))
     info = Evaluator(data, ks=[10], metrics=["hit"], exclude="history").info("test")
     assert info == {"users": 30431, "held_out": 30431, "held_out_in_excluded": 2027}
+
+
+def test_a_folder_with_s3rec_files_is_a_dataset_by_name(tmp_path, monkeypatch, capsys):
+    """``--dataset shop`` just works once the S3-Rec files are in data/shop/."""
+    from semrec.encoder.train_encoder import main
+
+    folder = tmp_path / "data" / "shop"
+    folder.mkdir(parents=True)
+    (folder / "Shop.txt").write_text("".join(f"{u} " + " ".join(str(1 + (u + j) % 12) for j in range(6)) + "\n"
+                                             for u in range(1, 21)))
+    (folder / "Shop_item2attributes.json").write_text("{}")
+    data = load_dataset(folder)
+    assert data.name == "shop" and data.num_users == 20 and data.sequences is not None
+    monkeypatch.setenv("SEMREC_DATA_DIR", str(tmp_path / "data"))
+    assert main(["--model", "gru4rec", "--dataset", "shop", "--out", str(tmp_path / "run"), "--device", "cpu",
+                 "--set", "train.epochs=1", "--set", "eval.ks=[5,10]", "--quiet"]) == 0
