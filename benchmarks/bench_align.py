@@ -132,8 +132,8 @@ def references(data_dir: Path) -> str:
     popularity = torch.as_tensor(np.asarray(data.train.sum(0)).ravel(), dtype=torch.float32)
     ev = Evaluator(data, ks=(20,), metrics=("recall", "ndcg"))
     lines = []
-    for name, scorer in (("semantic tables alone (cosine)", lambda u: users[u] @ items_t),
-                         ("popularity", lambda u: popularity.expand(len(u), -1).clone())):
+    for name, scorer in (("semantic tables alone (cosine)", lambda b: users[b.users] @ items_t),
+                         ("popularity", lambda b: popularity.expand(len(b.users), -1).clone())):
         m = ev.evaluate(scorer, "test")
         lines.append(f"{data_dir.name}, {name}: test recall@20 {m['recall@20']:.4f}, ndcg@20 {m['ndcg@20']:.4f}")
     return "; ".join(lines)

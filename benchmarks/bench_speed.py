@@ -279,7 +279,7 @@ def profile_steps(name: str, data, overrides: list[str], sem_dim: int, section: 
     """The torch profiler's per-operator table for ``steps`` training steps of model ``name``."""
     tr = _trainer(name, data, overrides, sem_dim, section)
     tr.model.train()
-    batches = list(tr._batches())[:steps + 2]
+    batches = list(tr.batches)[:steps + 2]
 
     def step(b):
         loss, _ = tr.model.loss(b)
@@ -302,7 +302,7 @@ def breakdown(tr) -> dict[str, float]:
     parts = dict.fromkeys(["sampling", "forward", "backward", "optimizer"], 0.0)
     tr.model.train()
     t0 = time.perf_counter()
-    batches = list(tr._batches())
+    batches = list(tr.batches)
     parts["sampling"] = time.perf_counter() - t0
     for b in batches:
         t0 = time.perf_counter()

@@ -315,6 +315,9 @@ def resolve_config(model_name: str, dataset: str, model_cls: type, overrides: li
 def config_from_dict(d: dict[str, Any], model_cls: type) -> RunConfig:
     """Rebuild a saved (resolved) configuration, re-checking every key."""
     b = _Builder(d["model_name"], d["dataset"], model_cls)
-    b.apply({s: d.get(s, {}) for s in SECTIONS}, "saved config")
+    layers = {s: dict(d.get(s) or {}) for s in SECTIONS}
+    if "mask_valid_at_test" in layers["eval"]:  # runs saved before eval.exclude replaced it
+        layers["eval"]["exclude"] = "history" if layers["eval"].pop("mask_valid_at_test") else "train"
+    b.apply(layers, "saved config")
     b.check_complete()
     return b.cfg

@@ -159,13 +159,14 @@ class Trainer:
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.scheduler.load_state_dict(ckpt["scheduler"])
+            if "scheduler" in ckpt:  # absent from checkpoints of semrec before schedules (constant rate)
+                self.scheduler.load_state_dict(ckpt["scheduler"])
             torch.set_rng_state(ckpt["rng_torch"].cpu())
             self.sampler.set_state(ckpt["rng_sampler"].cpu())
             if ckpt["rng_cuda"]:
                 torch.cuda.set_rng_state_all([t.cpu() for t in ckpt["rng_cuda"]])
             self.state = _State(**{k: ckpt[k] for k in _State.__dataclass_fields__})
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
             what = f"no {e.args[0]!r} entry" if isinstance(e, KeyError) else str(e).splitlines()[0][:200]
             raise DataError(f"{path}: does not match this run's model and config ({what}); nothing was "
                             "resumed") from None

@@ -265,3 +265,11 @@ class Exploit:
         import os
 
         return os.system, ("echo pwned > /dev/null",)
+
+
+def test_a_run_saved_before_eval_exclude_still_resumes(finished_run):
+    cfg = finished_run / "config.yaml"
+    text = cfg.read_text()
+    assert "exclude: train" in text
+    cfg.write_text(text.replace("exclude: train", "mask_valid_at_test: false"))
+    assert main(["--resume", str(finished_run), "--quiet"]) == 0

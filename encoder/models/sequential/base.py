@@ -46,12 +46,14 @@ class SequentialRecommender(Recommender):
     data_args = ("num_items",)
     #: extra ids after padding (BERT4Rec's mask token)
     extra_tokens = 0
+    #: the values ``loss`` may take (a subclass with its own loss narrows them)
+    losses: tuple[str, ...] = LOSSES
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50,
                  dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0):
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if loss not in self.losses:
+            raise ValueError(f"loss must be one of {', '.join(self.losses)}, got {loss!r}")
         if loss != "ce" and negatives < 1:
             raise ValueError(f"loss {loss!r} needs negatives >= 1 (sampled items per position)")
         self.num_items, self.dim, self.max_len = num_items, dim, max_len

@@ -29,14 +29,16 @@ class GSASRec(SASRec):
         t: gBCE calibration in [0, 1] (0: plain BCE; 1: fully calibrated).
     """
 
+    losses = ("gbce",)
+
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: Probability = 0.2,
                  negatives: PositiveInt = 256, t: Probability = 0.75):
         super().__init__(num_items, dim=dim, max_len=max_len, layers=layers, heads=heads, ffn_dim=ffn_dim,
-                         dropout=dropout, loss="bce", negatives=negatives)
+                         dropout=dropout, loss="gbce", negatives=negatives)
         if negatives >= num_items:
             raise ValueError(f"negatives ({negatives}) must be below the number of items ({num_items})")
-        self.loss_name, self.t = "gbce", t
+        self.t = t
 
     def sampled_loss(self, s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:
         return gbce(s_pos, s_neg, self.num_items, self.t)
