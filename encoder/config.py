@@ -221,7 +221,7 @@ class _Builder:
         where = f"{origin}: {section}.{key}"
         if section in self.params:
             params = self.params[section]
-            if not params:
+            if not params and section == "align":
                 raise ConfigError(f"{where}: {self.cfg.model_name} has no alignment; 'align' keys apply "
                                   f"to <backbone>_plus and <backbone>_gene models")
             if key not in params:
