@@ -140,7 +140,10 @@ def run(args: argparse.Namespace) -> dict:
     trainer = Trainer(model, data, cfg, run_dir, device, sampler=sampler)
 
     # 2. the run folder: one process at a time
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
     with exclusive(run_dir / ".lock", f"{run_dir} is in use by another semrec-train process; wait for it to "
                                       "finish or choose another --out"):
         if not args.resume:
