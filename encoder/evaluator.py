@@ -173,13 +173,11 @@ class Evaluator:
             pos = np.clip(np.searchsorted(keys, key), 0, len(keys) - 1)
             bad = keys[pos] == key
             rows = neg.reshape(-1, k)
-            srt = np.sort(rows, axis=1)
-            dup_rows = np.zeros_like(rows, dtype=bool)
             order = np.argsort(rows, axis=1, kind="stable")
-            dup_sorted = np.zeros_like(srt, dtype=bool)
-            dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
-            np.put_along_axis(dup_rows, order, dup_sorted, axis=1)
-            bad |= dup_rows.ravel()
+            srt = np.take_along_axis(rows, order, axis=1)
+            dup = np.zeros_like(rows, dtype=bool)  # a repeat of an earlier draw in the same row
+            np.put_along_axis(dup, order[:, 1:], srt[:, 1:] == srt[:, :-1], axis=1)
+            bad |= dup.ravel()
             if not bad.any():
                 break
             neg[bad] = rng.integers(0, d.num_items, int(bad.sum()))
