@@ -17,7 +17,9 @@ d 64, FFN 256 as RecBole's default, max_len 50) and loss (CE), side by side in o
 trainings run at the same time, each on one torch thread (one core each of a 2-core machine).
 Printed: seconds per training epoch, per full-ranking validation, and the wall time each takes
 to reach RecBole's best validation NDCG@10, with the ratios. ``--recbole-epochs N`` caps
-RecBole's run (its best is then its best within N epochs, and the table says so).
+RecBole's run (its best is then its best within N epochs, and the table says so). RecBole's
+full run takes hours: stopped, the same command continues it from its last epoch (seconds count
+training and validation, so the pause does not); a run already going in the workdir is waited for.
 
 ``memory``: peak resident memory of a process that loads the dataset and runs one full-ranking
 validation of a freshly built SASRec (the evaluator's share; the training run's peak is in the
@@ -26,6 +28,7 @@ validation of a freshly built SASRec (the evaluator's share; the training run's 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import statistics
@@ -151,6 +154,18 @@ def _time_to(curve: list[dict], target: float) -> tuple[float | None, int | None
     return None, None
 
 
+def _recbole_busy(folder: Path) -> bool:
+    """Whether a RecBole run (``recbole_sasrec.py`` holds the lock) is running in ``folder``."""
+    if not (folder / ".lock").exists():
+        return False
+    with open(folder / ".lock") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
 def recbole(args, argv) -> int:
     path = data_file(args.dataset)
     if not path.exists():
@@ -163,8 +178,11 @@ def recbole(args, argv) -> int:
     with run_dirs(args.workdir) as work:
         rb_out = work / f"recbole-{args.dataset}-{args.seeds[0]}.jsonl"
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        rb = None
-        if not (rb_out.exists() and any('"final"' in ln for ln in rb_out.read_text().splitlines())):
+        rb, busy = None, _recbole_busy(work / "recbole")
+        if busy:
+            print(f"RecBole's run in {work / 'recbole'} is running in another process: this run waits for it",
+                  file=sys.stderr, flush=True)
+        elif not (rb_out.exists() and any('"final"' in ln for ln in rb_out.read_text().splitlines())):
             rb = subprocess.Popen([args.recbole_python, str(REPO / "benchmarks" / "recbole_sasrec.py"), "--s3rec", str(path),
                                    "--work", str(work / "recbole"), "--out", str(rb_out), "--epochs",
                                    str(args.recbole_epochs), "--seed", str(args.seeds[0]), "--threads", str(args.threads)],
@@ -173,6 +191,9 @@ def recbole(args, argv) -> int:
         ours = run_one("sasrec", args.seeds[0], path, extra, work / "semrec", dataset=args.dataset)
         if rb is not None and rb.wait() != 0:
             raise SystemExit(f"RecBole's run failed; see {work / 'recbole.log'}")
+        if busy:
+            with open(work / "recbole" / ".lock") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # until the other process's run ends
         theirs, final = _curve_recbole(rb_out)
         mine = _curve_semrec(Path(ours["run_dir"]))
     best = max(c["ndcg"] for c in theirs)

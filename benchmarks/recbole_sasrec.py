@@ -14,12 +14,21 @@ else is RecBole's default. One JSON line per epoch goes to ``--out`` as soon as 
 training seconds, validation seconds, validation NDCG@10, and the wall clock since training
 began. Four known incompatibilities of RecBole 1.2.1 with numpy 2 and torch 2.6+ are patched
 below (numpy aliases, the final checkpoint load).
+
+A full run takes hours on one thread, so it can be stopped and resumed: after every epoch the
+training state (model, optimiser, early-stopping counters, random states and the epoch records) is
+saved to ``<work>/resume.pth``, and the same command run again continues from it and rewrites
+``--out`` from the saved records. ``wall_s`` then counts training time only (the gap while the run
+was stopped is not counted); ``cpu_s`` is the process CPU time of the epoch's training, a check that
+the run had its core to itself (on one thread it should be close to ``train_s``).
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import random
 import time
 from pathlib import Path
 
@@ -53,6 +62,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
 
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    lock = open(work / ".lock", "w")  # one run per folder; bench_seq.py waits on this lock
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"{work}: a RecBole run is already running there") from None
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     _patch_numpy()
     import torch
@@ -65,7 +81,6 @@ def main() -> None:
     from recbole.utils import init_seed
 
     name = Path(args.s3rec).stem.lower()
-    work = Path(args.work)
     write_inter(Path(args.s3rec), work / "data" / name, name)
     cfg = {
         "data_path": str(work / "data"), "checkpoint_dir": str(work / "saved"), "use_gpu": False, "seed": args.seed,
@@ -83,14 +98,33 @@ def main() -> None:
     model = SASRec(config, train.dataset)
     trainer = Trainer(config, model)
 
-    out = open(args.out, "w")
-    clock = {"start": time.perf_counter(), "train": 0.0, "valid": 0.0}
+    saved = work / "saved"
+    saved.mkdir(parents=True, exist_ok=True)
+    trainer.saved_model_file = str(saved / "best.pth")  # a fixed name, so that a resumed run finds it
+    resume = work / "resume.pth"
+    records: list[dict] = []
+    done_s = 0.0
+    if resume.exists():
+        import numpy as np
+
+        trainer.resume_checkpoint(resume)
+        trainer.saved_model_file = str(saved / "best.pth")
+        state = torch.load(resume, map_location="cpu", weights_only=False)
+        records, done_s = state["records"], state["wall_s"]
+        trainer.best_valid_result = state["best_valid_result"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        train.generator.set_state(state["rng"]["loader"])  # the training order continues, not restarts
+        print(f"resumed after epoch {trainer.start_epoch - 1} ({done_s:.0f} s of training so far)", flush=True)
+
+    clock = {"start": time.perf_counter(), "train": 0.0, "valid": 0.0, "cpu": 0.0}
     train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
 
     def timed_train(*a, **k):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = train_epoch(*a, **k)
-        clock["train"] = time.perf_counter() - t0
+        clock["train"], clock["cpu"] = time.perf_counter() - t0, time.process_time() - c0
         return r
 
     def timed_valid(*a, **k):
@@ -99,18 +133,34 @@ def main() -> None:
         clock["valid"] = time.perf_counter() - t0
         return r
 
+    def write_records(final: dict | None = None) -> None:
+        tmp = Path(args.out + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records + ([final] if final else [])))
+        os.replace(tmp, args.out)
+
     def record(epoch: int, score: float) -> None:
-        out.write(json.dumps({"epoch": epoch, "train_s": clock["train"], "valid_s": clock["valid"],
-                              "valid_ndcg@10": float(score), "wall_s": time.perf_counter() - clock["start"]}) + "\n")
-        out.flush()
+        import numpy as np
+
+        wall = done_s + time.perf_counter() - clock["start"]
+        records.append({"epoch": epoch, "train_s": clock["train"], "cpu_s": clock["cpu"], "valid_s": clock["valid"],
+                        "valid_ndcg@10": float(score), "wall_s": wall})
+        state = {"config": trainer.config, "epoch": epoch, "cur_step": trainer.cur_step,
+                 "best_valid_score": trainer.best_valid_score, "best_valid_result": trainer.best_valid_result,
+                 "state_dict": trainer.model.state_dict(), "other_parameter": trainer.model.other_parameter(),
+                 "optimizer": trainer.optimizer.state_dict(), "records": records, "wall_s": wall,
+                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                         "loader": train.generator.get_state()}}
+        torch.save(state, work / "resume.tmp")
+        os.replace(work / "resume.tmp", resume)
+        write_records()
 
     trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
+    write_records()
     best, _ = trainer.fit(train, valid, verbose=False, saved=True, callback_fn=record)
     t0 = time.perf_counter()
     result = trainer.evaluate(test, load_best_model=True)
-    out.write(json.dumps({"final": True, "best_valid_ndcg@10": float(best), "test_eval_s": time.perf_counter() - t0,
-                         "test": {k: float(v) for k, v in result.items()}}) + "\n")
-    out.close()
+    write_records({"final": True, "best_valid_ndcg@10": float(best), "test_eval_s": time.perf_counter() - t0,
+                   "test": {k: float(v) for k, v in result.items()}})
 
 
 if __name__ == "__main__":

@@ -60,6 +60,31 @@ def test_padding_changes_nothing(cls):
                           score(EvalBatch(torch.tensor([0, 1]), long)), atol=1e-5)
 
 
+@pytest.mark.parametrize("cls", [SASRec, GSASRec, GRU4Rec, BERT4Rec])
+def test_initialisation_schemes(cls):
+    """``init=normal``: every embedding, linear and attention weight ~ N(0, init_std), biases 0,
+    layer norms 1/0; ``init=torch``: item rows of deviation dim ** -0.5. Padding is zero in both."""
+    torch.manual_seed(0)
+    extra = {"negatives": 5} if cls is GSASRec else {}
+    m = cls(500, dim=64, max_len=8, init="normal", init_std=0.05, **extra)
+    assert m.item_emb.weight[500].abs().max() == 0
+    assert abs(m.item_emb.weight[:500].std().item() - 0.05) < 0.005
+    for name, p in m.named_parameters():
+        if "gru" in name:  # the GRU keeps its own initialisation
+            continue
+        if name.endswith("bias"):
+            assert p.abs().max() == 0, name
+        elif "norm" in name:
+            assert torch.equal(p, torch.ones_like(p)), name
+        elif p.numel() > 500:
+            assert abs(p.std().item() - 0.05) < 0.01, name
+    m = cls(500, dim=64, max_len=8, init="torch", **extra)
+    assert m.item_emb.weight[500].abs().max() == 0
+    assert abs(m.item_emb.weight[:500].std().item() - 64 ** -0.5) < 0.01
+    with pytest.raises(ValueError, match="init must be one of normal, torch"):
+        cls(500, dim=64, max_len=8, init="xavier", **extra)
+
+
 def test_padded_positions_are_not_in_the_loss():
     from semrec.encoder.sampling import SeqBatch
 

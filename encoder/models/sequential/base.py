@@ -9,6 +9,12 @@ not one sampled prefix per step: the main reason these models train fast.
 Losses (``loss``): ``ce`` (softmax over every item), ``sampled_softmax`` (softmax over the
 target and ``negatives`` sampled items), ``bce`` (SASRec's: the target against each sampled
 negative, ``negatives`` of them, 1 in the paper). See :mod:`semrec.encoder.losses`.
+
+Initialisation (``init``): ``normal`` draws every embedding, linear and attention weight from
+N(0, ``init_std``) with zero biases and unit layer norms (BERT's scheme, which the S3-Rec and
+RecBole implementations use, and the one their published numbers come from); ``torch`` keeps
+PyTorch's layer defaults with item embeddings of standard deviation ``dim ** -0.5``. A subclass
+builds its layers, then calls :meth:`init_weights` once, last in its constructor.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from semrec.encoder.hparams import NonNegativeInt, PositiveInt, Probability, choice
+from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.losses import full_softmax_ce, sampled_bce, sampled_softmax_ce
 from semrec.encoder.models.base import Recommender
 from semrec.encoder.sampling import SeqBatch
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
     from semrec.encoder.evaluator import EvalBatch
 
 LOSSES = ("ce", "sampled_softmax", "bce")
+INITS = ("normal", "torch")
 
 
 class SequentialRecommender(Recommender):
@@ -38,6 +45,7 @@ class SequentialRecommender(Recommender):
         dropout: dropout rate.
         loss: ``ce``, ``sampled_softmax`` or ``bce`` (above).
         negatives: sampled negatives per position for ``sampled_softmax`` and ``bce``.
+        init: ``normal`` or ``torch`` (module docstring); ``init_std``: the normal's deviation.
 
     Shapes: :meth:`encode` maps ``(B, L)`` ids to ``(B, L, dim)`` states.
     """
@@ -50,20 +58,41 @@ class SequentialRecommender(Recommender):
     losses: tuple[str, ...] = LOSSES
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50,
-                 dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0):
+                 dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02):
         super().__init__()
         if loss not in self.losses:
             raise ValueError(f"loss must be one of {', '.join(self.losses)}, got {loss!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         if loss != "ce" and negatives < 1:
             raise ValueError(f"loss {loss!r} needs negatives >= 1 (sampled items per position)")
         self.num_items, self.dim, self.max_len = num_items, dim, max_len
         self.loss_name, self.negatives = loss, negatives if loss != "ce" else 0
         self.pad = num_items
+        self.init, self.init_std = init, init_std
         self.item_emb = nn.Embedding(num_items + 1 + self.extra_tokens, dim, padding_idx=num_items)
-        nn.init.normal_(self.item_emb.weight, std=dim ** -0.5)
-        with torch.no_grad():
-            self.item_emb.weight[num_items].zero_()
         self.dropout = nn.Dropout(dropout)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Initialise every parameter by ``init`` (call once, after all layers exist)."""
+        if self.init == "torch":
+            nn.init.normal_(self.item_emb.weight, std=self.dim ** -0.5)
+        else:
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(m.weight, std=self.init_std)
+                    if getattr(m, "bias", None) is not None:
+                        m.bias.zero_()
+                elif isinstance(m, nn.MultiheadAttention):  # its input projection is a bare parameter
+                    nn.init.normal_(m.in_proj_weight, std=self.init_std)
+                    if m.in_proj_bias is not None:
+                        m.in_proj_bias.zero_()
+                elif isinstance(m, nn.LayerNorm):
+                    m.weight.fill_(1.0)
+                    m.bias.zero_()
+        self.item_emb.weight[self.pad].zero_()
 
     @classmethod
     def from_data(cls, data, **hparams) -> "SequentialRecommender":

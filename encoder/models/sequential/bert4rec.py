@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from semrec.encoder.hparams import NonNegativeInt, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import LOSSES, SequentialRecommender
+from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
 from semrec.encoder.registry import register
 
 
@@ -34,7 +34,7 @@ class BERT4Rec(SequentialRecommender):
         layers, heads, ffn_dim: Transformer size (``dim`` divisible by ``heads``).
         dropout: dropout rate.
         mask_prob: share of training items masked (the paper: 0.2 on Beauty).
-        loss, negatives: see :class:`SequentialRecommender`.
+        loss, negatives, init, init_std: see :class:`SequentialRecommender`.
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, d)``.
     """
@@ -44,20 +44,24 @@ class BERT4Rec(SequentialRecommender):
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: Probability = 0.2,
-                 mask_prob: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0):
-        super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives)
+                 mask_prob: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02):
+        super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
+                         init=init, init_std=init_std)
         if dim % heads:
             raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         if max_len < 2:
             raise ValueError("max_len must be >= 2 (one history item and the mask slot)")
         self.mask_prob, self.mask_id = mask_prob, num_items + 1
         self.pos_emb = nn.Embedding(max_len, dim)
-        nn.init.normal_(self.pos_emb.weight, std=dim ** -0.5)  # as the item embeddings: neither drowns the other
         self.input_norm = nn.LayerNorm(dim)
         block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ffn_dim, dropout=dropout, activation="gelu",
                                            batch_first=True, norm_first=False)
         self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
+        self.init_weights()
+        if init == "torch":  # positions as the items: neither drowns the other
+            nn.init.normal_(self.pos_emb.weight, std=dim ** -0.5)
 
     @property
     def history_len(self) -> int:

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from semrec.encoder.hparams import NonNegativeInt, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import LOSSES, SequentialRecommender
+from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
 from semrec.encoder.registry import register
 
 
@@ -40,15 +40,18 @@ class GRU4Rec(SequentialRecommender):
         max_len: history length.
         layers: stacked GRU layers.
         dropout: dropout on the embeddings and between GRU layers.
-        loss, negatives: see :class:`SequentialRecommender`.
+        loss, negatives, init, init_std: see :class:`SequentialRecommender`.
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, dim)`` (zeros at padding).
     """
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 1,
-                 dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0):
-        super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives)
+                 dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02):
+        super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
+                         init=init, init_std=init_std)
         self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.init_weights()  # the GRU keeps its own initialisation either way
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from semrec.encoder.hparams import PositiveInt, Probability
+from semrec.encoder.hparams import PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.losses import gbce
+from semrec.encoder.models.sequential.base import INITS
 from semrec.encoder.models.sequential.sasrec import SASRec
 from semrec.encoder.registry import register
 
@@ -27,15 +28,18 @@ class GSASRec(SASRec):
         num_items, dim, max_len, layers, heads, ffn_dim, dropout: as :class:`SASRec`.
         negatives: sampled negatives per position ``k`` (the paper: 256).
         t: gBCE calibration in [0, 1] (0: plain BCE; 1: fully calibrated).
+        init, init_std: see :class:`SASRec`.
     """
 
     losses = ("gbce",)
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: Probability = 0.2,
-                 negatives: PositiveInt = 256, t: Probability = 0.75):
+                 negatives: PositiveInt = 256, t: Probability = 0.75, init: choice(*INITS) = "normal",
+                 init_std: PositiveFloat = 0.02):
         super().__init__(num_items, dim=dim, max_len=max_len, layers=layers, heads=heads, ffn_dim=ffn_dim,
-                         dropout=dropout, loss="gbce", negatives=negatives)
+                         dropout=dropout, loss="gbce", negatives=negatives, init=init,
+                         init_std=init_std)
         if negatives >= num_items:
             raise ValueError(f"negatives ({negatives}) must be below the number of items ({num_items})")
         self.t = t

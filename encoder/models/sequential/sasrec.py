@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from semrec.encoder.hparams import NonNegativeInt, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import LOSSES, SequentialRecommender
+from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
 from semrec.encoder.registry import register
 
 
@@ -44,14 +44,17 @@ class SASRec(SequentialRecommender):
         dropout: dropout rate of embeddings, attention and feed-forward outputs.
         loss: ``ce`` (full softmax), ``sampled_softmax`` or ``bce`` (the paper, 1 negative).
         negatives: sampled negatives per position for the sampled losses.
+        init, init_std: see :class:`SequentialRecommender`.
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, d)``.
     """
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: Probability = 0.2,
-                 loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0):
-        super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives)
+                 loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02):
+        super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
+                         init=init, init_std=init_std)
         if dim % heads:
             raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         self.heads = heads
@@ -60,6 +63,7 @@ class SASRec(SequentialRecommender):
                                            batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
+        self.init_weights()
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]
