@@ -186,7 +186,9 @@ def test_sequential_models_learn_a_deterministic_order(tmp_path, model):
             "--device", "cpu", "--set", "train.epochs=60", "--set", "train.batch_size=16", "--set", "train.lr=0.01",
             "--set", "model.dim=16", "--set", "model.max_len=8", "--set", "model.dropout=0.0",
             "--set", "eval.ks=[1,5]", "--set", "train.stop_metric=hit@1", "--set", "train.patience=100",
-            "--quiet", *extra]
+            # N(0, 0.02) suits d 64 over thousands of items; a 16-wide model of 20 items needs a wider start
+            # (BERT4Rec stays near hit@1 0.4 from 0.02 on this task)
+            "--set", "model.init_std=0.1", "--quiet", *extra]
     assert main(args) == 0
     res = json.loads((tmp_path / "r" / "results.json").read_text())
     assert res["test"]["hit@1"] > 0.5, res["test"]  # chance: 1 in the 13 items outside the history
