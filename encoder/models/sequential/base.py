@@ -15,11 +15,25 @@ N(0, ``init_std``) with zero biases and unit layer norms (BERT's scheme, which t
 RecBole implementations use, and the one their published numbers come from); ``torch`` keeps
 PyTorch's layer defaults with item embeddings of standard deviation ``dim ** -0.5``. A subclass
 builds its layers, then calls :meth:`init_weights` once, last in its constructor.
+
+Item tables from text (``item_text``; the dataset's ``itm_emb_np.pkl``, LLM or sentence
+embeddings of the items' text, as text4rec and LLM-ESR use them):
+
+* ``none``: learned ID embeddings.
+* ``frozen``: the text embeddings stay fixed; a two-layer MLP maps them to ``dim`` (trained).
+* ``trainable``: the text embeddings are the trained table; a linear map to ``dim`` if widths differ.
+* ``pca``: learned ID embeddings that start as the top ``dim`` principal components of the text
+  embeddings (LLM-ESR's collaborative view), rescaled to the deviation ``init_std``.
+
+``text_shuffle`` permutes the text rows among items first: the control run (same vectors, wrong
+items). Padding and mask rows are learned ID rows in every case. Input and output (scoring) use
+the same table.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +47,7 @@ if TYPE_CHECKING:
 
 LOSSES = ("ce", "sampled_softmax", "bce")
 INITS = ("normal", "torch")
+ITEM_TEXT = ("none", "frozen", "trainable", "pca")
 
 
 class SequentialRecommender(Recommender):
@@ -46,12 +61,16 @@ class SequentialRecommender(Recommender):
         loss: ``ce``, ``sampled_softmax`` or ``bce`` (above).
         negatives: sampled negatives per position for ``sampled_softmax`` and ``bce``.
         init: ``normal`` or ``torch`` (module docstring); ``init_std``: the normal's deviation.
+        item_text: ``none``, ``frozen``, ``trainable`` or ``pca`` (module docstring).
+        text_shuffle: permute the text embeddings among items (the control run).
+        text_emb: ``(num_items, s)`` item text embeddings (from the data; needed unless
+            ``item_text`` is ``none``).
 
     Shapes: :meth:`encode` maps ``(B, L)`` ids to ``(B, L, dim)`` states.
     """
 
     batch_kind = "next_item"
-    data_args = ("num_items",)
+    data_args = ("num_items", "text_emb")
     #: extra ids after padding (BERT4Rec's mask token)
     extra_tokens = 0
     #: the values ``loss`` may take (a subclass with its own loss narrows them)
@@ -59,7 +78,8 @@ class SequentialRecommender(Recommender):
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50,
                  dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
-                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02):
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
+                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None):
         super().__init__()
         if loss not in self.losses:
             raise ValueError(f"loss must be one of {', '.join(self.losses)}, got {loss!r}")
@@ -73,6 +93,48 @@ class SequentialRecommender(Recommender):
         self.init, self.init_std = init, init_std
         self.item_emb = nn.Embedding(num_items + 1 + self.extra_tokens, dim, padding_idx=num_items)
         self.dropout = nn.Dropout(dropout)
+        self._text_table(item_text, text_shuffle, text_emb)
+
+    def _text_table(self, item_text: str, shuffle: bool, text_emb: np.ndarray | None) -> None:
+        if item_text not in ITEM_TEXT:
+            raise ValueError(f"item_text must be one of {', '.join(ITEM_TEXT)}, got {item_text!r}")
+        self.item_text, self.text_shuffle = item_text, shuffle
+        if item_text == "none":
+            return
+        if text_emb is None:
+            raise ValueError(f"item_text={item_text} needs item text embeddings (itm_emb_np.pkl in the dataset folder; "
+                             "make them with generation/item/generate_profile.py --source metadata, then "
+                             "generation/emb/generate_emb.py)")
+        text = np.asarray(text_emb, dtype=np.float32)
+        if text.ndim != 2 or text.shape[0] != self.num_items:
+            raise ValueError(f"item text embeddings have shape {text.shape}; expected ({self.num_items}, width)")
+        if shuffle:  # the control: the same vectors, owned by the wrong items
+            text = text[np.random.default_rng(0).permutation(self.num_items)]
+        self._text = torch.from_numpy(text)  # kept until init_weights has used it (pca)
+        width = text.shape[1]
+        if item_text == "frozen":
+            self.register_buffer("text_emb", self._text, persistent=False)  # data, not a weight
+            hidden = (width + self.dim) // 2
+            self.text_proj = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, self.dim))
+        elif item_text == "trainable":
+            self.text_emb = nn.Parameter(self._text.clone())
+            self.text_proj = nn.Linear(width, self.dim, bias=False) if width != self.dim else nn.Identity()
+        elif width < self.dim:
+            raise ValueError(f"item_text=pca takes the top dim={self.dim} principal components of "
+                             f"{width}-wide text embeddings: dim must be at most {width}")
+
+    def item_vectors(self) -> torch.Tensor:
+        """Every row of the item table, ``(num_items + 1 + extra_tokens, dim)``: the items
+        (from text where ``item_text`` says so), then padding (zero) and any mask token."""
+        if self.item_text in ("frozen", "trainable"):
+            return torch.cat([self.text_proj(self.text_emb), self.item_emb.weight[self.num_items:]])
+        return self.item_emb.weight
+
+    def embed_items(self, items: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` ids -> ``(B, L, dim)`` item vectors."""
+        if self.item_text in ("frozen", "trainable"):
+            return nn.functional.embedding(items, self.item_vectors())
+        return self.item_emb(items)
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -92,12 +154,25 @@ class SequentialRecommender(Recommender):
                 elif isinstance(m, nn.LayerNorm):
                     m.weight.fill_(1.0)
                     m.bias.zero_()
+        if self.item_text == "pca":
+            from semrec.encoder.linalg import pca
+
+            start = torch.from_numpy(pca(self._text.numpy(), self.dim))
+            self.item_emb.weight[: self.num_items] = start * (self.init_std / start.std(correction=0).clamp(min=1e-12))
+        self.__dict__.pop("_text", None)
         self.item_emb.weight[self.pad].zero_()
 
     @classmethod
     def from_data(cls, data, **hparams) -> "SequentialRecommender":
         data.require_sequences(getattr(cls, "registered_name", cls.__name__))
-        return cls(data.num_items, **hparams)
+        if hparams.get("item_text", "none") != "none" and data.item_emb is None:
+            from semrec.encoder.dataset import DataError
+
+            raise DataError(f"{data.path or data.name}: model.item_text={hparams['item_text']} needs item text "
+                            "embeddings (itm_emb_np.pkl); make them with `python generation/item/generate_profile.py "
+                            "--source metadata` and `python generation/emb/generate_emb.py` on a folder prepared "
+                            "with item text (docs/data.md)")
+        return cls(data.num_items, text_emb=data.item_emb, **hparams)
 
     @property
     def history_len(self) -> int:
@@ -108,7 +183,7 @@ class SequentialRecommender(Recommender):
 
     def item_table(self) -> torch.Tensor:
         """``(num_items, dim)`` output embeddings of the real items (no padding or mask rows)."""
-        return self.item_emb.weight[: self.num_items]
+        return self.item_vectors()[: self.num_items]
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequentialRecommender
 from semrec.encoder.registry import register
 
 
@@ -34,7 +35,7 @@ class BERT4Rec(SequentialRecommender):
         layers, heads, ffn_dim: Transformer size (``dim`` divisible by ``heads``).
         dropout: dropout rate.
         mask_prob: share of training items masked (the paper: 0.2 on Beauty).
-        loss, negatives, init, init_std: see :class:`SequentialRecommender`.
+        loss, negatives, init, init_std, item_text, text_shuffle, text_emb: see :class:`SequentialRecommender`.
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, d)``.
     """
@@ -45,9 +46,11 @@ class BERT4Rec(SequentialRecommender):
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: Probability = 0.2,
                  mask_prob: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
-                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02):
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
+                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
-                         init=init, init_std=init_std)
+                         init=init, init_std=init_std,
+                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb)
         if dim % heads:
             raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         if max_len < 2:
@@ -73,7 +76,7 @@ class BERT4Rec(SequentialRecommender):
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]
         valid = items != self.pad
-        x = self.item_emb(items) + self.pos_emb.weight[self.max_len - length:]
+        x = self.embed_items(items) + self.pos_emb.weight[self.max_len - length:]
         x = self.dropout(self.input_norm(x))
         x = self.blocks(x, src_key_padding_mask=~valid)
         return self.head(x)

@@ -12,12 +12,13 @@ toolkit's next-item losses (``ce`` by default), as later re-implementations do.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequentialRecommender
 from semrec.encoder.registry import register
 
 
@@ -40,23 +41,25 @@ class GRU4Rec(SequentialRecommender):
         max_len: history length.
         layers: stacked GRU layers.
         dropout: dropout on the embeddings and between GRU layers.
-        loss, negatives, init, init_std: see :class:`SequentialRecommender`.
+        loss, negatives, init, init_std, item_text, text_shuffle, text_emb: see :class:`SequentialRecommender`.
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, dim)`` (zeros at padding).
     """
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 1,
                  dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
-                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02):
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
+                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
-                         init=init, init_std=init_std)
+                         init=init, init_std=init_std,
+                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb)
         self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.init_weights()  # the GRU keeps its own initialisation either way
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]
         n = (items != self.pad).sum(1).clamp(min=1)
-        x = self.dropout(self.item_emb(items))
+        x = self.dropout(self.embed_items(items))
         # left-padded -> right-padded, so that packing drops the padding
         right = _roll_rows(x, length - n)
         packed = pack_padded_sequence(right, n.cpu(), batch_first=True, enforce_sorted=False)

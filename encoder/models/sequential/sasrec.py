@@ -11,11 +11,12 @@ attends to itself and to earlier non-padding positions only.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequentialRecommender
 from semrec.encoder.registry import register
 
 
@@ -44,7 +45,7 @@ class SASRec(SequentialRecommender):
         dropout: dropout rate of embeddings, attention and feed-forward outputs.
         loss: ``ce`` (full softmax), ``sampled_softmax`` or ``bce`` (the paper, 1 negative).
         negatives: sampled negatives per position for the sampled losses.
-        init, init_std: see :class:`SequentialRecommender`.
+        init, init_std, item_text, text_shuffle, text_emb: see :class:`SequentialRecommender`.
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, d)``.
     """
@@ -52,9 +53,11 @@ class SASRec(SequentialRecommender):
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: Probability = 0.2,
                  loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
-                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02):
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
+                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
-                         init=init, init_std=init_std)
+                         init=init, init_std=init_std,
+                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb)
         if dim % heads:
             raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         self.heads = heads
@@ -68,7 +71,7 @@ class SASRec(SequentialRecommender):
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]
         valid = items != self.pad
-        x = self.item_emb(items) * self.dim ** 0.5
+        x = self.embed_items(items) * self.dim ** 0.5
         x = x + self.pos_emb.weight[self.max_len - length:]  # the newest item always has the last position
         x = self.dropout(x) * valid[..., None]
         x = self.blocks(x, mask=causal_mask(valid, self.heads))
