@@ -62,8 +62,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
 
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    args.out, args.s3rec = str(Path(args.out).resolve()), str(Path(args.s3rec).resolve())
+    os.chdir(work)  # RecBole writes its logs (log/, log_tensorboard/) into the working directory
     lock = open(work / ".lock", "w")  # one run per folder; bench_seq.py waits on this lock
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

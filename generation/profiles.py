@@ -208,10 +208,25 @@ def collect(job: Job) -> tuple[dict[int, dict[str, str]], list[int]]:
     return profiles, missing
 
 
+def metadata_profiles(kind: str, text: DatasetText, max_items: int = 20) -> dict[int, dict[str, str]]:
+    """Profiles without an LLM, from the training split only: an item's is its metadata (title,
+    categories, ... as the prompts show them); a user's lists the titles of their newest
+    ``max_items`` training items, oldest first."""
+    if kind == "item":
+        return {i: {"profile": text.item_fields(i) or text.item_title(i), "reasoning": "metadata"}
+                for i in range(text.num_items)}
+    return {u: {"profile": "Interacted with: " + "; ".join(text.item_title(i) for i in text.user_recent(u, max_items)),
+                "reasoning": "metadata"} for u in range(text.num_users)}
+
+
 def write_outputs(job: Job, profiles: dict[int, dict[str, str]]) -> tuple[Path, Path]:
+    return write_profiles(job.folder, job.kind, profiles)
+
+
+def write_profiles(folder: Path, kind: str, profiles: dict[int, dict[str, str]]) -> tuple[Path, Path]:
     from semrec.encoder.io import atomic_write, write_pickle
 
-    pkl, jsonl = (job.folder / f for f in OUTPUTS[job.kind])
+    pkl, jsonl = (folder / f for f in OUTPUTS[kind])
     write_pickle(pkl, profiles)
     atomic_write(jsonl, "".join(json.dumps({"id": k, **v}, ensure_ascii=False) + "\n"
                                 for k, v in sorted(profiles.items())).encode("utf-8"))
@@ -246,6 +261,9 @@ def add_llm_arguments(p: argparse.ArgumentParser) -> None:
                    help="item prompts show the K most representative, diverse review sentences (MMR, RERec) "
                         "instead of a random sample of reviews; needs the local sentence encoder")
     g.add_argument("--mmr-lambda", type=float, default=0.7, help="MMR trade-off: 1 = relevance only, 0 = diversity only")
+    g.add_argument("--source", choices=["llm", "metadata"], default="llm",
+                   help="metadata: no LLM; an item's profile is its own metadata text, a user's the titles of "
+                        "their newest --max-items training items (the text LLM-ESR embeds)")
     g = p.add_argument_group("running")
     g.add_argument("--dry-run", action="store_true", help="print requests, tokens and cost; send nothing")
     g.add_argument("--price-in", type=float, help="USD per 1M prompt tokens (for --dry-run)")
@@ -270,6 +288,7 @@ class ProfileOptions:
         price_in, price_out: USD per million tokens for the estimate.
         batch: use the OpenAI Batch API; ``poll_seconds`` between status checks.
         limit: only the first N entities (a trial; outputs are not written).
+        source: ``llm`` (ask the endpoint) or ``metadata`` (no LLM: :func:`metadata_profiles`).
     """
 
     instructions: str | None = None
@@ -285,6 +304,7 @@ class ProfileOptions:
     batch: bool = False
     poll_seconds: float = 30.0
     limit: int | None = None
+    source: str = "llm"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ProfileOptions":
@@ -314,6 +334,14 @@ def generate(kind: str, folder: Path, settings: LLMSettings, options: ProfileOpt
     from semrec.encoder.io import load_pickle
 
     text = text if text is not None else DatasetText(folder)
+    if options.source == "metadata":
+        profiles = metadata_profiles(kind, text, options.max_items)
+        if options.dry_run or options.limit is not None:
+            log(f"{kind} profiles from metadata for {folder.name}: {len(profiles)} entities (nothing written)")
+            return 0
+        pkl, jsonl = write_profiles(folder, kind, profiles)
+        log(f"{kind} profiles from metadata: wrote {pkl} and {jsonl} ({len(profiles)} entities, no LLM)")
+        return 0
     instr = options.instructions or folder.name
     root = None
     if options.instructions and Path(options.instructions).is_dir():

@@ -25,7 +25,8 @@ INSTRUCTIONS = Path(__file__).resolve().parent / "instruction"
 KINDS = ("item", "user")
 CHARS_PER_TOKEN = 4
 _TITLE_KEYS = ("title", "movie_title", "name", "business_name")
-_HIDDEN = {"iid", "uid", "item_id", "user_id", "zip_code"}
+# ids, not text: raw ids, and attribute ids (S3-Rec's item2attributes; the attribute graph reads them)
+_HIDDEN = {"iid", "uid", "item_id", "user_id", "zip_code", "attributes"}
 _LABELS = {"class": "genres", "movie_title": "title"}  # RecBole's field names, as a reader would say them
 
 
@@ -51,7 +52,12 @@ def _label(key: str) -> str:
 
 
 def _value(v: Any, limit: int = 300) -> str:
-    text = ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    """A field as one line: a list joined by commas; a list of lists (category paths) as
+    ``a > b > c`` paths joined by semicolons."""
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (list, tuple)) for x in v):
+        text = "; ".join(" > ".join(map(str, path)) for path in v)
+    else:
+        text = ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
@@ -86,13 +92,18 @@ class DatasetText:
                     self.users[int(row["uid"])] = row
         # training reviews and ratings, keyed by (user, item); anything outside trn_mat is dropped
         self.feedback: dict[tuple[int, int], dict[str, Any]] = {}
+        # and each user's training items in time order, where the interactions file gives it
+        self.train_order: list[list[int]] | None = None
         path = self.folder / "interactions.jsonl"
         if path.exists():
             coo = self.train.tocoo()
             in_train = set((coo.row.astype(np.int64) * self.num_items + coo.col).tolist())
+            self.train_order = [[] for _ in range(self.num_users)]
             for row in _read_jsonl(path):
                 u, i = int(row["uid"]), int(row["iid"])
                 if row.get("split") == "train" and u * self.num_items + i in in_train:
+                    if (u, i) not in self.feedback:
+                        self.train_order[u].append(i)
                     self.feedback[(u, i)] = {k: row[k] for k in ("rating", "review") if k in row}
         self.item_reviews: list[list[tuple[int, str]]] = [[] for _ in range(self.num_items)]
         for (u, i), fb in self.feedback.items():
@@ -102,6 +113,12 @@ class DatasetText:
     def user_items(self, u: int) -> np.ndarray:
         """Items of user ``u``'s training interactions."""
         return self.train.indices[self.train.indptr[u]:self.train.indptr[u + 1]]
+
+    def user_recent(self, u: int, n: int) -> list[int]:
+        """User ``u``'s newest ``n`` training items, oldest first (time order where the dataset
+        records it, else item order)."""
+        items = self.train_order[u] if self.train_order is not None else self.user_items(u).tolist()
+        return list(items[-n:]) if n > 0 else []
 
     def item_title(self, i: int) -> str:
         meta = self.items[i]

@@ -1,6 +1,7 @@
 """Item tables from text for the sequential models (text4rec, LLM-ESR's collaborative view)."""
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,63 @@ def test_text_table_without_embeddings_is_exit_2(tmp_path, capsys):
                  "--device", "cpu", "--set", "model.item_text=frozen"]) == 2
     assert "needs item text embeddings (itm_emb_np.pkl)" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+# ----- item and user text for sequence datasets --------------------------------------------------
+def _prepare(tmp_path, lines, texts, *extra):
+    from semrec.data.prepare import main as prepare
+
+    raw = tmp_path / "Tiny.txt"
+    raw.write_text("".join(lines))
+    (tmp_path / "text.json").write_text(json.dumps(texts))
+    code = prepare(["s3rec", str(raw), "--name", "tiny", "--out-dir", str(tmp_path), "--item-text",
+                    str(tmp_path / "text.json"), "--item-text-offset", "0", "--split", "leave-one-out", *extra])
+    assert code == 0
+    return tmp_path / "tiny"
+
+
+def test_user_text_comes_from_the_training_part_of_the_sequence_only(tmp_path):
+    """Every user's last item is the test target and the one before it the validation target:
+    neither title may reach the user's profile (metadata) or prompt (LLM); the training
+    items' titles do, newest last."""
+    from semrec.generation.profiles import metadata_profiles
+    from semrec.generation.prompts import DatasetText, PromptBuilder, load_templates
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.choice(np.arange(1, 31), size=int(rng.integers(4, 9)), replace=False).tolist() for _ in range(25)]
+    texts = {str(i): {"title": f"Title{i:02d}X", "categories": [["Beauty", f"Cat{i % 4}"]]} for i in range(1, 31)}
+    folder = _prepare(tmp_path, [f"{u + 1} " + " ".join(map(str, s)) + "\n" for u, s in enumerate(seqs)], texts)
+    text = DatasetText(folder)
+    users = metadata_profiles("user", text, max_items=50)
+    builder = PromptBuilder(text, "user", load_templates("user", "tiny"), token_budget=4000, max_items=50)
+    for u, s in enumerate(seqs):  # users and items keep their order (raw ids 1.. map to 0..)
+        profile = users[u]["profile"]
+        prompt = json.dumps(builder.messages(u))
+        for held_out in s[-2:]:
+            assert f"Title{held_out:02d}X" not in profile and f"Title{held_out:02d}X" not in prompt
+        train_titles = [f"Title{i:02d}X" for i in s[:-2]]
+        assert profile == "Interacted with: " + "; ".join(train_titles)
+    items = metadata_profiles("item", text)
+    assert items[0]["profile"] == "title: Title01X\ncategories: Beauty > Cat1"
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "data" / "s3rec_text").exists(),
+                    reason="../shared/data/s3rec_text not found (real S3-Rec Beauty item text)")
+def test_beauty_with_text_feeds_the_sequential_models(tmp_path):
+    from semrec.data.prepare import main as prepare
+    from semrec.encoder.dataset import load_dataset
+    from semrec.generation.profiles import metadata_profiles
+    from semrec.generation.prompts import DatasetText
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    assert prepare(["s3rec", str(shared / "s3rec" / "Beauty.txt"), "--name", "beauty_text", "--out-dir", str(tmp_path),
+                    "--item-text", str(shared / "s3rec_text" / "Beauty_item_text.json"), "--item-text-offset", "0",
+                    "--split", "leave-one-out"]) == 0
+    folder = tmp_path / "beauty_text"
+    data = load_dataset(folder)
+    data.require_sequences("sasrec")  # the matrices are the sequences' leave-one-out split
+    assert (data.num_users, data.num_items) == (22363, 12101)
+    items = metadata_profiles("item", DatasetText(folder))
+    assert items[0]["profile"] == ("title: OPI Nail Lacquer, Simmer and Shimmer, 0.5-Fluid Ounce\n"
+                                   "categories: Beauty > Makeup > Nails > Nail Polish")
+    assert all(p["profile"].startswith("title: ") for p in items.values())
