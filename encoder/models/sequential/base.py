@@ -1,8 +1,11 @@
 """The shared base of the sequential recommenders: next-item prediction from a user's history.
 
-A sequence encoder maps a ``(B, L)`` batch of item ids (left-padded with ``num_items``, the
-newest item last) to ``(B, L, d)`` states; the state at a position scores every item by its
-inner product with the item's embedding (tied input and output tables, as SASRec does).
+A recommender here is three pieces: an **item table** (ids -> vectors, also the output layer:
+tied input and output embeddings, as SASRec does), a **sequence encoder** (a
+:class:`SequenceEncoder`: ``(B, L, d)`` item vectors of a left-padded batch, the newest item
+last, -> ``(B, L, d)`` states; one per paper, registered in :data:`ENCODERS` so that other
+models compose them by name) and a **next-item loss**; the state at a position scores every
+item by its inner product with the item's vector.
 Training scores every position of the training sequence at once (the loss of every next item),
 not one sampled prefix per step: the main reason these models train fast.
 
@@ -50,6 +53,45 @@ INITS = ("normal", "torch")
 ITEM_TEXT = ("none", "frozen", "trainable", "pca")
 
 
+class SequenceEncoder(nn.Module):
+    """Contextualises a batch of item vectors: ``forward(x, valid)`` maps ``(B, L, d)`` vectors
+    and the ``(B, L)`` mask of real (non-padding) positions to ``(B, L, d)`` states; padding
+    never influences a real position.
+
+    ``bidirectional``: whether a position sees later ones (then it trains on cloze batches and
+    ranks from a mask slot appended to the history, as BERT4Rec); otherwise position ``i`` sees
+    positions ``<= i`` only and predicts the next item.
+    """
+
+    bidirectional = False
+
+
+#: sequence encoders by name (filled by the paper modules with :func:`register_encoder`)
+ENCODERS: dict[str, type] = {}
+
+
+def register_encoder(name: str):
+    def wrap(cls: type) -> type:
+        ENCODERS[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_encoder(name: str, dim: int, max_len: int, **options) -> SequenceEncoder:
+    """The encoder ``name`` with the options its constructor takes (others are ignored, so one
+    set of settings can serve any encoder: a GRU has no ``heads``)."""
+    import inspect
+
+    from semrec.encoder.models.sequential import bert4rec, gru4rec, sasrec  # noqa: F401  (they register)
+
+    if name not in ENCODERS:
+        raise ValueError(f"unknown sequence encoder {name!r}; valid: {', '.join(sorted(ENCODERS))}")
+    cls = ENCODERS[name]
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(dim=dim, max_len=max_len, **{k: v for k, v in options.items() if k in accepted})
+
+
 class SequentialRecommender(Recommender):
     """Item embeddings, a sequence encoder (:meth:`encode`) and a next-item loss.
 
@@ -69,7 +111,6 @@ class SequentialRecommender(Recommender):
     Shapes: :meth:`encode` maps ``(B, L)`` ids to ``(B, L, dim)`` states.
     """
 
-    batch_kind = "next_item"
     data_args = ("num_items", "text_emb")
     #: extra ids after padding (BERT4Rec's mask token)
     extra_tokens = 0
@@ -92,7 +133,7 @@ class SequentialRecommender(Recommender):
         self.pad = num_items
         self.init, self.init_std = init, init_std
         self.item_emb = nn.Embedding(num_items + 1 + self.extra_tokens, dim, padding_idx=num_items)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout_rate = dropout
         self._text_table(item_text, text_shuffle, text_emb)
 
     def _text_table(self, item_text: str, shuffle: bool, text_emb: np.ndarray | None) -> None:
@@ -174,9 +215,20 @@ class SequentialRecommender(Recommender):
                             "with item text (docs/data.md)")
         return cls(data.num_items, text_emb=data.item_emb, **hparams)
 
+    #: the sequence encoder (a subclass sets it in its constructor)
+    encoder: SequenceEncoder
+
+    @property
+    def batch_kind(self) -> str:
+        return "cloze" if self.encoder.bidirectional else "next_item"
+
+    @property
+    def mask_id(self) -> int:
+        return self.num_items + 1
+
     @property
     def history_len(self) -> int:
-        return self.max_len
+        return self.max_len - 1 if self.encoder.bidirectional else self.max_len  # the mask slot is last
 
     def sampler_options(self) -> dict[str, Any]:
         return {"max_len": self.max_len, "negatives": self.negatives}
@@ -186,7 +238,8 @@ class SequentialRecommender(Recommender):
         return self.item_vectors()[: self.num_items]
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """``(B, L)`` ids -> ``(B, L, d)`` states."""
+        return self.encoder(self.embed_items(items), items != self.pad)
 
     def loss(self, batch: SeqBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         states = self.encode(batch.inputs)
@@ -210,6 +263,14 @@ class SequentialRecommender(Recommender):
 
     @torch.no_grad()
     def scorer(self) -> Callable[[EvalBatch], torch.Tensor]:
-        """Scores of every item from the state at each history's newest position."""
+        """Scores of every item from the state at each history's newest position (a
+        bidirectional encoder: at the mask slot appended after it)."""
         table = self.item_table().t().contiguous()
-        return lambda batch: self.encode(batch.history)[:, -1] @ table
+
+        def score(batch: EvalBatch) -> torch.Tensor:
+            h = batch.history
+            if self.encoder.bidirectional:
+                h = torch.cat([h, torch.full_like(h[:, :1], self.mask_id)], dim=1)
+            return self.encode(h)[:, -1] @ table
+
+        return score

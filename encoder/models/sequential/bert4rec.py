@@ -13,15 +13,44 @@ embedding space. The loss over the masked positions is the toolkit's next-item l
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
 
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
+    register_encoder
 from semrec.encoder.registry import register
+
+
+@register_encoder("bert4rec")
+class BERT4RecEncoder(SequenceEncoder):
+    """BERT4Rec's bidirectional Transformer (post-norm, GELU) and output layer (dense, GELU,
+    layer norm). Shapes: ``(B, L, dim)`` -> ``(B, L, dim)``."""
+
+    bidirectional = True
+
+    def __init__(self, dim: int, max_len: int, layers: int = 2, heads: int = 2, ffn_dim: int = 256,
+                 dropout: float = 0.2):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+        if max_len < 2:
+            raise ValueError("max_len must be >= 2 (one history item and the mask slot)")
+        self.max_len = max_len
+        self.pos_emb = nn.Embedding(max_len, dim)
+        self.input_norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ffn_dim, dropout=dropout, activation="gelu",
+                                           batch_first=True, norm_first=False)
+        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        x = self.dropout(self.input_norm(x + self.pos_emb.weight[self.max_len - length:]))
+        x = self.blocks(x, src_key_padding_mask=~valid)
+        return self.head(x)
 
 
 @register("bert4rec")
@@ -40,7 +69,6 @@ class BERT4Rec(SequentialRecommender):
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, d)``.
     """
 
-    batch_kind = "cloze"
     extra_tokens = 1
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
@@ -51,43 +79,11 @@ class BERT4Rec(SequentialRecommender):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
                          init=init, init_std=init_std,
                          item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb)
-        if dim % heads:
-            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
-        if max_len < 2:
-            raise ValueError("max_len must be >= 2 (one history item and the mask slot)")
-        self.mask_prob, self.mask_id = mask_prob, num_items + 1
-        self.pos_emb = nn.Embedding(max_len, dim)
-        self.input_norm = nn.LayerNorm(dim)
-        block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ffn_dim, dropout=dropout, activation="gelu",
-                                           batch_first=True, norm_first=False)
-        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
+        self.mask_prob = mask_prob
+        self.encoder = BERT4RecEncoder(dim, max_len, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout)
         self.init_weights()
         if init == "torch":  # positions as the items: neither drowns the other
-            nn.init.normal_(self.pos_emb.weight, std=dim ** -0.5)
+            nn.init.normal_(self.encoder.pos_emb.weight, std=dim ** -0.5)
 
-    @property
-    def history_len(self) -> int:
-        return self.max_len - 1  # the last slot holds the mask token
-
-    def sampler_options(self) -> dict[str, Any]:
+    def sampler_options(self) -> dict:
         return {**super().sampler_options(), "mask_prob": self.mask_prob}
-
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
-        length = items.shape[1]
-        valid = items != self.pad
-        x = self.embed_items(items) + self.pos_emb.weight[self.max_len - length:]
-        x = self.dropout(self.input_norm(x))
-        x = self.blocks(x, src_key_padding_mask=~valid)
-        return self.head(x)
-
-    @torch.no_grad()
-    def scorer(self):
-        table = self.item_table().t().contiguous()
-
-        def score(batch):
-            h = batch.history
-            masked = torch.cat([h, torch.full_like(h[:, :1], self.mask_id)], dim=1)
-            return self.encode(masked)[:, -1] @ table
-
-        return score

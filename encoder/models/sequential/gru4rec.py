@@ -18,7 +18,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
+    register_encoder
 from semrec.encoder.registry import register
 
 
@@ -29,6 +30,28 @@ def _roll_rows(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     if x.dim() == 3:
         idx = idx[..., None].expand(-1, -1, x.shape[2])
     return x.gather(1, idx)
+
+
+@register_encoder("gru4rec")
+class GRU4RecEncoder(SequenceEncoder):
+    """A multi-layer GRU over the real items only (packed). Shapes: ``(B, L, dim)`` ->
+    ``(B, L, dim)`` (zeros at padding)."""
+
+    def __init__(self, dim: int, max_len: int, layers: int = 1, dropout: float = 0.2):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        n = valid.sum(1).clamp(min=1)
+        x = self.dropout(x)
+        # left-padded -> right-padded, so that packing drops the padding
+        right = _roll_rows(x, length - n)
+        packed = pack_padded_sequence(right, n.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
+        return _roll_rows(out, (n - length) % length)
 
 
 @register("gru4rec")
@@ -53,16 +76,5 @@ class GRU4Rec(SequentialRecommender):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
                          init=init, init_std=init_std,
                          item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb)
-        self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.encoder = GRU4RecEncoder(dim, max_len, layers=layers, dropout=dropout)
         self.init_weights()  # the GRU keeps its own initialisation either way
-
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
-        length = items.shape[1]
-        n = (items != self.pad).sum(1).clamp(min=1)
-        x = self.dropout(self.embed_items(items))
-        # left-padded -> right-padded, so that packing drops the padding
-        right = _roll_rows(x, length - n)
-        packed = pack_padded_sequence(right, n.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.gru(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
-        return _roll_rows(out, (n - length) % length)

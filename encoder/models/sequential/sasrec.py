@@ -3,11 +3,11 @@
 Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018.
 https://arxiv.org/abs/1808.09781 (reference code: https://github.com/kang205/SASRec)
 
-Item embeddings (scaled by sqrt(d)) plus learned positions go through ``layers`` blocks of
-causal multi-head self-attention and a feed-forward network, each with a residual connection
-and layer normalisation before it (the reference code normalises the queries first), then a
-final layer normalisation. PyTorch's ``nn.TransformerEncoderLayer`` is the block. A position
-attends to itself and to earlier non-padding positions only.
+Item vectors (scaled by sqrt(d)) plus learned positions go through ``layers`` blocks of causal
+multi-head self-attention and a feed-forward network, each with a residual connection and layer
+normalisation before it (the reference code normalises the queries first), then a final layer
+normalisation. PyTorch's ``nn.TransformerEncoderLayer`` is the block. A position attends to
+itself and to earlier non-padding positions only.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
+    register_encoder
 from semrec.encoder.registry import register
 
 
@@ -29,6 +30,31 @@ def causal_mask(valid: torch.Tensor, heads: int) -> torch.Tensor:
     ar = torch.arange(length, device=valid.device)
     allowed = (ar[None, :] <= ar[:, None])[None] & (valid[:, None, :] | (ar[None, :] == ar[:, None])[None])
     return (~allowed).repeat_interleave(heads, dim=0)
+
+
+@register_encoder("sasrec")
+class SASRecEncoder(SequenceEncoder):
+    """SASRec's causal Transformer. Shapes: ``(B, L, dim)`` -> ``(B, L, dim)`` (zeros at padding)."""
+
+    def __init__(self, dim: int, max_len: int, layers: int = 2, heads: int = 2, ffn_dim: int = 256,
+                 dropout: float = 0.2):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+        self.dim, self.max_len, self.heads = dim, max_len, heads
+        self.pos_emb = nn.Embedding(max_len, dim)
+        self.dropout = nn.Dropout(dropout)
+        block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ffn_dim, dropout=dropout, activation="relu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        x = x * self.dim ** 0.5 + self.pos_emb.weight[self.max_len - length:]  # the newest item: the last position
+        x = self.dropout(x) * valid[..., None]
+        x = self.blocks(x, mask=causal_mask(valid, self.heads))
+        return self.norm(x) * valid[..., None]
 
 
 @register("sasrec")
@@ -58,21 +84,5 @@ class SASRec(SequentialRecommender):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
                          init=init, init_std=init_std,
                          item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb)
-        if dim % heads:
-            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
-        self.heads = heads
-        self.pos_emb = nn.Embedding(max_len, dim)
-        block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ffn_dim, dropout=dropout, activation="relu",
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
+        self.encoder = SASRecEncoder(dim, max_len, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout)
         self.init_weights()
-
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
-        length = items.shape[1]
-        valid = items != self.pad
-        x = self.embed_items(items) * self.dim ** 0.5
-        x = x + self.pos_emb.weight[self.max_len - length:]  # the newest item always has the last position
-        x = self.dropout(x) * valid[..., None]
-        x = self.blocks(x, mask=causal_mask(valid, self.heads))
-        return self.norm(x) * valid[..., None]
