@@ -66,6 +66,19 @@ class SequenceEncoder(nn.Module):
     bidirectional = False
 
 
+def attention_mask(valid: torch.Tensor, heads: int, causal: bool = True) -> torch.Tensor:
+    """``(B·heads, L, L)`` boolean attention mask, True where attention is *not* allowed.
+
+    Position ``i`` may attend to real items (``valid``), only to ``j <= i`` when ``causal``, and
+    always to itself (so a padding row never has every key masked, which would give NaN)."""
+    length = valid.shape[1]
+    ar = torch.arange(length, device=valid.device)
+    allowed = valid[:, None, :] | (ar[None, :] == ar[:, None])[None]
+    if causal:
+        allowed = allowed & (ar[None, :] <= ar[:, None])[None]
+    return (~allowed).repeat_interleave(heads, dim=0)
+
+
 #: sequence encoders by name (filled by the paper modules with :func:`register_encoder`)
 ENCODERS: dict[str, type] = {}
 

@@ -17,19 +17,8 @@ from torch import nn
 
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
-    register_encoder
+    attention_mask, register_encoder
 from semrec.encoder.registry import register
-
-
-def causal_mask(valid: torch.Tensor, heads: int) -> torch.Tensor:
-    """``(B·heads, L, L)`` boolean attention mask, True where attention is *not* allowed.
-
-    Position ``i`` may attend to ``j <= i`` when ``j`` is a real item, and always to itself
-    (so a padding row never has every key masked, which would give NaN)."""
-    length = valid.shape[1]
-    ar = torch.arange(length, device=valid.device)
-    allowed = (ar[None, :] <= ar[:, None])[None] & (valid[:, None, :] | (ar[None, :] == ar[:, None])[None])
-    return (~allowed).repeat_interleave(heads, dim=0)
 
 
 @register_encoder("sasrec")
@@ -53,7 +42,7 @@ class SASRecEncoder(SequenceEncoder):
         length = x.shape[1]
         x = x * self.dim ** 0.5 + self.pos_emb.weight[self.max_len - length:]  # the newest item: the last position
         x = self.dropout(x) * valid[..., None]
-        x = self.blocks(x, mask=causal_mask(valid, self.heads))
+        x = self.blocks(x, mask=attention_mask(valid, self.heads))
         return self.norm(x) * valid[..., None]
 
 

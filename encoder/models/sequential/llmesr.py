@@ -1,0 +1,226 @@
+"""LLM-ESR: LLM embeddings for long-tail sequential recommendation.
+
+Liu, Wu, Wang, Li, Zhang, Zhao & Wang, "LLM-ESR: Large Language Models Enhancement for
+Long-tailed Sequential Recommendation", NeurIPS 2024. https://arxiv.org/abs/2405.20646
+(reference code: https://github.com/liuqidong07/LLM-ESR)
+
+* **Dual view.** Semantic view: the items' LLM (text) embeddings, frozen, through a trained
+  adapter MLP to ``dim``. Collaborative view: ID embeddings that start from the top ``dim``
+  principal components of the same LLM embeddings. Each view's item sequence goes through a
+  sequence encoder (:data:`~semrec.encoder.models.sequential.base.ENCODERS`: ``sasrec``,
+  ``bert4rec`` or ``gru4rec``), one shared by both views or one each; a user's state is the two
+  views' states side by side, an item's vector its two views side by side (``2 dim`` wide).
+* **Cross-attention** between the views before the encoder: each view's sequence is re-read
+  with the other view's vectors as queries (values stay in the view's own space). The
+  reference code masks only padding there, so in next-item training a position sees the later
+  items of the other view, its own target among them; here the attention is causal for a
+  causal encoder (a position sees itself and earlier positions), bidirectional for BERT4Rec.
+* **Retrieval-augmented self-distillation.** Each user's ``neighbors`` most similar users by
+  LLM user embedding (cosine, computed once: :func:`~semrec.encoder.linalg.top_k_cosine`) are
+  the teacher: the mean of their (detached) representations, matched by MSE with weight
+  ``distill_weight``. A representation is the state at the newest position of the user's
+  training sequence. ``teacher=step`` encodes the neighbours at every step, as the reference
+  code does; ``teacher=epoch`` (default) encodes every user once at the start of each epoch, in
+  evaluation mode, and reads the teachers from that table: the same signal up to one epoch of
+  staleness, at a fraction of the cost (docs/benchmarks.md).
+
+Every part has a switch, so the paper's ablations are settings: ``views`` (``both``, or one
+view alone), ``cross_attention``, ``share_encoder``, ``distill_weight=0``, and ``id_init=random``
+for a collaborative view that does not start from the LLM embeddings.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender, attention_mask, \
+    build_encoder
+from semrec.encoder.registry import register
+from semrec.encoder.sampling import SeqBatch
+
+SEQUENCE_ENCODERS = ("sasrec", "bert4rec", "gru4rec")
+VIEWS = ("both", "collaborative", "semantic")
+
+
+@register("llmesr")
+class LLMESR(SequentialRecommender):
+    """LLM-ESR.
+
+    Args:
+        num_items: item vocabulary (from the data).
+        encoder: the sequence encoder, ``sasrec``, ``bert4rec`` or ``gru4rec``.
+        dim: width of each view (states and item vectors are ``2 dim`` with both views).
+        max_len, layers, heads, ffn_dim, dropout: the encoder's size (a GRU uses ``layers`` and
+            ``dropout`` only).
+        mask_prob: share of items masked in training (``bert4rec`` only).
+        loss, negatives, init, init_std: see :class:`SequentialRecommender`.
+        views: ``both``, ``collaborative`` (ID view alone) or ``semantic`` (LLM view alone).
+        id_init: ``pca`` (the collaborative view starts from the LLM embeddings' principal
+            components) or ``random``.
+        cross_attention: exchange information between the views before the encoder.
+        share_encoder: one encoder for both views (the paper) or one each.
+        distill_weight: weight of the self-distillation MSE (0: none).
+        neighbors: similar users per user, the teacher.
+        teacher: ``epoch`` (a table refreshed each epoch) or ``step`` (re-encoded each step).
+        text_shuffle: permute the LLM item embeddings among items (the control run).
+        text_emb, user_emb, histories: from the data: LLM item embeddings ``(I, s)``, LLM user
+            embeddings ``(U, s')`` (for the neighbours) and every user's training window
+            ``(U, max_len)``.
+    """
+
+    data_args = ("num_items", "text_emb", "user_emb", "histories")
+    extra_tokens = 1  # a mask row, used with a bidirectional encoder
+
+    def __init__(self, num_items: int, encoder: choice(*SEQUENCE_ENCODERS) = "sasrec", dim: PositiveInt = 64,
+                 max_len: PositiveInt = 50, layers: PositiveInt = 2, heads: PositiveInt = 2,
+                 ffn_dim: PositiveInt = 256, dropout: Probability = 0.5, mask_prob: Probability = 0.2,
+                 loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
+                 views: choice(*VIEWS) = "both", id_init: choice("pca", "random") = "pca",
+                 cross_attention: bool = True, share_encoder: bool = True,
+                 distill_weight: NonNegativeFloat = 0.1, neighbors: PositiveInt = 10,
+                 teacher: choice("epoch", "step") = "epoch", text_shuffle: bool = False,
+                 text_emb: np.ndarray | None = None, user_emb: np.ndarray | None = None,
+                 histories: np.ndarray | None = None):
+        if views not in VIEWS:
+            raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
+        if teacher not in ("epoch", "step"):
+            raise ValueError(f"teacher must be epoch or step, got {teacher!r}")
+        if text_emb is None:
+            raise ValueError("llmesr needs LLM item embeddings (itm_emb_np.pkl)")
+        uses_id, uses_sem = views in ("both", "collaborative"), views in ("both", "semantic")
+        super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
+                         init=init, init_std=init_std, item_text="pca" if uses_id and id_init == "pca" else "none",
+                         text_shuffle=text_shuffle, text_emb=text_emb)
+        self.views, self.uses_id, self.uses_sem = views, uses_id, uses_sem
+        self.mask_prob, self.distill_weight, self.teacher = mask_prob, distill_weight, teacher
+        options = {"layers": layers, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout}
+        self.encoder = build_encoder(encoder, dim, max_len, **options)
+        self.sem_encoder = self.encoder if share_encoder or views != "both" else build_encoder(encoder, dim, max_len, **options)
+        if uses_sem:
+            text = np.asarray(text_emb, dtype=np.float32)
+            if text_shuffle:  # the same permutation as the collaborative view's start
+                text = text[np.random.default_rng(0).permutation(num_items)]
+            self.register_buffer("sem_text", torch.from_numpy(text), persistent=False)  # frozen: data, not a weight
+            hidden = (text.shape[1] + dim) // 2
+            self.adapter = nn.Sequential(nn.Linear(text.shape[1], hidden), nn.GELU(), nn.Linear(hidden, dim))
+            self.sem_extra = nn.Embedding(1 + self.extra_tokens, dim, padding_idx=0)  # padding, mask
+        self.cross = None
+        if cross_attention and views == "both":
+            if dim % heads:
+                raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+            self.cross = nn.ModuleDict({"to_id": nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True),
+                                        "to_sem": nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)})
+        self.neighbors = 0
+        if distill_weight > 0:
+            if user_emb is None or histories is None:
+                raise ValueError("self-distillation (distill_weight > 0) needs LLM user embeddings (usr_emb_np.pkl); "
+                                 "set model.distill_weight=0 to train without it")
+            from semrec.encoder.linalg import top_k_cosine
+
+            self.neighbors = min(neighbors, len(user_emb) - 1)
+            self.register_buffer("similar", torch.from_numpy(top_k_cosine(user_emb, self.neighbors)), persistent=False)
+            self.register_buffer("histories", torch.as_tensor(histories, dtype=torch.long), persistent=False)
+            self.register_buffer("teachers", torch.zeros(0), persistent=False)
+        self.init_weights()
+        if uses_sem:
+            with torch.no_grad():
+                self.sem_extra.weight[0].zero_()
+
+    @classmethod
+    def from_data(cls, data, **hparams) -> "LLMESR":
+        from semrec.encoder.dataset import DataError
+
+        seq = data.require_sequences("llmesr")
+        if data.item_emb is None:
+            raise DataError(f"{data.path or data.name}: llmesr needs LLM item embeddings (itm_emb_np.pkl); make them "
+                            "with `python generation/item/generate_profile.py --source metadata` (or an LLM) and "
+                            "`python generation/emb/generate_emb.py` (docs/data.md)")
+        import inspect
+
+        defaults = inspect.signature(cls.__init__).parameters
+        distill = hparams.get("distill_weight", defaults["distill_weight"].default) > 0
+        if distill and data.user_emb is None:
+            raise DataError(f"{data.path or data.name}: llmesr's self-distillation needs LLM user embeddings "
+                            "(usr_emb_np.pkl; generation/user/generate_profile.py, then generate_emb.py), or "
+                            "model.distill_weight=0")
+        histories = None
+        if distill:
+            max_len = hparams.get("max_len", defaults["max_len"].default)
+            histories = seq.histories(np.arange(data.num_users), "train", max_len, pad=data.num_items)
+        return cls(data.num_items, text_emb=data.item_emb, user_emb=data.user_emb if distill else None,
+                   histories=histories, **hparams)
+
+    def sampler_options(self) -> dict:
+        options = super().sampler_options()
+        return {**options, "mask_prob": self.mask_prob} if self.encoder.bidirectional else options
+
+    # ----- items ---------------------------------------------------------------------------
+    def view_tables(self) -> list[torch.Tensor]:
+        """Each used view's rows for every id (items, padding, mask): ``(I + 2, dim)`` each."""
+        tables = []
+        if self.uses_id:
+            tables.append(self.item_emb.weight)
+        if self.uses_sem:
+            tables.append(torch.cat([self.adapter(self.sem_text), self.sem_extra.weight]))
+        return tables
+
+    def item_vectors(self) -> torch.Tensor:
+        return torch.cat(self.view_tables(), dim=1)
+
+    # ----- sequences -----------------------------------------------------------------------
+    def _cross(self, query: torch.Tensor, keys: torch.Tensor, valid: torch.Tensor, attn: nn.MultiheadAttention):
+        """``keys``' view re-read with ``query``'s vectors as queries (causal unless the encoder
+        is bidirectional); zero at padding."""
+        mask = attention_mask(valid, attn.num_heads, causal=not self.encoder.bidirectional)
+        out, _ = attn(query, keys, keys, attn_mask=mask, need_weights=False)
+        return out * valid[..., None]
+
+    def encode(self, items: torch.Tensor) -> torch.Tensor:
+        valid = items != self.pad
+        xs = [F.embedding(items, table) for table in self.view_tables()]
+        if self.cross is not None:
+            x_id, x_sem = xs
+            xs = [self._cross(x_sem, x_id, valid, self.cross["to_id"]), self._cross(x_id, x_sem, valid, self.cross["to_sem"])]
+        encoders = [self.encoder, self.sem_encoder] if len(xs) == 2 else [self.encoder]
+        return torch.cat([enc(x, valid) for enc, x in zip(encoders, xs)], dim=-1)
+
+    # ----- training ------------------------------------------------------------------------
+    def _representations(self, users: torch.Tensor) -> torch.Tensor:
+        """The state at the newest position of each user's training window."""
+        return self.encode(self.histories[users])[:, -1]
+
+    @torch.no_grad()
+    def start_epoch(self, epoch: int) -> None:
+        """``teacher=epoch``: every user's representation, once, in evaluation mode."""
+        if not self.neighbors or self.teacher != "epoch":
+            return
+        was_training = self.training
+        self.eval()
+        users = torch.arange(self.histories.shape[0], device=self.histories.device)
+        self.teachers = torch.cat([self._representations(chunk) for chunk in users.split(1024)])
+        self.train(was_training)
+
+    def teacher_of(self, users: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` the mean representation of each user's similar users, without gradient."""
+        near = self.similar[users]  # (B, k)
+        if self.teacher == "epoch":
+            if self.teachers.numel() == 0:
+                self.start_epoch(0)
+            return self.teachers[near].mean(1)
+        with torch.no_grad():
+            return self._representations(near.reshape(-1)).view(*near.shape, -1).mean(1)
+
+    def loss(self, batch: SeqBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        states = self.encode(batch.inputs)
+        scored = batch.targets != self.pad
+        rec = self.next_item_loss(states[scored], batch.targets[scored], batch.negatives[scored])
+        parts = {self.loss_name: rec}
+        if not self.neighbors:
+            return rec, parts
+        distill = self.distill_weight * F.mse_loss(states[:, -1], self.teacher_of(batch.users))
+        parts["distill"] = distill
+        return rec + distill, parts

@@ -1,0 +1,159 @@
+"""LLM-ESR: neighbour retrieval, the two views, causal cross-attention, self-distillation, ablations."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from helpers import random_sequences, write_sequences
+from semrec.encoder.linalg import pca, top_k_cosine
+from semrec.encoder.models import LLMESR
+
+N_ITEMS, N_USERS = 40, 30
+
+
+def _text(rows, width=24, seed=1):
+    return np.random.default_rng(seed).standard_normal((rows, width)).astype(np.float32)
+
+
+def _histories(seqs, max_len=6):
+    from semrec.encoder.sequences import SequenceData
+
+    return SequenceData.from_lists(seqs, N_ITEMS).histories(np.arange(len(seqs)), "train", max_len, pad=N_ITEMS)
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    seqs = random_sequences(num_users=N_USERS, num_items=N_ITEMS)
+    args = dict(dim=8, max_len=6, heads=2, dropout=0.0, neighbors=3, text_emb=_text(N_ITEMS),
+                user_emb=_text(N_USERS, seed=2), histories=_histories(seqs))
+    return LLMESR(N_ITEMS, **{**args, **kw}).eval()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    f = tmp_path / "seq"
+    write_sequences(f, random_sequences(num_users=N_USERS, num_items=N_ITEMS), N_ITEMS)
+    for name, arr in (("itm_emb_np.pkl", _text(N_ITEMS)), ("usr_emb_np.pkl", _text(N_USERS, seed=2))):
+        with open(f / name, "wb") as fh:
+            pickle.dump(arr, fh)
+    return f
+
+
+def test_similar_users_are_the_hand_computed_top_k_and_never_the_user():
+    x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
+    # cosine with row 0: 1, 0.994, 0, -1, 0.707; row 2: 0, 0.110, 1, 0, 0.707
+    got = top_k_cosine(x, 2, chunk=2)  # blocks smaller than the table: self excluded in every block
+    assert got[0].tolist() == [1, 4] and got[2].tolist() == [4, 1] and got[3].tolist() == [2, 4]
+    assert all(u not in row for u, row in enumerate(top_k_cosine(x, 4)))
+    with pytest.raises(ValueError, match="k must lie in 1..4"):
+        top_k_cosine(x, 5)
+
+
+def test_the_collaborative_view_starts_from_the_pca_of_the_llm_embeddings():
+    m = _model(init_std=0.05)
+    text = _text(N_ITEMS)
+    expected = pca(text, 8)
+    assert np.allclose(m.item_emb.weight[:N_ITEMS].detach().numpy(), expected * (0.05 / expected.std()), atol=1e-6)
+
+
+def test_the_semantic_view_is_frozen_and_items_have_both_views():
+    m = _model().train()
+    assert "sem_text" not in m.state_dict() and not any(p is m.sem_text for p in m.parameters())
+    assert m.item_table().shape == (N_ITEMS, 16)
+    before = m.sem_text.clone()
+    opt = torch.optim.Adam(m.parameters(), lr=0.1)
+    items = torch.tensor([[N_ITEMS, 3, 7, 1], [5, 2, 9, 4]])
+    loss = m.encode(items).sum() + m.item_table().sum()
+    loss.backward()
+    opt.step()
+    assert torch.equal(m.sem_text, before) and m.adapter[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("encoder", ["sasrec", "gru4rec"])
+def test_cross_attention_never_sees_later_items(encoder):
+    """The reference code's cross-attention lets a position see later items of the other view
+    (its own target among them); here a causal encoder's states do not change when later items do."""
+    m = _model(encoder=encoder, init_std=0.5)  # a wide start: later items visibly move later states
+    items = torch.tensor([[N_ITEMS, 3, 7, 1, 9, 4]])
+    changed = items.clone()
+    changed[0, 4:] = torch.tensor([11, 12])
+    a, b = m.encode(items), m.encode(changed)
+    assert torch.allclose(a[0, :4], b[0, :4], atol=1e-6)
+    assert not torch.allclose(a[0, 4:], b[0, 4:], atol=1e-4)
+
+
+def test_padding_changes_nothing():
+    m = _model()
+    short = torch.tensor([[3, 7, 1], [N_ITEMS, 5, 2]])
+    long = torch.cat([torch.full((2, 3), N_ITEMS), short], dim=1)
+    real = short != N_ITEMS
+    assert torch.allclose(m.encode(short)[real], m.encode(long)[:, 3:][real], atol=1e-5)
+
+
+@pytest.mark.parametrize("teacher", ["epoch", "step"])
+def test_distillation_gradients_do_not_flow_into_the_teacher(teacher):
+    """The teacher is a constant: the distillation gradient equals the one against a detached
+    copy of it (were it not detached, the teachers' encodings would add gradient)."""
+    m = _model(teacher=teacher).train()
+    m.start_epoch(0)
+    users = torch.tensor([0, 4, 7])
+    inputs = torch.from_numpy(_histories(random_sequences(num_users=N_USERS, num_items=N_ITEMS)))[users]
+
+    def grads(teacher_fn):
+        m.zero_grad()
+        F.mse_loss(m.encode(inputs)[:, -1], teacher_fn(users)).backward()
+        return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in m.parameters()]
+
+    g_model = grads(m.teacher_of)
+    g_const = grads(lambda u: m.teacher_of(u).detach().clone())
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(g_model, g_const))
+    assert not m.teacher_of(users).requires_grad
+
+
+def test_the_teacher_is_the_mean_of_the_similar_users_representations():
+    m = _model(teacher="step")
+    users = torch.tensor([2, 5])
+    near = m.similar[users]
+    assert not (near == users[:, None]).any()
+    with torch.no_grad():
+        reps = m.encode(m.histories)[:, -1]
+    assert torch.allclose(m.teacher_of(users), reps[near].mean(1), atol=1e-6)
+    epoch = _model(teacher="epoch")
+    epoch.start_epoch(0)
+    assert torch.allclose(epoch.teacher_of(users), reps[near].mean(1), atol=1e-6)  # same weights, eval mode
+
+
+@pytest.mark.parametrize("settings", [
+    ["model.encoder=sasrec"],
+    ["model.encoder=gru4rec", "model.teacher=step"],
+    ["model.encoder=bert4rec"],
+    ["model.views=collaborative", "model.distill_weight=0"],
+    ["model.views=semantic"],
+    ["model.cross_attention=false", "model.share_encoder=false", "model.id_init=random"],
+    ["model.text_shuffle=true", "model.loss=bce", "model.negatives=1"],
+])
+def test_llmesr_and_its_ablations_train_from_the_cli(folder, tmp_path, settings):
+    from semrec.encoder.train_encoder import main
+
+    out = tmp_path / "run"
+    extra = [x for s in settings for x in ("--set", s)]
+    assert main(["--model", "llmesr", "--dataset", "seq", "--data-dir", str(folder), "--out", str(out), "--device", "cpu",
+                 "--quiet", "--set", "train.epochs=1", "--set", "model.dim=16", "--set", "model.max_len=8", *extra]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert 0 <= res["test"]["ndcg@10"] <= 1
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert ("distill" in history[0]) == ("model.distill_weight=0" not in settings)
+
+
+def test_missing_user_embeddings_are_a_clear_error(folder, tmp_path, capsys):
+    from semrec.encoder.train_encoder import main
+
+    (folder / "usr_emb_np.pkl").unlink()
+    args = ["--model", "llmesr", "--dataset", "seq", "--data-dir", str(folder), "--device", "cpu", "--quiet",
+            "--set", "train.epochs=1", "--set", "model.dim=16"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert "needs LLM user embeddings (usr_emb_np.pkl" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b"), "--set", "model.distill_weight=0"]) == 0
