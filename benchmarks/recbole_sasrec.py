@@ -130,9 +130,9 @@ def main() -> None:
         return r
 
     def timed_valid(*a, **k):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = valid_epoch(*a, **k)
-        clock["valid"] = time.perf_counter() - t0
+        clock["valid"], clock["valid_cpu"] = time.perf_counter() - t0, time.process_time() - c0
         return r
 
     def write_records(final: dict | None = None) -> None:
@@ -145,6 +145,7 @@ def main() -> None:
 
         wall = done_s + time.perf_counter() - clock["start"]
         records.append({"epoch": epoch, "train_s": clock["train"], "cpu_s": clock["cpu"], "valid_s": clock["valid"],
+                        "valid_cpu_s": clock.get("valid_cpu", clock["valid"]),
                         "valid_ndcg@10": float(score), "wall_s": wall})
         state = {"config": trainer.config, "epoch": epoch, "cur_step": trainer.cur_step,
                  "best_valid_score": trainer.best_valid_score, "best_valid_result": trainer.best_valid_result,

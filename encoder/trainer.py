@@ -236,15 +236,17 @@ class Trainer:
                    unit="epoch", disable=None, initial=s.epoch + 1, total=tc.epochs)
         with open(self.run_dir / HISTORY, "a") as history:
             for epoch in ([] if stopped_early else bar):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 losses = self.train_epoch(epoch)
                 s.train_seconds.append(time.perf_counter() - t0)
-                record: dict[str, Any] = {"epoch": epoch, "train_seconds": s.train_seconds[-1], **losses}
+                # process CPU seconds beside wall seconds: what other processes on the machine do not inflate
+                record: dict[str, Any] = {"epoch": epoch, "train_seconds": s.train_seconds[-1],
+                                          "train_cpu_seconds": time.process_time() - c0, **losses}
                 if epoch % tc.test_step == 0:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     valid = self.evaluate("valid")
                     s.eval_seconds.append(time.perf_counter() - t0)
-                    record.update(eval_seconds=s.eval_seconds[-1], valid=valid)
+                    record.update(eval_seconds=s.eval_seconds[-1], eval_cpu_seconds=time.process_time() - c0, valid=valid)
                     score = valid[self.stop_metric]
                     if score > s.best_score:
                         s.best_score, s.best_epoch, s.best_valid, s.bad_evals = score, epoch, valid, 0

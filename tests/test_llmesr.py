@@ -134,6 +134,7 @@ def test_the_teacher_is_the_mean_of_the_similar_users_representations():
     ["model.views=semantic"],
     ["model.cross_attention=false", "model.share_encoder=false", "model.id_init=random"],
     ["model.text_shuffle=true", "model.loss=bce", "model.negatives=1"],
+    ["model.user_heads=true", "model.tail_len=5", "model.distill_head_users=false"],
 ])
 def test_llmesr_and_its_ablations_train_from_the_cli(folder, tmp_path, settings):
     from semrec.encoder.train_encoder import main
@@ -157,3 +158,36 @@ def test_missing_user_embeddings_are_a_clear_error(folder, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "a")]) == 2
     assert "needs LLM user embeddings (usr_emb_np.pkl" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "b"), "--set", "model.distill_weight=0"]) == 0
+
+
+def test_head_and_tail_users_are_routed_to_their_heads():
+    """tail_len 2: a row with at most 2 real items is a tail user. With the tail head set to zero
+    and the head head to the identity, a tail row's state is (1 - w) x shared and a head row's
+    the shared state itself."""
+    plain = _model(distill_weight=0.0)
+    m = _model(distill_weight=0.0, user_heads=True, tail_len=2, head_weight=0.25)
+    m.load_state_dict(plain.state_dict(), strict=False)
+    items = torch.tensor([[N_ITEMS, N_ITEMS, N_ITEMS, N_ITEMS, 3, 7], [N_ITEMS, N_ITEMS, 5, 2, 9, 4]])
+    assert m.is_tail(items).tolist() == [True, False]
+    assert torch.allclose(m.encode(items), plain.encode(items), atol=1e-6)  # heads start as the identity
+    with torch.no_grad():
+        m.group_heads["tail"].weight.zero_()
+    shared = plain.encode(items)
+    out = m.encode(items)
+    assert torch.allclose(out[0], 0.75 * shared[0], atol=1e-6) and torch.allclose(out[1], shared[1], atol=1e-6)
+
+
+def test_head_users_can_skip_distillation():
+    m = _model(user_heads=True, tail_len=3, distill_head_users=False).train()
+    m.start_epoch(0)
+    from semrec.encoder.sampling import SeqBatch
+
+    inputs = torch.tensor([[N_ITEMS, N_ITEMS, N_ITEMS, 1, 2, 3], [4, 5, 6, 7, 8, 9]])  # a tail user, a head user
+    targets = torch.roll(inputs, -1, 1)
+    neg = torch.full((2, 6, 0), N_ITEMS)
+    with torch.no_grad():
+        _, both = m.loss(SeqBatch(torch.tensor([0, 1]), inputs, targets, neg))
+        _, tail_only = m.loss(SeqBatch(torch.tensor([0]), inputs[:1], targets[:1], neg[:1]))
+        _, head_only = m.loss(SeqBatch(torch.tensor([1]), inputs[1:], targets[1:], neg[1:]))
+    assert float(head_only["distill"]) == 0.0 and float(tail_only["distill"]) > 0
+    assert float(both["distill"]) == pytest.approx(float(tail_only["distill"]) / 2, rel=1e-5)

@@ -24,6 +24,13 @@ Long-tailed Sequential Recommendation", NeurIPS 2024. https://arxiv.org/abs/2405
   evaluation mode, and reads the teachers from that table: the same signal up to one epoch of
   staleness, at a fraction of the cost (docs/benchmarks.md).
 
+**Head and tail users (LLM-ESR-Pro).** With ``user_heads``, a user whose history (as the model
+reads it, at most ``max_len`` items) has at most ``tail_len`` items is a tail user; a linear
+head per group (started as the identity) maps the shared state, and the state used for
+training and ranking is ``(1 - head_weight) · shared + head_weight · head_of_group(shared)`` (scores
+are linear in the state, so this is the weighted fusion of the shared and the group's scores).
+``distill_head_users=false`` distils tail users only.
+
 Every part has a switch, so the paper's ablations are settings: ``views`` (``both``, or one
 view alone), ``cross_attention``, ``share_encoder``, ``distill_weight=0``, and ``id_init=random``
 for a collaborative view that does not start from the LLM embeddings.
@@ -65,6 +72,9 @@ class LLMESR(SequentialRecommender):
         distill_weight: weight of the self-distillation MSE (0: none).
         neighbors: similar users per user, the teacher.
         teacher: ``epoch`` (a table refreshed each epoch) or ``step`` (re-encoded each step).
+        user_heads: separate heads for head and tail users (LLM-ESR-Pro); ``tail_len``: the
+            longest history of a tail user; ``head_weight``: the group head's share of the state.
+        distill_head_users: distil head users too (``false``: tail users only).
         text_shuffle: permute the LLM item embeddings among items (the control run).
         text_emb, user_emb, histories: from the data: LLM item embeddings ``(I, s)``, LLM user
             embeddings ``(U, s')`` (for the neighbours) and every user's training window
@@ -82,7 +92,8 @@ class LLMESR(SequentialRecommender):
                  views: choice(*VIEWS) = "both", id_init: choice("pca", "random") = "pca",
                  cross_attention: bool = True, share_encoder: bool = True,
                  distill_weight: NonNegativeFloat = 0.1, neighbors: PositiveInt = 10,
-                 teacher: choice("epoch", "step") = "epoch", text_shuffle: bool = False,
+                 teacher: choice("epoch", "step") = "epoch", user_heads: bool = False, tail_len: PositiveInt = 9,
+                 head_weight: Probability = 0.5, distill_head_users: bool = True, text_shuffle: bool = False,
                  text_emb: np.ndarray | None = None, user_emb: np.ndarray | None = None,
                  histories: np.ndarray | None = None):
         if views not in VIEWS:
@@ -125,7 +136,17 @@ class LLMESR(SequentialRecommender):
             self.register_buffer("similar", torch.from_numpy(top_k_cosine(user_emb, self.neighbors)), persistent=False)
             self.register_buffer("histories", torch.as_tensor(histories, dtype=torch.long), persistent=False)
             self.register_buffer("teachers", torch.zeros(0), persistent=False)
+        self.user_heads, self.tail_len, self.head_weight = user_heads, tail_len, head_weight
+        self.distill_head_users = distill_head_users
+        width = dim * (2 if views == "both" else 1)
+        if user_heads:
+            self.group_heads = nn.ModuleDict({"head": nn.Linear(width, width), "tail": nn.Linear(width, width)})
         self.init_weights()
+        if user_heads:
+            with torch.no_grad():  # both start as the identity: the fused state starts as the shared one
+                for head in self.group_heads.values():
+                    head.weight.copy_(torch.eye(width))
+                    head.bias.zero_()
         if uses_sem:
             with torch.no_grad():
                 self.sem_extra.weight[0].zero_()
@@ -186,7 +207,16 @@ class LLMESR(SequentialRecommender):
             x_id, x_sem = xs
             xs = [self._cross(x_sem, x_id, valid, self.cross["to_id"]), self._cross(x_id, x_sem, valid, self.cross["to_sem"])]
         encoders = [self.encoder, self.sem_encoder] if len(xs) == 2 else [self.encoder]
-        return torch.cat([enc(x, valid) for enc, x in zip(encoders, xs)], dim=-1)
+        states = torch.cat([enc(x, valid) for enc, x in zip(encoders, xs)], dim=-1)
+        if not self.user_heads:
+            return states
+        tail = self.is_tail(items)[:, None, None]
+        grouped = torch.where(tail, self.group_heads["tail"](states), self.group_heads["head"](states))
+        return ((1 - self.head_weight) * states + self.head_weight * grouped) * valid[..., None]
+
+    def is_tail(self, items: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` whether each row's history (its real items) is a tail user's (``<= tail_len``)."""
+        return (items != self.pad).sum(1) <= self.tail_len
 
     # ----- training ------------------------------------------------------------------------
     def _representations(self, users: torch.Tensor) -> torch.Tensor:
@@ -221,6 +251,9 @@ class LLMESR(SequentialRecommender):
         parts = {self.loss_name: rec}
         if not self.neighbors:
             return rec, parts
-        distill = self.distill_weight * F.mse_loss(states[:, -1], self.teacher_of(batch.users))
+        per_user = (states[:, -1] - self.teacher_of(batch.users)).pow(2).mean(1)
+        if self.user_heads and not self.distill_head_users:
+            per_user = per_user * self.is_tail(batch.inputs)
+        distill = self.distill_weight * per_user.mean()
         parts["distill"] = distill
         return rec + distill, parts
