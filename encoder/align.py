@@ -164,7 +164,7 @@ class ContrastiveAlignment(nn.Module):
         self.kd_weight, self.kd_temperature, self.user_negatives = kd_weight, kd_temperature, user_negatives
         self.negatives, self.max_rows = negatives, max_rows
 
-    def prepare(self, x0: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def prepare(self, x0: torch.Tensor, candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
         return x0, None
 
     def _term(self, target: AlignTarget) -> torch.Tensor:
@@ -277,13 +277,19 @@ class GenerativeAlignment(nn.Module):
         self.mask_ratio, self.recon_weight, self.re_temperature = mask_ratio, recon_weight, re_temperature
         self.negatives = negatives
 
-    def prepare(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Replace a random ``mask_ratio`` of the nodes' inputs with the mask token."""
+    def prepare(self, x0: torch.Tensor, candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replace a random ``mask_ratio`` of the nodes' inputs with the mask token: of all
+        nodes, or of ``candidates`` where the backbone names them (a sequence model: the items
+        its batch reads)."""
         n = x0.shape[0]
         if n != self.sem.shape[0]:
             raise ValueError(f"the layer-0 table has {n} rows, the semantic tables of its node kinds "
                              f"{self.sem.shape[0]}: node_kinds does not describe this backbone")
-        seeds = torch.randperm(n, device=x0.device)[: max(int(n * self.mask_ratio), 1)]
+        if candidates is None:
+            seeds = torch.randperm(n, device=x0.device)[: max(int(n * self.mask_ratio), 1)]
+        else:
+            pick = torch.randperm(candidates.numel(), device=x0.device)[: max(int(candidates.numel() * self.mask_ratio), 1)]
+            seeds = candidates[pick]
         token = self.mask_token.expand(seeds.numel(), -1)
         if x0.grad_fn is not None and x0._base is None:  # a fresh table (a graph's cat of users and items)
             return x0.index_put_((seeds,), token), seeds  # in place: saves a copy of the whole table
@@ -345,7 +351,8 @@ class AlignedModel(Recommender):
         self.backbone.start_epoch(epoch)
 
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x0, ctx = self.alignment.prepare(self.backbone.input_embeddings())
+        candidates = self.backbone.mask_candidates(batch) if hasattr(self.backbone, "mask_candidates") else None
+        x0, ctx = self.alignment.prepare(self.backbone.input_embeddings(), candidates)
         out = self.backbone.forward_train(x0)
         loss, parts = self.backbone.loss(batch, out)
         extra = self.alignment.step(self.backbone, out, batch, ctx)

@@ -44,8 +44,9 @@ ALIGNMENT_SUFFIXES = ("plus", "gene")
 
 def _alignable(cls: type) -> bool:
     """Has what :class:`~semrec.encoder.align.AlignedModel` needs (see :mod:`semrec.encoder.align`)."""
-    return all(hasattr(cls, m) for m in ("input_embeddings", "forward_train", "loss", "node_kinds",
-                                         "node_outputs", "align_targets"))
+    return getattr(cls, "alignable", True) and all(
+        hasattr(cls, m) for m in ("input_embeddings", "forward_train", "loss", "node_kinds", "node_outputs",
+                                  "align_targets"))
 
 
 def available_models() -> list[str]:

@@ -34,6 +34,7 @@ the same table.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -42,7 +43,7 @@ from torch import nn
 
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.losses import full_softmax_ce, sampled_bce, sampled_softmax_ce
-from semrec.encoder.models.base import Recommender
+from semrec.encoder.models.base import AlignTarget, Recommender
 from semrec.encoder.sampling import SeqBatch
 
 if TYPE_CHECKING:
@@ -103,6 +104,20 @@ def build_encoder(name: str, dim: int, max_len: int, **options) -> SequenceEncod
     cls = ENCODERS[name]
     accepted = inspect.signature(cls.__init__).parameters
     return cls(dim=dim, max_len=max_len, **{k: v for k, v in options.items() if k in accepted})
+
+
+@dataclass
+class SeqOutput:
+    """One training step's item rows and, once the loss has run, its states (for alignment).
+
+    Attributes:
+        table: ``(num_items, dim)`` the item rows used this step (an alignment may mask some).
+        inputs: ``(B, L)`` the batch's input ids; ``states``: ``(B, L, d)`` their states.
+    """
+
+    table: torch.Tensor
+    inputs: torch.Tensor | None = None
+    states: torch.Tensor | None = None
 
 
 class SequentialRecommender(Recommender):
@@ -184,11 +199,11 @@ class SequentialRecommender(Recommender):
             return torch.cat([self.text_proj(self.text_emb), self.item_emb.weight[self.num_items:]])
         return self.item_emb.weight
 
-    def embed_items(self, items: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` ids -> ``(B, L, dim)`` item vectors."""
-        if self.item_text in ("frozen", "trainable"):
-            return nn.functional.embedding(items, self.item_vectors())
-        return self.item_emb(items)
+    def embed_items(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L)`` ids -> ``(B, L, dim)`` item vectors, from :meth:`item_vectors` or ``table``."""
+        if table is None and self.item_text not in ("frozen", "trainable"):
+            return self.item_emb(items)
+        return nn.functional.embedding(items, self.item_vectors() if table is None else table, padding_idx=self.pad)
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -250,19 +265,27 @@ class SequentialRecommender(Recommender):
         """``(num_items, dim)`` output embeddings of the real items (no padding or mask rows)."""
         return self.item_vectors()[: self.num_items]
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` ids -> ``(B, L, d)`` states."""
-        return self.encoder(self.embed_items(items), items != self.pad)
+    def encode(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L)`` ids -> ``(B, L, d)`` states (item vectors from ``table`` if given: all rows)."""
+        return self.encoder(self.embed_items(items, table), items != self.pad)
 
-    def loss(self, batch: SeqBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        states = self.encode(batch.inputs)
+    def loss(self, batch: SeqBatch, out: SeqOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The next-item loss of the batch. With ``out`` (alignment), the inputs are read from its
+        item rows (a generative alignment masks some) while the outputs stay the item table, and
+        the states are kept in it."""
+        table = None if out is None else torch.cat([out.table, self.item_vectors()[self.num_items:]])
+        states = self.encode(batch.inputs, table)
+        if out is not None:
+            out.inputs, out.states = batch.inputs, states
         scored = batch.targets != self.pad
         rec = self.next_item_loss(states[scored], batch.targets[scored], batch.negatives[scored])
         return rec, {self.loss_name: rec}
 
-    def next_item_loss(self, h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """Loss of states ``h`` ``(P, d)`` for targets ``pos`` ``(P,)`` and negatives ``neg`` ``(P, k)``."""
-        table = self.item_table()
+    def next_item_loss(self, h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                       table: torch.Tensor | None = None) -> torch.Tensor:
+        """Loss of states ``h`` ``(P, d)`` for targets ``pos`` ``(P,)`` and negatives ``neg``
+        ``(P, k)``, against :meth:`item_table` or the item rows ``table``."""
+        table = self.item_table() if table is None else table
         if self.loss_name == "ce":
             return full_softmax_ce(h, table, pos)
         s_pos = (h * table[pos]).sum(-1)
@@ -273,6 +296,45 @@ class SequentialRecommender(Recommender):
         if self.loss_name == "bce":
             return sampled_bce(s_pos, s_neg)
         return sampled_softmax_ce(s_pos, s_neg)
+
+    # ----- RLMRec's alignment (<name>_plus, <name>_gene; see semrec.encoder.align) --------------
+    #: the rows of :meth:`input_embeddings`: items
+    node_kinds: tuple[str, ...] = ("item",)
+
+    @property
+    def out_dim(self) -> int:
+        return self.dim
+
+    def input_embeddings(self) -> torch.Tensor:
+        """The item rows, ``(num_items, dim)``."""
+        return self.item_table()
+
+    def forward_train(self, x0: torch.Tensor | None = None) -> SeqOutput:
+        return SeqOutput(self.input_embeddings() if x0 is None else x0)
+
+    def mask_candidates(self, batch: SeqBatch) -> torch.Tensor:
+        """The items a generative alignment may mask this step: those the batch reads (an item
+        absent from every sequence of the batch has no state to reconstruct from)."""
+        seen = batch.inputs[batch.inputs < self.num_items]
+        return torch.unique(seen)
+
+    def node_outputs(self, out: SeqOutput, ids: torch.Tensor) -> torch.Tensor:
+        """An item's output: the mean state of the positions that read it in this batch."""
+        flat_items, flat = out.inputs.reshape(-1), out.states.reshape(-1, out.states.shape[-1])
+        rows = self.item_emb.num_embeddings
+        sums = torch.zeros(rows, flat.shape[1], dtype=flat.dtype, device=flat.device).index_add_(0, flat_items, flat)
+        counts = torch.bincount(flat_items, minlength=rows).clamp(min=1).to(flat.dtype)
+        return sums[ids] / counts[ids, None]
+
+    def align_targets(self, out: SeqOutput, batch: SeqBatch) -> list[AlignTarget]:
+        """The batch's users (the state at each sequence's newest position), the items it
+        predicts and its sampled negatives (RLMRec aligns users, positives and negatives)."""
+        scored = batch.targets != self.pad
+        targets = [AlignTarget("user", out.states[:, -1], batch.users, per_row=True),
+                   AlignTarget("item", out.table, batch.targets[scored])]
+        if batch.negatives.shape[-1]:
+            targets.append(AlignTarget("item", out.table, batch.negatives[scored].reshape(-1)))
+        return targets
 
     @torch.no_grad()
     def scorer(self) -> Callable[[EvalBatch], torch.Tensor]:

@@ -82,6 +82,8 @@ class LLMESR(SequentialRecommender):
     """
 
     data_args = ("num_items", "text_emb", "user_emb", "histories")
+    #: no ``llmesr_plus`` / ``_gene``: its semantic view already brings the LLM embeddings in
+    alignable = False
     extra_tokens = 1  # a mask row, used with a bidirectional encoder
 
     def __init__(self, num_items: int, encoder: choice(*SEQUENCE_ENCODERS) = "sasrec", dim: PositiveInt = 64,
