@@ -3,6 +3,7 @@
     python encoder/train_encoder.py --model lightgcn --dataset yelp
     python encoder/train_encoder.py --model gccf --dataset demo --set train.epochs=20 --set model.layers=3
     python encoder/train_encoder.py --resume runs/yelp/lightgcn/seed2023-20261122-101500
+    python encoder/train_encoder.py --evaluate RUN_DIR --set eval.protocol=sampled
 
 The same command is installed as ``semrec-train``. Exit code 0 on success; otherwise a
 one-line reason on stderr and a non-zero code.
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. train.lr=0.001 or model.layers=2 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    p.add_argument("--evaluate", metavar="RUN_DIR",
+                   help="evaluate a run's best weights again under other eval.* settings (--set eval.protocol=sampled, "
+                        "eval.exclude=none, ...); writes RUN_DIR/eval-<protocol>-<exclude>.json")
     p.add_argument("--list-models", action="store_true", help="print the model names, one per line")
     p.add_argument("--quiet", action="store_true", help="only warnings and the final line")
     return p
@@ -97,6 +101,56 @@ def _saved_config(run_dir: Path):
         return config_from_dict(saved["config"], get_model_class(saved["config"]["model_name"])), saved["data_dir"]
     except (ConfigError, KeyError) as e:
         raise ConfigError(f"{cfg_path}: {e.args[0] if e.args else e}") from None
+
+
+def evaluate_run(args: argparse.Namespace) -> dict:
+    """``--evaluate``: a finished (or running) run's best weights under other evaluation settings."""
+    from semrec.encoder.config import ConfigError, parse_overrides
+    from semrec.encoder.dataset import load_dataset
+    from semrec.encoder.io import write_json
+    from semrec.encoder.registry import build_model
+    from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
+
+    _setup_logging(None, args.quiet)
+    given = [flag for key, flag in _NEW_RUN_FLAGS.items() if key != "overrides" and getattr(args, key) not in (None, [])]
+    if given or args.resume:
+        raise ValueError(f"--evaluate re-reads a run with its saved config.yaml; {', '.join(given or ['--resume'])} "
+                         "cannot be given with it (only --set eval.*, --device and --quiet)")
+    run_dir = Path(args.evaluate)
+    cfg, data_dir = _saved_config(run_dir)
+    for section, key, value in parse_overrides(list(args.overrides)):
+        if section != "eval":
+            raise ConfigError(f"--set {section}.{key}: --evaluate changes eval.* settings only (the weights were "
+                              "trained with the run's own settings)")
+        cfg.eval = _with_eval(cfg.eval, key, value)
+    if args.device:
+        cfg.train.device = args.device
+    device = resolve_device(cfg.train.device)
+    sampler = seed_everything(cfg.train.seed)
+    data = load_dataset(data_dir, name=cfg.dataset)
+    model = build_model(cfg.model_name, data, cfg.model, cfg.align)
+    trainer = Trainer(model, data, cfg, run_dir, device, sampler=sampler)
+    results = trainer.evaluate_saved()
+    out = run_dir / f"eval-{cfg.eval.protocol}-{cfg.eval.exclude}.json"
+    write_json(out, results)
+    results["run_dir"], results["written"] = str(run_dir), str(out)
+    return results
+
+
+def _with_eval(ec, key: str, value):
+    """``ec`` with ``eval.<key>`` set to ``value``, coerced and range-checked as a config file's is."""
+    import dataclasses
+    import typing
+
+    from semrec.encoder.config import ConfigError, coerce
+    from semrec.encoder.hparams import check_fields
+
+    hints = typing.get_type_hints(type(ec), include_extras=True)
+    if key not in hints:
+        raise ConfigError(f"--set eval.{key}: unknown key; valid: {', '.join(sorted(hints))}")
+    new = dataclasses.replace(ec, **{key: coerce(value, hints[key], f"eval.{key}")})
+    check_fields(new)
+    return new
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -173,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     from semrec.encoder.trainer import TrainingError
 
     try:
-        results = run(args)
+        results = evaluate_run(args) if args.evaluate else run(args)
     except (ConfigError, DataError, BusyError, KeyError, ValueError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"semrec-train: error: {msg}", file=sys.stderr)
@@ -182,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"semrec-train: training failed: {e}", file=sys.stderr)
         return EXIT_TRAINING_FAILED
     test = results["test"]
+    if args.evaluate:
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items() if k.split("@")[0] in ("hit", "recall", "ndcg")
+                          and "/" not in k)
+        print(f"best epoch {results['best_epoch']}  test ({results['protocol']['protocol']}, exclude "
+              f"{results['protocol']['exclude']}) {shown}  -> {results['written']}")
+        return 0
     shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items() if k.split("@")[0] in ("recall", "ndcg"))
     print(f"best epoch {results['best_epoch']}  test {shown}  -> {results['run_dir']}/results.json")
     return 0

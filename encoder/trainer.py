@@ -14,6 +14,7 @@ every ``test_step`` epochs, early stopping on ``stop_metric`` and the run direct
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -145,17 +146,40 @@ class Trainer:
         torch.save(ckpt, tmp)
         os.replace(tmp, self.run_dir / CHECKPOINT)
 
-    def _load_checkpoint(self) -> None:
+    def _read_checkpoint(self, what: str = "resumed") -> dict:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no checkpoint to resume from (a run writes one after "
-                                    "its first validation)")
+            raise FileNotFoundError(f"{path}: no checkpoint (a run writes one after its first validation); "
+                                    f"nothing was {what}")
         try:
-            ckpt = torch.load(path, map_location=self.device, weights_only=True)
+            return torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001 - a corrupt or crafted file; torch's advice to unpickle it is wrong here
             kind = "it holds objects a checkpoint never does (refused, nothing was run)" \
                 if isinstance(e, pickle.UnpicklingError) else f"{type(e).__name__}"
-            raise DataError(f"{path}: not a readable semrec checkpoint ({kind}); nothing was resumed") from None
+            raise DataError(f"{path}: not a readable semrec checkpoint ({kind}); nothing was {what}") from None
+
+    def evaluate_saved(self) -> dict[str, Any]:
+        """The saved best weights of this run folder, evaluated on validation and test with this
+        trainer's evaluation settings (another protocol or exclusion than the run's own)."""
+        ckpt = self._read_checkpoint("evaluated")
+        if ckpt.get("best_weights") is None:
+            raise DataError(f"{self.run_dir / CHECKPOINT}: holds no best weights yet; nothing was evaluated")
+        try:
+            self.model.load_state_dict(ckpt["best_weights"])
+        except (RuntimeError, KeyError) as e:
+            raise DataError(f"{self.run_dir / CHECKPOINT}: does not match this run's model and config "
+                            f"({str(e).splitlines()[0][:200]}); nothing was evaluated") from None
+        ec = self.cfg.eval
+        return {"model": self.cfg.model_name, "dataset": self.cfg.dataset, "seed": self.cfg.train.seed,
+                "best_epoch": ckpt.get("best_epoch"), "valid": self.evaluate("valid"), "test": self.evaluate("test"),
+                "protocol": {"protocol": ec.protocol, "exclude": ec.exclude,
+                             "sampled_negatives": ec.sampled_negatives if ec.protocol == "sampled" else None,
+                             "valid": self.evaluator.info("valid"), "test": self.evaluator.info("test")},
+                "eval": dataclasses.asdict(ec)}
+
+    def _load_checkpoint(self) -> None:
+        path = self.run_dir / CHECKPOINT
+        ckpt = self._read_checkpoint()
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])

@@ -192,3 +192,26 @@ def test_sequential_models_learn_a_deterministic_order(tmp_path, model):
     assert main(args) == 0
     res = json.loads((tmp_path / "r" / "results.json").read_text())
     assert res["test"]["hit@1"] > 0.5, res["test"]  # chance: 1 in the 13 items outside the history
+
+
+def test_a_finished_run_is_evaluated_again_under_another_protocol(tmp_path, capsys):
+    """--evaluate reads the run's best weights: under its own settings it reproduces results.json
+    exactly; --set eval.protocol=sampled writes the sampled protocol's numbers beside them."""
+    from semrec.encoder.train_encoder import main
+
+    write_sequences(tmp_path / "d", random_sequences(num_users=60), 40)
+    run = tmp_path / "r"
+    assert main(["--model", "sasrec", "--dataset", "d", "--data-dir", str(tmp_path / "d"), "--out", str(run),
+                 "--device", "cpu", "--quiet", "--set", "train.epochs=2", "--set", "model.dim=16"]) == 0
+    own = json.loads((run / "results.json").read_text())
+    assert main(["--evaluate", str(run), "--quiet"]) == 0
+    again = json.loads((run / "eval-full-history.json").read_text())
+    assert again["test"] == own["test"] and again["valid"] == own["valid"]
+    assert main(["--evaluate", str(run), "--quiet", "--set", "eval.protocol=sampled", "--set", "eval.exclude=train",
+                 "--set", "eval.sampled_negatives=20"]) == 0
+    sampled = json.loads((run / "eval-sampled-train.json").read_text())
+    assert sampled["protocol"]["sampled_negatives"] == 20 and sampled["test"]["hit@10"] >= own["test"]["hit@10"]
+    capsys.readouterr()
+    assert main(["--evaluate", str(run), "--set", "model.dim=8"]) == 2
+    assert "changes eval.* settings only" in capsys.readouterr().err
+    assert main(["--evaluate", str(tmp_path / "nothing")]) == 2

@@ -1,0 +1,236 @@
+"""Benchmark the LLM-enhanced sequential models on S3-Rec Beauty with item text (issue 19).
+
+    python benchmarks/bench_llm_seq.py prepare --workdir /tmp/bench/llm
+    python benchmarks/bench_llm_seq.py accuracy --workdir /tmp/bench/llm --variants sasrec llmesr --seeds 2023 2024 2025
+    python benchmarks/bench_llm_seq.py accuracy --workdir /tmp/bench/llm --protocol sampled
+    python benchmarks/bench_llm_seq.py cost --workdir /tmp/bench/llm
+
+``prepare``: the dataset folder ``<workdir>/data/beauty_text`` from the shared files, as
+docs/data.md shows it: ``data/prepare.py s3rec`` with the titles and category paths, profiles
+from the metadata (``--source metadata``: no LLM; users from their training items only) and
+embeddings by the local sentence encoder (all-MiniLM-L6-v2, 384-d). Skipped when present.
+
+``accuracy``: each variant (a model and its settings, :data:`VARIANTS`) and seed is a full CLI
+run to early stopping (``bench_graph_cf.run_one``: one process, one torch thread; the same
+command again reads finished runs back and resumes killed ones). Printed: test NDCG@10 and
+HR@10 overall and for tail/head items and users (mean ± std over seeds) and each variant's
+change against the variant it is compared with (``against``). ``--protocol``: ``full`` (full
+ranking, history excluded: the S3-Rec protocol), ``sampled`` (the target and 100 unseen items,
+fixed per seed: LLM-ESR's protocol) or ``sracl`` (full ranking without exclusion, ``max_len`` 20:
+the protocol of the SRA-CL paper's table, whose SASRec 0.0336, LLM-ESR 0.0435 and RLMRec 0.0439
+NDCG@10 are printed beside).
+
+``cost``: seconds per training epoch of each variant against its comparison, measured side by
+side in one process on one thread (the mean of ``--epochs`` epochs after one warm-up epoch),
+and the seconds to retrieve every user's similar users (LLM-ESR's neighbours).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_graph_cf import RunFailed, fmt, machine, run_one  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+#: name -> (model, settings, the variant it is compared with)
+VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
+    "sasrec": ("sasrec", [], None),
+    "llmesr": ("llmesr", [], "sasrec"),
+    "llmesr_shuffled": ("llmesr", ["model.text_shuffle=true"], "llmesr"),
+    "llmesr_pro": ("llmesr", ["model.user_heads=true"], "llmesr"),
+    "llmesr_no_distill": ("llmesr", ["model.distill_weight=0"], "llmesr"),
+    "llmesr_step_teacher": ("llmesr", ["model.teacher=step"], "llmesr"),
+    "gsasrec": ("gsasrec", [], None),
+    "gsasrec_text": ("gsasrec", ["model.item_text=frozen"], "gsasrec"),
+    "gsasrec_text_shuffled": ("gsasrec", ["model.item_text=frozen", "model.text_shuffle=true"], "gsasrec_text"),
+    "sasrec_pca": ("sasrec", ["model.item_text=pca"], "sasrec"),
+    "sasrec_plus": ("sasrec_plus", [], "sasrec"),
+    "sasrec_plus_shuffled": ("sasrec_plus", ["align.shuffle=true"], "sasrec_plus"),
+    "sasrec_gene": ("sasrec_gene", [], "sasrec"),
+}
+PROTOCOLS = {"full": [], "sampled": ["eval.protocol=sampled"],
+             "sracl": ["eval.exclude=none", "model.max_len=20"]}
+SRACL_PUBLISHED = {"sasrec": 0.0336, "llmesr": 0.0435, "sasrec_plus": 0.0439}  # RLMRec on SASRec
+GROUPS = ["", "tail_items/", "head_items/", "tail_users/", "head_users/"]
+
+
+def dataset_folder(workdir: Path) -> Path:
+    return workdir / "data" / "beauty_text"
+
+
+def prepare(args) -> int:
+    folder = dataset_folder(Path(args.workdir))
+    if (folder / "usr_emb_np.pkl").exists() and (folder / "itm_emb_np.pkl").exists():
+        print(f"{folder}: ready")
+        return 0
+    raw, text = SHARED / "s3rec" / "Beauty.txt", SHARED / "s3rec_text" / "Beauty_item_text.json"
+    if not (raw.exists() and text.exists()):
+        print(f"skipped: {raw} or {text} not found (the benchmark reads ../shared/data)", file=sys.stderr)
+        return 0
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    steps = [[str(REPO / "data" / "prepare.py"), "s3rec", str(raw), "--name", folder.name, "--out-dir", str(folder.parent),
+              "--split", "leave-one-out", "--item-text", str(text), "--item-text-offset", "0", "--force"],
+             [str(REPO / "generation" / "item" / "generate_profile.py"), "--data-dir", str(folder), "--source", "metadata"],
+             [str(REPO / "generation" / "user" / "generate_profile.py"), "--data-dir", str(folder), "--source", "metadata"],
+             [str(REPO / "generation" / "emb" / "generate_emb.py"), "--data-dir", str(folder)]]
+    for step in steps:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, *step], check=True, env=env)
+        print(f"{Path(step[0]).name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return 0
+
+
+def _metric(r: dict, group: str, name: str) -> float | None:
+    return r["test"].get(f"{group}{name}")
+
+
+def accuracy(args, argv) -> int:
+    workdir = Path(args.workdir)
+    folder = dataset_folder(workdir)
+    if not (folder / "itm_emb_np.pkl").exists():
+        raise SystemExit(f"{folder}: not prepared; run `python benchmarks/bench_llm_seq.py prepare --workdir {workdir}`")
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
+    runs: dict[str, list[dict]] = {}
+    failed = []
+    for name in args.variants:
+        model, settings, _ = VARIANTS[name]
+        extra = [x for s in settings + PROTOCOLS[args.protocol] + args.overrides for x in ("--set", s)]
+        where = workdir / args.protocol / name
+        where.mkdir(parents=True, exist_ok=True)
+        for seed in args.seeds:
+            try:
+                r = run_one(model, seed, folder, extra, where, dataset="beauty")
+            except RunFailed as e:
+                print(e, file=sys.stderr, flush=True)
+                failed.append(f"{name}/{seed}")
+                continue
+            runs.setdefault(name, []).append(r)
+            print(f"{name} seed {seed}: NDCG@10 {r['test']['ndcg@10']:.4f} HR@10 {r['test']['hit@10']:.4f}, "
+                  f"{r['epochs']} epochs, {r['train_epoch_s']:.1f} s/epoch", file=sys.stderr, flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(runs, indent=2))
+    head = "| variant | against | " + " | ".join(f"{g or 'all '}NDCG@10" for g in GROUPS) + " | HR@10 | s/epoch | epochs |"
+    rows = [head, "|" + "---|" * (len(GROUPS) + 5)]
+    mean = lambda rs, g: statistics.fmean(x for x in (_metric(r, g, "ndcg@10") for r in rs) if x is not None)  # noqa: E731
+    for name, rs in runs.items():
+        base = VARIANTS[name][2]
+        cells = []
+        for g in GROUPS:
+            if _metric(rs[0], g, "ndcg@10") is None:
+                cells.append("-")
+                continue
+            cell = fmt([_metric(r, g, "ndcg@10") for r in rs])
+            if base in runs:
+                cell += f" ({100 * (mean(rs, g) / mean(runs[base], g) - 1):+.1f}%)"
+            cells.append(cell)
+        pub = f" (SRA-CL's table: {SRACL_PUBLISHED[name]:.4f})" if args.protocol == "sracl" and name in SRACL_PUBLISHED else ""
+        rows.append(f"| {name}{pub} | {base or '-'} | " + " | ".join(cells) +
+                    f" | {fmt([r['test']['hit@10'] for r in rs])} | {statistics.median(r['train_epoch_s'] for r in rs):.1f} "
+                    f"| {'/'.join(str(r['epochs']) for r in rs)} |")
+    text = (f"Protocol `{args.protocol}`; seeds {args.seeds}; test metrics at the best validation epoch, mean ± std; "
+            "in brackets the change of the mean against the `against` variant.\n\n" + "\n".join(rows))
+    print(text)
+    if args.markdown and runs:
+        cmd = "python benchmarks/bench_llm_seq.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        with open(args.markdown, "a") as f:
+            f.write(f"\n### LLM-enhanced sequential models, Beauty with text ({time.strftime('%Y-%m-%d')})\n\n"
+                    f"Machine: {machine()}; {args.threads} torch thread(s) per process.  \nCommand: `{cmd}`\n\n{text}\n")
+    if failed:
+        print("failed runs: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+COST_CHILD = """
+import json, sys, time, torch
+from semrec.encoder.config import resolve_config
+from semrec.encoder.dataset import load_dataset
+from semrec.encoder.linalg import top_k_cosine
+from semrec.encoder.registry import build_model, get_model_class
+from semrec.encoder.sampling import make_sampler
+folder, epochs, pairs = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+data = load_dataset(folder)
+t0 = time.perf_counter(); top_k_cosine(data.user_emb, 10); retrieval = time.perf_counter() - t0
+out = {"retrieval_s": retrieval, "epoch_s": {}}
+for name, model, settings in pairs:
+    cfg = resolve_config(model, "beauty", get_model_class(model), settings)
+    torch.manual_seed(0)
+    m = build_model(model, data, cfg.model, cfg.align).train()
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+    sampler = make_sampler(m, data, 256, torch.Generator().manual_seed(0))
+    times = []
+    for epoch in range(epochs + 1):
+        t0 = time.perf_counter()
+        m.start_epoch(epoch)
+        for batch in sampler:
+            loss, _ = m.loss(batch)
+            opt.zero_grad(); loss.backward(); opt.step()
+        times.append(time.perf_counter() - t0)
+    out["epoch_s"][name] = sum(times[1:]) / epochs
+print(json.dumps(out))
+"""
+
+
+def cost(args, argv) -> int:
+    folder = dataset_folder(Path(args.workdir))
+    if not (folder / "itm_emb_np.pkl").exists():
+        raise SystemExit(f"{folder}: not prepared; run `python benchmarks/bench_llm_seq.py prepare`")
+    names = [v for v in args.variants if VARIANTS[v][2] or any(VARIANTS[w][2] == v for w in args.variants)]
+    pairs = [(n, VARIANTS[n][0], VARIANTS[n][1]) for n in names]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    proc = subprocess.run([sys.executable, "-c", COST_CHILD, str(folder), str(args.epochs), json.dumps(pairs)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = ["| variant | s per training epoch | against | ratio |", "|---|---|---|---|"]
+    for n in names:
+        base = VARIANTS[n][2]
+        s = res["epoch_s"][n]
+        ratio = f"{s / res['epoch_s'][base]:.2f}x" if base in res["epoch_s"] else "-"
+        rows.append(f"| {n} | {s:.1f} | {base or '-'} | {ratio} |")
+    text = (f"Mean of {args.epochs} training epochs after one warm-up, one process, one thread, side by side. "
+            f"Similar users (top 10 by cosine) for all {22363} users: {res['retrieval_s']:.1f} s.\n\n" + "\n".join(rows))
+    print(text)
+    if args.markdown:
+        cmd = "python benchmarks/bench_llm_seq.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        with open(args.markdown, "a") as f:
+            f.write(f"\n### Cost of the LLM-enhanced sequential models ({time.strftime('%Y-%m-%d')})\n\n"
+                    f"Machine: {machine()}.  \nCommand: `{cmd}`\n\n{text}\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    for name in ("prepare", "accuracy", "cost"):
+        s = sub.add_parser(name)
+        s.add_argument("--workdir", required=True, help="the dataset and the run folders go here (kept: runs resume)")
+        s.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+        if name != "prepare":
+            s.add_argument("--variants", nargs="+", default=list(VARIANTS))
+            s.add_argument("--markdown", help="append the table to this file")
+        if name == "accuracy":
+            s.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
+            s.add_argument("--protocol", choices=list(PROTOCOLS), default="full")
+            s.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every run")
+            s.add_argument("--json", help="write the per-run numbers to this file")
+        if name == "cost":
+            s.add_argument("--epochs", type=int, default=2)
+    args = p.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    return {"prepare": lambda a, _: prepare(a), "accuracy": accuracy, "cost": cost}[args.what](args, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
