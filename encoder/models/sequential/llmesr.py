@@ -112,7 +112,8 @@ class LLMESR(SequentialRecommender):
         self.mask_prob, self.distill_weight, self.teacher = mask_prob, distill_weight, teacher
         options = {"layers": layers, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout}
         self.encoder = build_encoder(encoder, dim, max_len, **options)
-        self.sem_encoder = self.encoder if share_encoder or views != "both" else build_encoder(encoder, dim, max_len, **options)
+        # the semantic view's own encoder, unless the views share one (or there is one view)
+        self.sem_encoder = None if share_encoder or views != "both" else build_encoder(encoder, dim, max_len, **options)
         if uses_sem:
             text = np.asarray(text_emb, dtype=np.float32)
             if text_shuffle:  # the same permutation as the collaborative view's start
@@ -204,11 +205,11 @@ class LLMESR(SequentialRecommender):
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         valid = items != self.pad
-        xs = [F.embedding(items, table) for table in self.view_tables()]
+        xs = [F.embedding(items, table, padding_idx=self.pad) for table in self.view_tables()]
         if self.cross is not None:
             x_id, x_sem = xs
             xs = [self._cross(x_sem, x_id, valid, self.cross["to_id"]), self._cross(x_id, x_sem, valid, self.cross["to_sem"])]
-        encoders = [self.encoder, self.sem_encoder] if len(xs) == 2 else [self.encoder]
+        encoders = [self.encoder, self.sem_encoder or self.encoder] if len(xs) == 2 else [self.encoder]
         states = torch.cat([enc(x, valid) for enc, x in zip(encoders, xs)], dim=-1)
         if not self.user_heads:
             return states
