@@ -121,7 +121,8 @@ class LLMESR(SequentialRecommender):
             self.register_buffer("sem_text", torch.from_numpy(text), persistent=False)  # frozen: data, not a weight
             hidden = (text.shape[1] + dim) // 2
             self.adapter = nn.Sequential(nn.Linear(text.shape[1], hidden), nn.GELU(), nn.Linear(hidden, dim))
-            self.sem_extra = nn.Embedding(1 + self.extra_tokens, dim, padding_idx=0)  # padding, mask
+            # the mask token's semantic-view vector: learned, and only where a mask is ever read
+            self.sem_mask = nn.Parameter(torch.zeros(1, dim)) if self.encoder.bidirectional else None
         self.cross = None
         if cross_attention and views == "both":
             if dim % heads:
@@ -145,14 +146,14 @@ class LLMESR(SequentialRecommender):
         if user_heads:
             self.group_heads = nn.ModuleDict({"head": nn.Linear(width, width), "tail": nn.Linear(width, width)})
         self.init_weights()
+        if uses_sem and self.sem_mask is not None:
+            with torch.no_grad():
+                self.sem_mask.normal_(std=init_std)
         if user_heads:
             with torch.no_grad():  # both start as the identity: the fused state starts as the shared one
                 for head in self.group_heads.values():
                     head.weight.copy_(torch.eye(width))
                     head.bias.zero_()
-        if uses_sem:
-            with torch.no_grad():
-                self.sem_extra.weight[0].zero_()
 
     @classmethod
     def from_data(cls, data, **hparams) -> "LLMESR":
@@ -189,7 +190,9 @@ class LLMESR(SequentialRecommender):
         if self.uses_id:
             tables.append(self.item_emb.weight)
         if self.uses_sem:
-            tables.append(torch.cat([self.adapter(self.sem_text), self.sem_extra.weight]))
+            items = self.adapter(self.sem_text)
+            pad = items.new_zeros(1, items.shape[1])  # padding: zero, never learned
+            tables.append(torch.cat([items, pad, pad if self.sem_mask is None else self.sem_mask]))
         return tables
 
     def item_vectors(self) -> torch.Tensor:
