@@ -131,7 +131,7 @@ def test_the_teacher_is_the_mean_of_the_similar_users_representations():
     ["model.encoder=gru4rec", "model.teacher=step"],
     ["model.encoder=bert4rec"],
     ["model.views=collaborative", "model.distill_weight=0"],
-    ["model.views=semantic"],
+    ["model.views=semantic", "model.text_shuffle=true"],
     ["model.cross_attention=false", "model.share_encoder=false", "model.id_init=random"],
     ["model.text_shuffle=true", "model.loss=bce", "model.negatives=1"],
     ["model.user_heads=true", "model.tail_len=5", "model.distill_head_users=false"],

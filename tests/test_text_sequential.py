@@ -101,6 +101,8 @@ def test_bad_text_tables_are_clear_errors():
         _sasrec("frozen", _text()[:30])
     with pytest.raises(ValueError, match="dim must be at most 4"):
         _sasrec("pca", _text(width=4))
+    with pytest.raises(ValueError, match="set item_text too"):
+        _sasrec("none", _text(), text_shuffle=True)
     with pytest.raises(ValueError, match="item_text must be one of none, frozen, trainable, pca"):
         _sasrec("bert", _text())
 

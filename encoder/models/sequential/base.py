@@ -169,6 +169,8 @@ class SequentialRecommender(Recommender):
             raise ValueError(f"item_text must be one of {', '.join(ITEM_TEXT)}, got {item_text!r}")
         self.item_text, self.text_shuffle = item_text, shuffle
         if item_text == "none":
+            if shuffle:
+                raise ValueError("text_shuffle permutes item text embeddings: set item_text too (frozen, trainable, pca)")
             return
         if text_emb is None:
             raise ValueError(f"item_text={item_text} needs item text embeddings (itm_emb_np.pkl in the dataset folder; "

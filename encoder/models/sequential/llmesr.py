@@ -105,9 +105,10 @@ class LLMESR(SequentialRecommender):
         if text_emb is None:
             raise ValueError("llmesr needs LLM item embeddings (itm_emb_np.pkl)")
         uses_id, uses_sem = views in ("both", "collaborative"), views in ("both", "semantic")
+        pca_start = uses_id and id_init == "pca"
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
-                         init=init, init_std=init_std, item_text="pca" if uses_id and id_init == "pca" else "none",
-                         text_shuffle=text_shuffle, text_emb=text_emb)
+                         init=init, init_std=init_std, item_text="pca" if pca_start else "none",
+                         text_shuffle=text_shuffle and pca_start, text_emb=text_emb)
         self.views, self.uses_id, self.uses_sem = views, uses_id, uses_sem
         self.mask_prob, self.distill_weight, self.teacher = mask_prob, distill_weight, teacher
         options = {"layers": layers, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout}
