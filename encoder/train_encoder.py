@@ -103,13 +103,23 @@ def _saved_config(run_dir: Path):
         raise ConfigError(f"{cfg_path}: {e.args[0] if e.args else e}") from None
 
 
+def _trainer(cfg, data_dir: str, run_dir: Path):
+    """The dataset and a trainer of the configured model for ``run_dir`` (seeded; nothing written)."""
+    from semrec.encoder.dataset import load_dataset
+    from semrec.encoder.registry import build_model
+    from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
+
+    device = resolve_device(cfg.train.device)
+    sampler = seed_everything(cfg.train.seed)
+    data = load_dataset(data_dir, name=cfg.dataset)
+    model = build_model(cfg.model_name, data, cfg.model, cfg.align)
+    return data, Trainer(model, data, cfg, run_dir, device, sampler=sampler)
+
+
 def evaluate_run(args: argparse.Namespace) -> dict:
     """``--evaluate``: a finished (or running) run's best weights under other evaluation settings."""
     from semrec.encoder.config import ConfigError, parse_overrides
-    from semrec.encoder.dataset import load_dataset
     from semrec.encoder.io import write_json
-    from semrec.encoder.registry import build_model
-    from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
 
     _setup_logging(None, args.quiet)
     given = [flag for key, flag in _NEW_RUN_FLAGS.items() if key != "overrides" and getattr(args, key) not in (None, [])]
@@ -125,11 +135,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
         cfg.eval = _with_eval(cfg.eval, key, value)
     if args.device:
         cfg.train.device = args.device
-    device = resolve_device(cfg.train.device)
-    sampler = seed_everything(cfg.train.seed)
-    data = load_dataset(data_dir, name=cfg.dataset)
-    model = build_model(cfg.model_name, data, cfg.model, cfg.align)
-    trainer = Trainer(model, data, cfg, run_dir, device, sampler=sampler)
+    data, trainer = _trainer(cfg, data_dir, run_dir)
     results = trainer.evaluate_saved()
     out = run_dir / f"eval-{cfg.eval.protocol}-{cfg.eval.exclude}.json"
     write_json(out, results)
@@ -155,10 +161,8 @@ def _with_eval(ec, key: str, value):
 
 def run(args: argparse.Namespace) -> dict:
     from semrec.encoder.config import resolve_config
-    from semrec.encoder.dataset import load_dataset
     from semrec.encoder.io import check_name, exclusive
-    from semrec.encoder.registry import build_model, get_model_class
-    from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
+    from semrec.encoder.registry import get_model_class
 
     _setup_logging(None, args.quiet)
     # 1. everything given is checked before anything is written
@@ -187,11 +191,7 @@ def run(args: argparse.Namespace) -> dict:
         run_dir = Path(args.out) if args.out else Path("runs") / args.dataset / args.model / f"seed{cfg.train.seed}-{stamp}"
         if run_dir.exists() and not run_dir.is_dir():
             raise ValueError(f"--out {run_dir}: is a file, not a folder")
-    device = resolve_device(cfg.train.device)
-    sampler = seed_everything(cfg.train.seed)
-    data = load_dataset(data_dir, name=cfg.dataset)
-    model = build_model(cfg.model_name, data, cfg.model, cfg.align)
-    trainer = Trainer(model, data, cfg, run_dir, device, sampler=sampler)
+    data, trainer = _trainer(cfg, data_dir, run_dir)
 
     # 2. the run folder: one process at a time
     try:

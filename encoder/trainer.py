@@ -169,13 +169,16 @@ class Trainer:
         except (RuntimeError, KeyError) as e:
             raise DataError(f"{self.run_dir / CHECKPOINT}: does not match this run's model and config "
                             f"({str(e).splitlines()[0][:200]}); nothing was evaluated") from None
-        ec = self.cfg.eval
         return {"model": self.cfg.model_name, "dataset": self.cfg.dataset, "seed": self.cfg.train.seed,
                 "best_epoch": ckpt.get("best_epoch"), "valid": self.evaluate("valid"), "test": self.evaluate("test"),
-                "protocol": {"protocol": ec.protocol, "exclude": ec.exclude,
-                             "sampled_negatives": ec.sampled_negatives if ec.protocol == "sampled" else None,
-                             "valid": self.evaluator.info("valid"), "test": self.evaluator.info("test")},
-                "eval": dataclasses.asdict(ec)}
+                "protocol": self.protocol(), "eval": dataclasses.asdict(self.cfg.eval)}
+
+    def protocol(self) -> dict[str, Any]:
+        """How the evaluation ranks (for ``results.json``): protocol, exclusion, per-split counts."""
+        ec = self.cfg.eval
+        return {"protocol": ec.protocol, "exclude": ec.exclude,
+                "sampled_negatives": ec.sampled_negatives if ec.protocol == "sampled" else None,
+                "valid": self.evaluator.info("valid"), "test": self.evaluator.info("test")}
 
     def _load_checkpoint(self) -> None:
         path = self.run_dir / CHECKPOINT
@@ -306,9 +309,7 @@ class Trainer:
                 "mean_eval_seconds": float(np.mean(s.eval_seconds)) if s.eval_seconds else 0.0,
                 "wall_seconds_this_session": time.perf_counter() - start,
             },
-            "protocol": {"protocol": self.cfg.eval.protocol, "exclude": self.cfg.eval.exclude,
-                         "sampled_negatives": self.cfg.eval.sampled_negatives if self.cfg.eval.protocol == "sampled"
-                         else None, "valid": self.evaluator.info("valid"), "test": self.evaluator.info("test")},
+            "protocol": self.protocol(),
             "data": self.data.stats(),
             "device": str(self.device),
         }
