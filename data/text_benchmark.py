@@ -80,20 +80,37 @@ def ml100k_profiles(folder: Path) -> tuple[dict, dict]:
     return user_prf, item_prf
 
 
+def _yelp(shared: Path):
+    raw = read_s3rec(shared / "s3rec" / "Yelp.txt", shared / "gamer_yelp_text" / "Yelp.item.json", 1)
+    for meta in raw.item_meta.values():  # GAMER's "description" is the business's Yelp categories
+        if meta.get("description"):
+            meta["categories"] = meta["description"]
+    return raw
+
+
+# name -> (reader, profile maker, metadata fields that become item attributes; None: all)
 DATASETS = {
-    "yelp_text": (lambda s: read_s3rec(s / "s3rec" / "Yelp.txt", s / "gamer_yelp_text" / "Yelp.item.json", 1), yelp_profiles),
-    "ml100k_text": (lambda s: read_recbole(s / "ml-100k"), ml100k_profiles),
+    # Yelp: the category names (S3-Rec's attribute ids are the same categories, unnamed)
+    "yelp_text": (_yelp, yelp_profiles, ("categories",)),
+    # MovieLens-100K: genres and the Freebase facts (director, actors, ...)
+    "ml100k_text": (lambda s: read_recbole(s / "ml-100k"), ml100k_profiles, None),
 }
+
+
+def convert_dataset(name: str, shared: Path, out_dir: Path) -> Path:
+    """The interactions, metadata and item attributes of ``name`` (no profiles or embeddings)."""
+    read, _, fields = DATASETS[name]
+    folder = out_dir / name
+    convert(read(shared), folder, source=f"{name}:{shared}", options={"builder": "text_benchmark.py"},
+            split="random", ratios=(3.0, 1.0, 1.0), seed=2023, attribute_fields=fields)
+    return folder
 
 
 def build(name: str, shared: Path, out_dir: Path, model_path: str | None = None) -> Path:
     from semrec.generation.embedding import LocalEncoder
 
-    read, profiles = DATASETS[name]
-    folder = out_dir / name
-    convert(read(shared), folder, source=f"{name}:{shared}", options={"builder": "text_benchmark.py"},
-            split="random", ratios=(3.0, 1.0, 1.0), seed=2023)
-    user_prf, item_prf = profiles(folder)
+    folder = convert_dataset(name, shared, out_dir)
+    user_prf, item_prf = DATASETS[name][1](folder)
     encoder = LocalEncoder(model_path)
     files = {"usr_prf.pkl": user_prf, "itm_prf.pkl": item_prf,
              "usr_emb_np.pkl": encoder.encode([user_prf[u]["profile"] for u in range(len(user_prf))]),
@@ -109,12 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shared", default=str(SHARED), help="the folder holding s3rec/, gamer_yelp_text/, ml-100k/")
     p.add_argument("--out-dir", default=str(Path(__file__).resolve().parent))
     p.add_argument("--model-path", help="sentence-transformers model folder (default: all-MiniLM-L6-v2 package)")
+    p.add_argument("--no-text", action="store_true", help="only the interactions, metadata and item attributes "
+                                                          "(no profiles or embeddings: enough for graph models)")
     args = p.parse_args(argv)
     shared = Path(args.shared)
     if not shared.is_dir():
         print(f"text_benchmark.py: {shared} not found (pass --shared DIR)", file=sys.stderr)
         return 2
-    folder = build(args.name, shared, Path(args.out_dir), args.model_path)
+    if args.no_text:
+        folder = convert_dataset(args.name, shared, Path(args.out_dir))
+    else:
+        folder = build(args.name, shared, Path(args.out_dir), args.model_path)
     print(f"wrote {folder}")
     return 0
 

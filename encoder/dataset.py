@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from semrec.encoder.attributes import ATTRIBUTE_FILE, ItemAttributes, read_item_attributes, read_s3rec_attributes
 from semrec.encoder.io import DataError, data_root, load_pickle
 from semrec.encoder.sequences import SequenceData, read_s3rec_sequences, read_sequences_jsonl
 
@@ -55,6 +56,8 @@ class InteractionData:
         name: dataset name; ``path``: the folder it came from.
         sequences: every user's time-ordered items (:class:`SequenceData`), when the source has
             them; the matrices are then its leave-one-out split (see :meth:`require_sequences`).
+        attributes: the item–attribute edges (:class:`~semrec.encoder.attributes.ItemAttributes`),
+            from ``item_attributes.jsonl`` or an S3-Rec file's ``_item2attributes.json``.
     """
 
     train: sp.csr_matrix
@@ -67,6 +70,7 @@ class InteractionData:
     name: str = ""
     path: Path | None = None
     sequences: SequenceData | None = None
+    attributes: ItemAttributes | None = None
     _sequences_checked: bool = field(default=False, repr=False)
     _train_keys: torch.Tensor | None = field(default=None, repr=False)
 
@@ -219,6 +223,9 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
         seqs.check(str(path))
         train, valid, test = seqs.split_matrices()
         data = InteractionData(train, valid, test, name=name or path.stem.lower(), path=path, sequences=seqs)
+        attr_file = path.with_name(path.stem + "_item2attributes.json")
+        if attr_file.exists():
+            data.attributes = read_s3rec_attributes(attr_file, data.num_items)
         data.check(str(path))
         return data
     if not path.is_dir():
@@ -245,6 +252,8 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
     for kind, fname in EMBEDDING_FILES.items():
         if (path / fname).exists():
             setattr(data, f"{kind}_emb", load_embeddings(path / fname))
+    if (path / ATTRIBUTE_FILE).exists():
+        data.attributes = read_item_attributes(path / ATTRIBUTE_FILE, data.num_items)
     if with_profiles:
         for kind, fname in PROFILE_FILES.items():
             if (path / fname).exists():

@@ -19,7 +19,10 @@ Metrics (:mod:`semrec.encoder.metrics`) are averaged over users with held-out it
 ``groups``, each is also reported for head and tail users (``head_users/ndcg@10``: the
 ``head_user_share`` of users with the longest histories) and, when every user has one
 held-out item, for head and tail items (the target among the ``head_item_share`` most
-popular items in training; LLM-ESR splits at 20%).
+popular items in training; LLM-ESR splits at 20%). ``evaluate(..., items=mask)`` scores any
+subset of items as if it were the whole held-out set (e.g. items by attribute coverage): each
+user's relevant items are their held-out items in the subset, the ranking is unchanged, and
+users without such items are left out.
 """
 from __future__ import annotations
 
@@ -119,11 +122,18 @@ class Evaluator:
         self._index: dict[str, _SplitIndex] = {}
 
     # ----- what is ranked --------------------------------------------------------------------
-    def _split_index(self, split: str) -> _SplitIndex:
-        if split in self._index:
-            return self._index[split]
+    def _split_index(self, split: str, items: np.ndarray | None = None) -> _SplitIndex:
+        key = split if items is None else (split, items.tobytes())
+        if key in self._index:
+            return self._index[key]
         d, dev = self.data, self.device
         held = d.split(split)
+        if items is not None:
+            if items.dtype != bool or items.shape != (d.num_items,):
+                raise ValueError(f"items must be a boolean mask over the {d.num_items} items, got "
+                                 f"{items.dtype} {items.shape}")
+            held = held.multiply(items[None, :].astype(np.float32)).tocsr()
+            held.eliminate_zeros()
         users = np.flatnonzero(np.diff(held.indptr) > 0)
         if d.sequences is not None:  # similar history lengths in one batch: histories are cut to the longest
             hist = d.sequences.history_end(split)[users] - d.sequences.ptr[users]
@@ -151,11 +161,11 @@ class Evaluator:
                 head_items[np.argsort(-pop, kind="stable")[:max(1, math.ceil(self.head_item_share * d.num_items))]] = True
                 head = head_items[rel.indices]
                 groups.update(head_items=torch.from_numpy(head), tail_items=torch.from_numpy(~head))
-        self._index[split] = _SplitIndex(
+        self._index[key] = _SplitIndex(
             users, rel.indptr.astype(np.int64), torch.from_numpy(rel.indices.astype(np.int64)).to(dev),
             exc.indptr.astype(np.int64), torch.from_numpy(exc.indices.astype(np.int64)).to(dev),
             None if candidates is None else candidates.to(dev), {k: v.to(dev) for k, v in groups.items()}, info)
-        return self._index[split]
+        return self._index[key]
 
     def _sampled_candidates(self, split: str, users: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """``(n, 1 + negatives)``: each user's target, then negatives never interacted with (any split)."""
@@ -198,15 +208,17 @@ class Evaluator:
 
     # ----- ranking ---------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, scorer: Scorer, split: str = "valid", history_len: int = 0) -> dict[str, float]:
+    def evaluate(self, scorer: Scorer, split: str = "valid", history_len: int = 0,
+                 items: np.ndarray | None = None) -> dict[str, float]:
         """Mean of every ``metric@k`` (and of its groups) over the users with held-out items.
 
         Args:
             scorer: maps an :class:`EvalBatch` to a ``(B, num_items)`` score matrix.
             split: ``"valid"`` or ``"test"``.
             history_len: the history width the scorer wants (0: no history).
+            items: a boolean mask over items: only held-out items in it count (module docstring).
         """
-        idx = self._split_index(split)
+        idx = self._split_index(split, items)
         n = len(idx.users)
         per_user = {f"{m}@{k}": torch.zeros(n, dtype=torch.float64, device=self.device)
                     for m in self.metrics for k in self.ks}

@@ -116,6 +116,18 @@ def _trainer(cfg, data_dir: str, run_dir: Path):
     return data, Trainer(model, data, cfg, run_dir, device, sampler=sampler)
 
 
+def load_run(run_dir: str | Path, device: str | None = None):
+    """A run folder's dataset and trainer, with the run's best weights loaded into the model
+    (for analyses beyond ``--evaluate``: ``trainer.evaluate("test", items=mask)``)."""
+    run_dir = Path(run_dir)
+    cfg, data_dir = _saved_config(run_dir)
+    if device:
+        cfg.train.device = device
+    data, trainer = _trainer(cfg, data_dir, run_dir)
+    trainer.load_best()
+    return data, trainer
+
+
 def evaluate_run(args: argparse.Namespace) -> dict:
     """``--evaluate``: a finished (or running) run's best weights under other evaluation settings."""
     from semrec.encoder.config import ConfigError, parse_overrides

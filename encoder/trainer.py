@@ -161,6 +161,13 @@ class Trainer:
     def evaluate_saved(self) -> dict[str, Any]:
         """The saved best weights of this run folder, evaluated on validation and test with this
         trainer's evaluation settings (another protocol or exclusion than the run's own)."""
+        ckpt = self.load_best()
+        return {"model": self.cfg.model_name, "dataset": self.cfg.dataset, "seed": self.cfg.train.seed,
+                "best_epoch": ckpt.get("best_epoch"), "valid": self.evaluate("valid"), "test": self.evaluate("test"),
+                "protocol": self.protocol(), "eval": dataclasses.asdict(self.cfg.eval)}
+
+    def load_best(self) -> dict[str, Any]:
+        """Load this run folder's saved best weights into the model; returns the checkpoint."""
         ckpt = self._read_checkpoint("evaluated")
         if ckpt.get("best_weights") is None:
             raise DataError(f"{self.run_dir / CHECKPOINT}: holds no best weights yet; nothing was evaluated")
@@ -169,9 +176,7 @@ class Trainer:
         except (RuntimeError, KeyError) as e:
             raise DataError(f"{self.run_dir / CHECKPOINT}: does not match this run's model and config "
                             f"({str(e).splitlines()[0][:200]}); nothing was evaluated") from None
-        return {"model": self.cfg.model_name, "dataset": self.cfg.dataset, "seed": self.cfg.train.seed,
-                "best_epoch": ckpt.get("best_epoch"), "valid": self.evaluate("valid"), "test": self.evaluate("test"),
-                "protocol": self.protocol(), "eval": dataclasses.asdict(self.cfg.eval)}
+        return ckpt
 
     def protocol(self) -> dict[str, Any]:
         """How the evaluation ranks (for ``results.json``): protocol, exclusion, per-split counts."""
@@ -239,10 +244,11 @@ class Trainer:
             steps += 1
         return {k: float(v) / max(steps, 1) for k, v in sums.items()}
 
-    def evaluate(self, split: str) -> dict[str, float]:
+    def evaluate(self, split: str, items: np.ndarray | None = None) -> dict[str, float]:
+        """The model's metrics on ``split`` (``items``: only held-out items in this mask count)."""
         self.model.eval()
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.evaluator.evaluate(self.model.scorer(), split, getattr(self.model, "history_len", 0))
+            return self.evaluator.evaluate(self.model.scorer(), split, getattr(self.model, "history_len", 0), items)
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train until ``epochs`` or early stopping, then test the best weights.

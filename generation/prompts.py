@@ -25,8 +25,8 @@ INSTRUCTIONS = Path(__file__).resolve().parent / "instruction"
 KINDS = ("item", "user")
 CHARS_PER_TOKEN = 4
 _TITLE_KEYS = ("title", "movie_title", "name", "business_name")
-# ids, not text: raw ids, and attribute ids (S3-Rec's item2attributes; the attribute graph reads them)
-_HIDDEN = {"iid", "uid", "item_id", "user_id", "zip_code", "attributes"}
+# ids, not text: raw ids, S3-Rec attribute ids and knowledge-graph entities (the attribute graph reads them)
+_HIDDEN = {"iid", "uid", "item_id", "user_id", "zip_code", "attributes", "kg"}
 _LABELS = {"class": "genres", "movie_title": "title"}  # RecBole's field names, as a reader would say them
 
 

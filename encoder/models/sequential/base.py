@@ -31,6 +31,12 @@ embeddings of the items' text, as text4rec and LLM-ESR use them):
 ``text_shuffle`` permutes the text rows among items first: the control run (same vectors, wrong
 items). Padding and mask rows are learned ID rows in every case. Input and output (scoring) use
 the same table.
+
+Attribute-aware items (``item_graph``; the dataset's item attributes, LLM-ESR-Pro's
+attribute-aware graph embedding): the item rows above are fused with their attribute view, GAT
+layers over the item–attribute graph (:class:`~semrec.encoder.models.graph.gat.GraphItemFusion`),
+by ``concat`` (a linear map of both) or ``gate`` (a learned per-dimension mix); ``none`` leaves
+them as they are.
 """
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.losses import full_softmax_ce, sampled_bce, sampled_softmax_ce
 from semrec.encoder.models.base import AlignTarget, Recommender
@@ -52,6 +59,7 @@ if TYPE_CHECKING:
 LOSSES = ("ce", "sampled_softmax", "bce")
 INITS = ("normal", "torch")
 ITEM_TEXT = ("none", "frozen", "trainable", "pca")
+ITEM_GRAPH = ("none", "concat", "gate")
 
 
 class SequenceEncoder(nn.Module):
@@ -135,11 +143,14 @@ class SequentialRecommender(Recommender):
         text_shuffle: permute the text embeddings among items (the control run).
         text_emb: ``(num_items, s)`` item text embeddings (from the data; needed unless
             ``item_text`` is ``none``).
+        item_graph: ``none``, ``concat`` or ``gate`` (module docstring); ``graph_layers``,
+            ``graph_heads``: the attribute view's GAT layers and heads.
+        attributes: the item–attribute edges (from the data; needed unless ``item_graph`` is ``none``).
 
     Shapes: :meth:`encode` maps ``(B, L)`` ids to ``(B, L, dim)`` states.
     """
 
-    data_args = ("num_items", "text_emb")
+    data_args = ("num_items", "text_emb", "attributes")
     #: extra ids after padding (BERT4Rec's mask token)
     extra_tokens = 0
     #: the values ``loss`` may take (a subclass with its own loss narrows them)
@@ -148,7 +159,9 @@ class SequentialRecommender(Recommender):
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50,
                  dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
-                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None):
+                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
+                 item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
+                 attributes: ItemAttributes | None = None):
         super().__init__()
         if loss not in self.losses:
             raise ValueError(f"loss must be one of {', '.join(self.losses)}, got {loss!r}")
@@ -163,6 +176,23 @@ class SequentialRecommender(Recommender):
         self.item_emb = nn.Embedding(num_items + 1 + self.extra_tokens, dim, padding_idx=num_items)
         self.dropout_rate = dropout
         self._text_table(item_text, text_shuffle, text_emb)
+        self._graph_fusion(item_graph, graph_layers, graph_heads, attributes)
+
+    def _graph_fusion(self, item_graph: str, layers: int, heads: int, attributes: ItemAttributes | None) -> None:
+        if item_graph not in ITEM_GRAPH:
+            raise ValueError(f"item_graph must be one of {', '.join(ITEM_GRAPH)}, got {item_graph!r}")
+        self.item_graph = item_graph
+        if item_graph == "none":
+            return
+        if attributes is None:
+            raise ValueError(f"item_graph={item_graph} needs item attributes (item_attributes.jsonl, or an S3-Rec "
+                             "file's _item2attributes.json)")
+        if attributes.num_items != self.num_items:
+            raise ValueError(f"the attributes describe {attributes.num_items} items, the model {self.num_items}")
+        from semrec.encoder.models.graph.gat import GraphItemFusion
+
+        self.graph_fusion = GraphItemFusion(attributes, self.dim, item_graph, layers=layers, heads=heads,
+                                            dropout=self.dropout_rate)
 
     def _text_table(self, item_text: str, shuffle: bool, text_emb: np.ndarray | None) -> None:
         if item_text not in ITEM_TEXT:
@@ -197,13 +227,16 @@ class SequentialRecommender(Recommender):
     def item_vectors(self) -> torch.Tensor:
         """Every row of the item table, ``(num_items + 1 + extra_tokens, dim)``: the items
         (from text where ``item_text`` says so), then padding (zero) and any mask token."""
+        rows = self.item_emb.weight
         if self.item_text in ("frozen", "trainable"):
-            return torch.cat([self.text_proj(self.text_emb), self.item_emb.weight[self.num_items:]])
-        return self.item_emb.weight
+            rows = torch.cat([self.text_proj(self.text_emb), rows[self.num_items:]])
+        if self.item_graph != "none":
+            rows = torch.cat([self.graph_fusion(rows[: self.num_items]), rows[self.num_items:]])
+        return rows
 
     def embed_items(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, L)`` ids -> ``(B, L, dim)`` item vectors, from :meth:`item_vectors` or ``table``."""
-        if table is None and self.item_text not in ("frozen", "trainable"):
+        if table is None and self.item_text not in ("frozen", "trainable") and self.item_graph == "none":
             return self.item_emb(items)
         return nn.functional.embedding(items, self.item_vectors() if table is None else table, padding_idx=self.pad)
 
@@ -243,7 +276,17 @@ class SequentialRecommender(Recommender):
                             "embeddings (itm_emb_np.pkl); make them with `python generation/item/generate_profile.py "
                             "--source metadata` and `python generation/emb/generate_emb.py` on a folder prepared "
                             "with item text (docs/data.md)")
-        return cls(data.num_items, text_emb=data.item_emb, **hparams)
+        cls._require_attributes(data, hparams)
+        return cls(data.num_items, text_emb=data.item_emb, attributes=data.attributes, **hparams)
+
+    @classmethod
+    def _require_attributes(cls, data, hparams: dict) -> None:
+        if hparams.get("item_graph", "none") != "none" and data.attributes is None:
+            from semrec.encoder.dataset import DataError
+
+            raise DataError(f"{data.path or data.name}: model.item_graph={hparams['item_graph']} needs item "
+                            "attributes: item_attributes.jsonl (`python data/prepare.py` writes it from the source's "
+                            "metadata; docs/data.md) or an S3-Rec file with its _item2attributes.json")
 
     #: the sequence encoder (a subclass sets it in its constructor)
     encoder: SequenceEncoder

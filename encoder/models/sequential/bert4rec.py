@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
+from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
     register_encoder
 from semrec.encoder.registry import register
 
@@ -64,7 +65,8 @@ class BERT4Rec(SequentialRecommender):
         layers, heads, ffn_dim: Transformer size (``dim`` divisible by ``heads``).
         dropout: dropout rate.
         mask_prob: share of training items masked (the paper: 0.2 on Beauty).
-        loss, negatives, init, init_std, item_text, text_shuffle, text_emb: see :class:`SequentialRecommender`.
+        loss, negatives, init, init_std, item_text, text_shuffle, text_emb, item_graph,
+            graph_layers, graph_heads, attributes: see :class:`SequentialRecommender`.
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, d)``.
     """
@@ -75,10 +77,13 @@ class BERT4Rec(SequentialRecommender):
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: Probability = 0.2,
                  mask_prob: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
-                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None):
+                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
+                 item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
+                 attributes: ItemAttributes | None = None):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
                          init=init, init_std=init_std,
-                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb)
+                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
+                         item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
         self.mask_prob = mask_prob
         self.encoder = BERT4RecEncoder(dim, max_len, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout)
         self.init_weights()

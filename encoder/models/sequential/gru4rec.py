@@ -17,8 +17,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
+from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
     register_encoder
 from semrec.encoder.registry import register
 
@@ -64,7 +65,8 @@ class GRU4Rec(SequentialRecommender):
         max_len: history length.
         layers: stacked GRU layers.
         dropout: dropout on the embeddings and between GRU layers.
-        loss, negatives, init, init_std, item_text, text_shuffle, text_emb: see :class:`SequentialRecommender`.
+        loss, negatives, init, init_std, item_text, text_shuffle, text_emb, item_graph,
+            graph_layers, graph_heads, attributes: see :class:`SequentialRecommender`.
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, dim)`` (zeros at padding).
     """
@@ -72,9 +74,12 @@ class GRU4Rec(SequentialRecommender):
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 1,
                  dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
-                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None):
+                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
+                 item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
+                 attributes: ItemAttributes | None = None):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
                          init=init, init_std=init_std,
-                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb)
+                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
+                         item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
         self.encoder = GRU4RecEncoder(dim, max_len, layers=layers, dropout=dropout)
         self.init_weights()  # the GRU keeps its own initialisation either way

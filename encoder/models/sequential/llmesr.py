@@ -42,8 +42,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender, attention_mask, \
+from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, LOSSES, SequentialRecommender, attention_mask, \
     build_encoder
 from semrec.encoder.registry import register
 from semrec.encoder.sampling import SeqBatch
@@ -76,12 +77,16 @@ class LLMESR(SequentialRecommender):
             longest history of a tail user; ``head_weight``: the group head's share of the state.
         distill_head_users: distil head users too (``false``: tail users only).
         text_shuffle: permute the LLM item embeddings among items (the control run).
+        item_graph: ``concat`` or ``gate`` fuses the semantic view's items with their attribute
+            view (GAT over the item–attribute graph; the ID view when there is no semantic
+            view): LLM-ESR-Pro's attribute-aware item embeddings. ``none``: off.
+        graph_layers, graph_heads: the attribute view's GAT layers and heads.
         text_emb, user_emb, histories: from the data: LLM item embeddings ``(I, s)``, LLM user
             embeddings ``(U, s')`` (for the neighbours) and every user's training window
-            ``(U, max_len)``.
+            ``(U, max_len)``; ``attributes``: the item–attribute edges (for ``item_graph``).
     """
 
-    data_args = ("num_items", "text_emb", "user_emb", "histories")
+    data_args = ("num_items", "text_emb", "user_emb", "histories", "attributes")
     #: no ``llmesr_plus`` / ``_gene``: its semantic view already brings the LLM embeddings in
     alignable = False
     extra_tokens = 1  # a mask row, used with a bidirectional encoder
@@ -96,8 +101,9 @@ class LLMESR(SequentialRecommender):
                  distill_weight: NonNegativeFloat = 0.1, neighbors: PositiveInt = 10,
                  teacher: choice("epoch", "step") = "epoch", user_heads: bool = False, tail_len: PositiveInt = 9,
                  head_weight: Probability = 0.5, distill_head_users: bool = True, text_shuffle: bool = False,
+                 item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
                  text_emb: np.ndarray | None = None, user_emb: np.ndarray | None = None,
-                 histories: np.ndarray | None = None):
+                 histories: np.ndarray | None = None, attributes: ItemAttributes | None = None):
         if views not in VIEWS:
             raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
         if teacher not in ("epoch", "step"):
@@ -108,7 +114,8 @@ class LLMESR(SequentialRecommender):
         pca_start = uses_id and id_init == "pca"
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
                          init=init, init_std=init_std, item_text="pca" if pca_start else "none",
-                         text_shuffle=text_shuffle and pca_start, text_emb=text_emb)
+                         text_shuffle=text_shuffle and pca_start, text_emb=text_emb, item_graph=item_graph,
+                         graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
         self.views, self.uses_id, self.uses_sem = views, uses_id, uses_sem
         self.mask_prob, self.distill_weight, self.teacher = mask_prob, distill_weight, teacher
         options = {"layers": layers, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout}
@@ -177,8 +184,9 @@ class LLMESR(SequentialRecommender):
         if distill:
             max_len = hparams.get("max_len", defaults["max_len"].default)
             histories = seq.histories(np.arange(data.num_users), "train", max_len, pad=data.num_items)
+        cls._require_attributes(data, hparams)
         return cls(data.num_items, text_emb=data.item_emb, user_emb=data.user_emb if distill else None,
-                   histories=histories, **hparams)
+                   histories=histories, attributes=data.attributes, **hparams)
 
     def sampler_options(self) -> dict:
         options = super().sampler_options()
@@ -189,9 +197,14 @@ class LLMESR(SequentialRecommender):
         """Each used view's rows for every id (items, padding, mask): ``(I + 2, dim)`` each."""
         tables = []
         if self.uses_id:
-            tables.append(self.item_emb.weight)
+            ids = self.item_emb.weight
+            if self.item_graph != "none" and not self.uses_sem:
+                ids = torch.cat([self.graph_fusion(ids[: self.num_items]), ids[self.num_items:]])
+            tables.append(ids)
         if self.uses_sem:
             items = self.adapter(self.sem_text)
+            if self.item_graph != "none":
+                items = self.graph_fusion(items)
             pad = items.new_zeros(1, items.shape[1])  # padding: zero, never learned
             tables.append(torch.cat([items, pad, pad if self.sem_mask is None else self.sem_mask]))
         return tables
