@@ -109,6 +109,7 @@ def accuracy(args, argv) -> int:
         if not (folder / "item_attributes.jsonl").exists():
             raise SystemExit(f"{folder}: not prepared; run `python benchmarks/bench_gat.py prepare --workdir {work}`")
         runs: dict[str, list[dict]] = {}
+        (work / "runs" / ds).mkdir(parents=True, exist_ok=True)
         for model in ("lightgcn", "gat"):
             extra = [x for o in args.overrides for x in ("--set", o)] if model == "gat" else []
             for seed in args.seeds:
@@ -129,8 +130,8 @@ def accuracy(args, argv) -> int:
         buckets = runs["gat"][0]["buckets"]
         head = ("| model | Recall@20 | NDCG@20 | " + " | ".join(
             f"Recall@20, {b} attr. ({buckets[b]['items']} items, {buckets[b]['test_pairs']} test pairs)" for b in BUCKETS)
-            + " | s/epoch | epochs |")
-        rows = [head, "|" + "---|" * (len(BUCKETS) + 5)]
+            + " | s/epoch | epochs | peak RSS MB |")
+        rows = [head, "|" + "---|" * (len(BUCKETS) + 6)]
         mean = {m: {} for m in runs}
         for model, rs in runs.items():
             cells = []
@@ -143,10 +144,10 @@ def accuracy(args, argv) -> int:
                 mean[model][b] = statistics.fmean(vals) if vals else None
                 cells.append(fmt(vals) if vals else "-")
             rows.append(f"| {model} | " + " | ".join(cells) + f" | {statistics.median(r['train_epoch_s'] for r in rs):.1f} "
-                        f"| {'/'.join(str(r['epochs']) for r in rs)} |")
+                        f"| {'/'.join(str(r['epochs']) for r in rs)} | {max(r['peak_rss_mb'] for r in rs):.0f} |")
         gains = [f"{100 * (mean['gat'][k] / mean['lightgcn'][k] - 1):+.1f}%"
                  if mean["gat"].get(k) and mean["lightgcn"].get(k) else "-" for k in ("recall@20", "ndcg@20", *BUCKETS)]
-        rows.append("| gain of gat | " + " | ".join(gains) + " | | |")
+        rows.append("| gain of gat | " + " | ".join(gains) + " | | | |")
         sections.append(f"**{ds}** ({min_items=} for the buckets; seeds {args.seeds}; test metrics at the best "
                         "validation epoch, mean ± std)\n\n" + "\n".join(rows))
     text = "\n\n".join(sections)

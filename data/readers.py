@@ -12,13 +12,14 @@ and an optional item-text JSON.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from semrec.encoder.io import json_lines as _json_lines
 
 
 class PrepareError(ValueError):
@@ -48,23 +49,9 @@ class RawInteractions:
     time_kind: str = "none"
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-empty line; a bad line raises PrepareError."""
-    with _open_text(path) as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PrepareError(f"{path}:{no}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise PrepareError(f"{path}:{no}: expected a JSON object")
-            yield no, obj
+    return _json_lines(path, PrepareError)
 
 
 def _float(value: Any, path: Path, no: int, what: str) -> float:

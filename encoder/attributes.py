@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semrec.encoder.io import DataError
+from semrec.encoder.io import DataError, json_lines
 
 ATTRIBUTE_FILE = "item_attributes.jsonl"
 #: attribute-coverage buckets of items: number of attributes -> label (used by the benchmarks)
@@ -109,22 +109,15 @@ def read_item_attributes(path: str | Path, num_items: int) -> ItemAttributes:
     """Read ``item_attributes.jsonl`` (module docstring); DataError naming the line otherwise."""
     path = Path(path)
     per_item: dict[int, dict[str, list[str]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{no}: not valid JSON ({e.msg})") from None
-            iid, attrs = (row.get("iid"), row.get("attributes")) if isinstance(row, dict) else (None, None)
-            if not isinstance(iid, int) or isinstance(iid, bool) or not isinstance(attrs, dict) or not all(
-                    isinstance(r, str) and isinstance(v, list) and all(isinstance(n, str) for n in v)
-                    for r, v in attrs.items()):
-                raise DataError(f'{path}:{no}: expected {{"iid": int, "attributes": {{relation: [name, ...]}}}}')
-            if iid in per_item:
-                raise DataError(f"{path}:{no}: item {iid} is listed twice")
-            per_item[iid] = attrs
+    for no, row in json_lines(path):
+        iid, attrs = row.get("iid"), row.get("attributes")
+        if not isinstance(iid, int) or isinstance(iid, bool) or not isinstance(attrs, dict) or not all(
+                isinstance(r, str) and isinstance(v, list) and all(isinstance(n, str) for n in v)
+                for r, v in attrs.items()):
+            raise DataError(f'{path}:{no}: expected {{"iid": int, "attributes": {{relation: [name, ...]}}}}')
+        if iid in per_item:
+            raise DataError(f"{path}:{no}: item {iid} is listed twice")
+        per_item[iid] = attrs
     return from_lists(num_items, per_item, str(path))
 
 

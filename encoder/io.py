@@ -236,6 +236,25 @@ def write_pickle(path: str | Path, obj: Any) -> None:
     atomic_write(path, pickle.dumps(obj, protocol=4))
 
 
+def json_lines(path: str | Path, error: type[Exception] = DataError) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-empty line of a JSON-lines file (gzipped if it ends
+    in ``.gz``); a line that is not a JSON object raises ``error`` naming the file and line."""
+    import gzip
+
+    path = Path(path)
+    with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+        for no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{path}:{no}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise error(f"{path}:{no}: expected a JSON object")
+            yield no, obj
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())

@@ -17,14 +17,13 @@ cost a few megabytes and slicing a user's history is a view.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from semrec.encoder.io import DataError
+from semrec.encoder.io import DataError, json_lines
 
 SPLITS = ("train", "valid", "test")
 
@@ -151,16 +150,12 @@ def read_sequences_jsonl(path: str | Path, num_users: int, num_items: int) -> Se
     """``sequences.jsonl`` of ``data/prepare.py``: ``{"uid", "items"}`` per line, ids from 0."""
     path = Path(path)
     seqs: list[list[int]] = [[] for _ in range(num_users)]
-    with open(path, encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                u, items = int(row["uid"]), [int(i) for i in row["items"]]
-            except (ValueError, KeyError, TypeError):
-                raise DataError(f"{path}:{no}: expected {{\"uid\": int, \"items\": [int, ...]}}") from None
-            if not 0 <= u < num_users:
-                raise DataError(f"{path}:{no}: uid {u} outside 0..{num_users - 1}")
-            seqs[u] = items
+    for no, row in json_lines(path):
+        try:
+            u, items = int(row["uid"]), [int(i) for i in row["items"]]
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{path}:{no}: expected {{\"uid\": int, \"items\": [int, ...]}}") from None
+        if not 0 <= u < num_users:
+            raise DataError(f"{path}:{no}: uid {u} outside 0..{num_users - 1}")
+        seqs[u] = items
     return SequenceData.from_lists(seqs, num_items)

@@ -80,3 +80,16 @@ def write_dataset(folder: Path, mats=None, user_emb=None, item_emb=None, **extra
         with open(folder / name, "wb") as f:
             pickle.dump(obj, f)
     return folder
+
+
+# items 0-9: a brand and two categories; 10-19: one category; 20-39: none (isolated in the attribute graph)
+TINY_ATTRIBUTES = ([{"iid": i, "attributes": {"brand": [f"b{i % 3}"], "category": ["c0", f"c{1 + i % 2}"]}}
+                    for i in range(10)]
+                   + [{"iid": i, "attributes": {"category": [f"c{i % 2}"]}} for i in range(10, 20)])
+
+
+def write_attributes(folder: Path, rows=TINY_ATTRIBUTES) -> Path:
+    """``item_attributes.jsonl`` with ``rows``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "item_attributes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import scipy.sparse as sp
 import pytest
 import torch
 
@@ -181,3 +182,25 @@ def test_metrics_agree_with_ir_measures():
         assert got[f"precision@{k}"] == pytest.approx(want[P @ k], abs=1e-9)
         assert got[f"mrr@{k}"] == pytest.approx(want[RR @ k], abs=1e-9)
         assert got[f"hit@{k}"] == pytest.approx(want[Success @ k], abs=1e-9)
+
+
+def test_a_subset_of_items_counts_as_the_whole_held_out_set():
+    # 2 users, 6 items; test items: user 0 -> {1, 4}, user 1 -> {5}; no training items excluded but item 0
+    train = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=np.float32))
+    test = sp.csr_matrix(np.array([[0, 1, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]], dtype=np.float32))
+    valid = sp.csr_matrix(np.array([[0, 0, 1, 0, 0, 0], [0, 0, 1, 0, 0, 0]], dtype=np.float32))
+    data = InteractionData(train, valid, test)
+    ev = Evaluator(data, ks=[1, 2], metrics=["recall", "ndcg"])
+    # both users rank 4 > 1 > 5 > ...
+    scores = torch.tensor([[0.0, 5.0, 0.0, 0.0, 9.0, 1.0]] * 2)
+    scorer = lambda batch: scores[batch.users]  # noqa: E731
+    full = ev.evaluate(scorer, "test")
+    assert full["recall@2"] == pytest.approx((2 / 2 + 0 / 1) / 2)
+    # only items {1, 5}: user 0's relevant set is {1} (ranked 2nd, after the out-of-subset 4), user 1's is {5}
+    sub = ev.evaluate(scorer, "test", items=np.array([False, True, False, False, False, True]))
+    assert sub["recall@1"] == 0.0 and sub["recall@2"] == pytest.approx(0.5)
+    assert sub["ndcg@2"] == pytest.approx((1 / np.log2(3)) / 2)
+    # only item 4: user 1 has none there and is left out
+    assert ev.evaluate(scorer, "test", items=np.eye(6, dtype=bool)[4])["recall@1"] == 1.0
+    with pytest.raises(ValueError, match="boolean mask over the 6 items"):
+        ev.evaluate(scorer, "test", items=np.array([1, 0, 1]))

@@ -7,25 +7,25 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from helpers import shared_path
+from helpers import TINY_ATTRIBUTES as ATTRS
+from helpers import shared_path, write_attributes
 from semrec.encoder.attributes import read_item_attributes
 from semrec.encoder.io import DataError
 from semrec.encoder.models.graph.base import GraphOutput
 
 N_USERS, N_ITEMS = 30, 40
-# items 0-9: brand + category; 10-19: one category; 20-39: none (isolated in the attribute graph)
-ATTRS = [{"iid": i, "attributes": {"brand": [f"b{i % 3}"], "category": ["c0", f"c{1 + i % 2}"]}} for i in range(10)] \
-    + [{"iid": i, "attributes": {"category": [f"c{i % 2}"]}} for i in range(10, 20)]
-
-
-def _write_attributes(folder, rows=ATTRS):
-    (folder / "item_attributes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return folder
 
 
 @pytest.fixture
 def attr_dir(tiny_dir):
-    return _write_attributes(tiny_dir)
+    assert (tiny_dir / "item_attributes.jsonl").exists()  # the tiny dataset carries ATTRS
+    return tiny_dir
+
+
+@pytest.fixture
+def bare_dir(tiny_dir):
+    (tiny_dir / "item_attributes.jsonl").unlink()
+    return tiny_dir
 
 
 def _train(folder, model, out, *sets):
@@ -53,7 +53,7 @@ def test_the_attribute_graph_of_a_hand_made_file(attr_dir):
     assert mine == {"brand:b1", "category:c0", "category:c1"}
     # an attribute that fewer than 2 items hold goes; the others are renumbered consistently
     rows = ATTRS + [{"iid": 30, "attributes": {"brand": ["rare"]}}]
-    pruned = read_item_attributes(_write_attributes(attr_dir, rows) / "item_attributes.jsonl", N_ITEMS).prune(2)
+    pruned = read_item_attributes(write_attributes(attr_dir, rows) / "item_attributes.jsonl", N_ITEMS).prune(2)
     assert "brand:rare" not in pruned.names and pruned.num_edges == 40
     assert {pruned.names[a] for a in pruned.edge_attribute[pruned.edge_item == 4]} == mine
 
@@ -188,8 +188,8 @@ def test_gat_models_train_one_epoch_from_the_cli(attr_dir, tmp_path, model):
     assert "cl" in history[0] and np.isfinite(history[0]["loss"])
 
 
-def test_gat_without_attributes_is_a_clear_error(tiny_dir, tmp_path, capsys):
-    assert _train(tiny_dir, "gat", tmp_path / "run") == 2
+def test_gat_without_attributes_is_a_clear_error(bare_dir, tmp_path, capsys):
+    assert _train(bare_dir, "gat", tmp_path / "run") == 2
     assert "gat needs item attributes: item_attributes.jsonl" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
@@ -232,6 +232,6 @@ def test_the_fusion_reads_the_attribute_view(attr_dir):
     assert att and all(g is not None and g.abs().sum() > 0 for g in att)
 
 
-def test_item_graph_without_attributes_is_exit_2(tiny_dir, tmp_path, capsys):
-    assert _train(tiny_dir, "sasrec", tmp_path / "run", "model.item_graph=gate") == 2
+def test_item_graph_without_attributes_is_exit_2(bare_dir, tmp_path, capsys):
+    assert _train(bare_dir, "sasrec", tmp_path / "run", "model.item_graph=gate") == 2
     assert "model.item_graph=gate needs item attributes" in capsys.readouterr().err

@@ -234,9 +234,15 @@ class SequentialRecommender(Recommender):
             rows = torch.cat([self.graph_fusion(rows[: self.num_items]), rows[self.num_items:]])
         return rows
 
+    @property
+    def computed_table(self) -> bool:
+        """Whether the item rows are computed (from text or the attribute graph) rather than read
+        from ``item_emb``: then a step computes them once and reads them twice."""
+        return self.item_text in ("frozen", "trainable") or self.item_graph != "none"
+
     def embed_items(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, L)`` ids -> ``(B, L, dim)`` item vectors, from :meth:`item_vectors` or ``table``."""
-        if table is None and self.item_text not in ("frozen", "trainable") and self.item_graph == "none":
+        if table is None and not self.computed_table:
             return self.item_emb(items)
         return nn.functional.embedding(items, self.item_vectors() if table is None else table, padding_idx=self.pad)
 
@@ -318,12 +324,14 @@ class SequentialRecommender(Recommender):
         """The next-item loss of the batch. With ``out`` (alignment), the inputs are read from its
         item rows (a generative alignment masks some) while the outputs stay the item table, and
         the states are kept in it."""
-        table = None if out is None else torch.cat([out.table, self.item_vectors()[self.num_items:]])
+        vectors = self.item_vectors() if self.computed_table or out is not None else None
+        table = vectors if out is None else torch.cat([out.table, vectors[self.num_items:]])
         states = self.encode(batch.inputs, table)
         if out is not None:
             out.inputs, out.states = batch.inputs, states
         scored = batch.targets != self.pad
-        rec = self.next_item_loss(states[scored], batch.targets[scored], batch.negatives[scored])
+        rec = self.next_item_loss(states[scored], batch.targets[scored], batch.negatives[scored],
+                                  None if vectors is None else vectors[: self.num_items])
         return rec, {self.loss_name: rec}
 
     def next_item_loss(self, h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,

@@ -220,9 +220,10 @@ class LLMESR(SequentialRecommender):
         out, _ = attn(query, keys, keys, attn_mask=mask, need_weights=False)
         return out * valid[..., None]
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
+    def encode(self, items: torch.Tensor, tables: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``(B, L)`` ids -> ``(B, L, width)`` states (item rows from ``tables``, default :meth:`view_tables`)."""
         valid = items != self.pad
-        xs = [F.embedding(items, table, padding_idx=self.pad) for table in self.view_tables()]
+        xs = [F.embedding(items, table, padding_idx=self.pad) for table in (tables or self.view_tables())]
         if self.cross is not None:
             x_id, x_sem = xs
             xs = [self._cross(x_sem, x_id, valid, self.cross["to_id"]), self._cross(x_id, x_sem, valid, self.cross["to_sem"])]
@@ -265,9 +266,11 @@ class LLMESR(SequentialRecommender):
             return self._representations(near.reshape(-1)).view(*near.shape, -1).mean(1)
 
     def loss(self, batch: SeqBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        states = self.encode(batch.inputs)
+        tables = self.view_tables()  # once a step: the adapter (and any attribute view) read twice
+        states = self.encode(batch.inputs, tables)
         scored = batch.targets != self.pad
-        rec = self.next_item_loss(states[scored], batch.targets[scored], batch.negatives[scored])
+        rec = self.next_item_loss(states[scored], batch.targets[scored], batch.negatives[scored],
+                                  torch.cat(tables, dim=1)[: self.num_items])
         parts = {self.loss_name: rec}
         if not self.neighbors:
             return rec, parts
