@@ -26,15 +26,33 @@ def _model(cls, **kw):
     return cls(N_ITEMS, dim=16, max_len=8, dropout=0.0, **extra, **kw).eval()
 
 
-@pytest.mark.parametrize("cls", [SASRec, GSASRec, GRU4Rec])
-def test_a_position_does_not_see_later_items(cls):
-    m = _model(cls)
+S3REC_LAYOUT = pytest.param(SASRec, {"layout": "s3rec"}, id="SASRec-s3rec-layout")
+
+
+@pytest.mark.parametrize("cls,kw", [(SASRec, {}), (GSASRec, {}), (GRU4Rec, {}), S3REC_LAYOUT])
+def test_a_position_does_not_see_later_items(cls, kw):
+    m = _model(cls, **kw)
     items = torch.tensor([[PAD, PAD, 3, 7, 1, 9, 4, 2]])
     changed = items.clone()
     changed[0, 5:] = torch.tensor([11, 12, 13])
     a, b = m.encode(items), m.encode(changed)
     assert torch.allclose(a[0, :5], b[0, :5], atol=1e-6)
     assert not torch.allclose(a[0, 5:], b[0, 5:], atol=1e-3)
+
+
+def test_the_s3rec_layout_is_post_norm_with_an_input_norm():
+    m = _model(SASRec, layout="s3rec")
+    block = m.encoder.blocks.layers[0]
+    assert not block.norm_first and block.activation is F.gelu
+    # the item vectors enter unscaled: scaling them and the positions together changes nothing
+    x = torch.randn(1, 8, 16)
+    valid = torch.ones(1, 8, dtype=torch.bool)
+    with torch.no_grad():
+        out = m.encoder(x, valid)
+        m.encoder.pos_emb.weight.mul_(3.0)
+        assert torch.allclose(m.encoder(3.0 * x, valid), out, atol=1e-4)  # the input layer norm removes the scale
+    with pytest.raises(ValueError, match="layout must be one of sasrec, s3rec"):
+        _model(SASRec, layout="bert")
 
 
 def test_bert4rec_sees_both_sides():
@@ -45,11 +63,11 @@ def test_bert4rec_sees_both_sides():
     assert not torch.allclose(m.encode(items)[0, 3], m.encode(changed)[0, 3], atol=1e-4)
 
 
-@pytest.mark.parametrize("cls", [SASRec, GSASRec, GRU4Rec, BERT4Rec])
-def test_padding_changes_nothing(cls):
+@pytest.mark.parametrize("cls,kw", [(SASRec, {}), (GSASRec, {}), (GRU4Rec, {}), (BERT4Rec, {}), S3REC_LAYOUT])
+def test_padding_changes_nothing(cls, kw):
     """More left padding (or none) gives the same states at real positions and the same scores:
     padding is never attended to, fed to the GRU, or scored."""
-    m = _model(cls)
+    m = _model(cls, **kw)
     short = torch.tensor([[3, 7, 1], [PAD, 5, 2]])
     long = torch.cat([torch.full((2, 4), PAD), short], dim=1)
     a, b = m.encode(short), m.encode(long)[:, 4:]
