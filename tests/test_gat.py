@@ -164,7 +164,7 @@ def test_gradients_reach_the_attention_parameters(attr_dir):
 
     data = load_dataset(attr_dir)
     torch.manual_seed(0)
-    model = GAT(data.train, data.attributes, dim=8, min_attribute_items=1, interaction="gat", layers=2)
+    model = GAT(data.train, data.attributes, dim=8, min_attribute_items=1, interaction="gat", layers=2, cl_weight=0.1)
     u = torch.arange(N_USERS)
     batch = PairBatch(u, torch.tensor(data.train.indices[data.train.indptr[:-1]], dtype=torch.long),
                       data.sample_negatives(u))
@@ -181,7 +181,7 @@ def test_gradients_reach_the_attention_parameters(attr_dir):
 @pytest.mark.parametrize("model", ["gat", "gat_plus", "gat_gene"])
 def test_gat_models_train_one_epoch_from_the_cli(attr_dir, tmp_path, model):
     out = tmp_path / model
-    assert _train(attr_dir, model, out, "model.dim=8", "model.min_attribute_items=1") == 0
+    assert _train(attr_dir, model, out, "model.dim=8", "model.min_attribute_items=1", "model.cl_weight=0.1") == 0
     res = json.loads((out / "results.json").read_text())
     assert 0 <= res["test"]["recall@20"] <= 1
     history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
@@ -235,3 +235,20 @@ def test_the_fusion_reads_the_attribute_view(attr_dir):
 def test_item_graph_without_attributes_is_exit_2(bare_dir, tmp_path, capsys):
     assert _train(bare_dir, "sasrec", tmp_path / "run", "model.item_graph=gate") == 2
     assert "model.item_graph=gate needs item attributes" in capsys.readouterr().err
+
+
+def test_input_fusion_carries_attributes_to_users(attr_dir):
+    """``attr_fusion=input``: an item's attributes reach the users who interacted with it (through
+    the propagation); ``output``: user representations do not depend on attributes at all."""
+    from semrec.encoder.dataset import load_dataset
+    from semrec.encoder.models.graph.gat import GAT
+
+    data = load_dataset(attr_dir)
+    for fusion, moves in (("input", True), ("output", False)):
+        torch.manual_seed(0)
+        model = GAT(data.train, data.attributes, dim=8, min_attribute_items=1, attr_fusion=fusion).eval()
+        users = model.encode()[0].detach().clone()
+        with torch.no_grad():
+            model.attr_view.attr_emb.add_(1.0)
+        changed = (model.encode()[0] - users).abs().sum(1) > 1e-6
+        assert bool(changed.any()) is moves, fusion

@@ -14,10 +14,14 @@ Two views of every item, contrasted with each other:
   edge's attention score. An item's attribute view is the sum of what its layers bring in (without its own ID
   embedding), so an item without attributes has a zero attribute view.
 
-Ranking uses ``user · (interaction view + attribute view)``. The training loss is BPR + L2 +
+Items enter the interaction graph as their ID embedding plus their attribute view
+(``attr_fusion="input"``), so users' representations carry their items' attributes too; or the
+two views are added after propagation (``"output"``). The training loss is BPR + L2 +
 ``cl_weight`` × InfoNCE between the two views of the batch's distinct positive items that have
 attributes (at most ``cl_items`` of them, drawn at random; cosine, ``temperature``; candidates:
-those items' interaction views, or every item's). The layers
+those items' interaction views, or every item's). On MovieLens-100K's validation split the
+contrast lowered Recall@20 at every weight tried (0.01, 0.1; docs/benchmarks.md), so its default
+weight is 0. The layers
 are linear (no activation between them), as in LightGCN: ID embeddings need no feature transform.
 
 :class:`AttributeGAT` (the attribute view alone) and :class:`GraphItemFusion` (its item vectors
@@ -39,6 +43,7 @@ from semrec.encoder.registry import register
 from semrec.encoder.sampling import PairBatch
 
 INTERACTIONS = ("lightgcn", "gat")
+ATTR_FUSIONS = ("output", "input")
 FUSIONS = ("concat", "gate")
 
 
@@ -178,6 +183,9 @@ class GAT(LightGCN):
             drawn at random (0: all; the contrast over all of a 4096 batch costs more than the
             attribute view itself).
         cl_negatives: ``batch`` (the interaction views of the batch's items) or ``all`` (every item's: slower).
+        attr_fusion: ``output`` (rank by interaction + attribute view) or ``input`` (items enter the
+            interaction graph as ID embedding + attribute view, so users' representations carry
+            their items' attributes too; the interaction view is then the final item).
     """
 
     data_args = ("interactions", "attributes")
@@ -186,9 +194,9 @@ class GAT(LightGCN):
                  layers: NonNegativeInt = 3, keep_rate: Probability = 0.8, reg_weight: NonNegativeFloat = 1e-6,
                  layer_agg: str = "sum", interaction: choice(*INTERACTIONS) = "lightgcn",
                  attr_layers: PositiveInt = 1, heads: PositiveInt = 2, attn_dropout: Probability = 0.1,
-                 min_attribute_items: PositiveInt = 2, cl_weight: NonNegativeFloat = 0.1,
+                 min_attribute_items: PositiveInt = 2, cl_weight: NonNegativeFloat = 0.0,
                  temperature: PositiveFloat = 0.2, cl_items: NonNegativeInt = 1024,
-                 cl_negatives: choice(*NEGATIVES) = "batch"):
+                 cl_negatives: choice(*NEGATIVES) = "batch", attr_fusion: choice(*ATTR_FUSIONS) = "input"):
         super().__init__(interactions, dim=dim, layers=layers, keep_rate=keep_rate, reg_weight=reg_weight,
                          layer_agg=layer_agg)
         if attributes is None:
@@ -201,6 +209,9 @@ class GAT(LightGCN):
             raise ValueError(f"interaction must be one of {', '.join(INTERACTIONS)}, got {interaction!r}")
         if cl_negatives not in NEGATIVES:
             raise ValueError(f"cl_negatives must be one of {', '.join(NEGATIVES)}, got {cl_negatives!r}")
+        if attr_fusion not in ATTR_FUSIONS:
+            raise ValueError(f"attr_fusion must be one of {', '.join(ATTR_FUSIONS)}, got {attr_fusion!r}")
+        self.attr_fusion = attr_fusion
         attributes = attributes.prune(min_attribute_items)
         self.interaction, self.cl_weight, self.temperature = interaction, cl_weight, temperature
         self.cl_negatives, self.cl_items = cl_negatives, cl_items
@@ -237,19 +248,24 @@ class GAT(LightGCN):
             users, items = users / (self.layers + 1), items / (self.layers + 1)
         return users, items
 
-    def views(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Users, items' interaction view and items' attribute view."""
+    def views(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Users, items' final representations, their interaction view and their attribute view."""
+        users0, items0 = self.split(x0)
+        attr = self.attr_view(items0)
+        if self.attr_fusion == "input":  # items enter the interaction graph with their attributes
+            users, items = self.interaction_view(torch.cat([users0, items0 + attr]))
+            return users, items, items, attr
         users, items = self.interaction_view(x0)
-        return users, items, self.attr_view(self.split(x0)[1])
+        return users, items + attr, items, attr
 
     def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        users, items, attr = self.views(self.input_embeddings() if x0 is None else x0)
-        return users, items + attr
+        users, items, _, _ = self.views(self.input_embeddings() if x0 is None else x0)
+        return users, items
 
     def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:
         x0 = self.input_embeddings() if x0 is None else x0
-        users, items, attr = self.views(x0)
-        return GraphOutput(users, items + attr, x0=x0, extras={"interaction": items, "attribute": attr})
+        users, items, interaction, attr = self.views(x0)
+        return GraphOutput(users, items, x0=x0, extras={"interaction": interaction, "attribute": attr})
 
     def view_contrast(self, out: GraphOutput, items: torch.Tensor) -> torch.Tensor:
         """InfoNCE between the attribute and interaction views of ``items`` (those with attributes),
