@@ -138,6 +138,46 @@ def _kg_facts(kg: Path, link: Path) -> dict[str, list[list[str]]]:
     return facts
 
 
+def name_attribute_ids(meta: dict[str, dict[str, Any]], min_overlap: float = 0.9) -> dict[str, str]:
+    """Name S3-Rec attribute ids by the category they stand for, where the item texts say it.
+
+    An id's name is the category whose items are the id's items: the one with the largest Jaccard
+    overlap between the two item sets, used when that overlap is at least ``min_overlap``
+    (categories from ``categories`` or, as in GAMER's Yelp texts, a comma-separated
+    ``description``). S3-Rec's Yelp ids decode this way; ids with no matching category (Beauty's
+    brands) stay ids. The names go to ``attribute_names`` beside the ids (which stay as the source
+    has them); :func:`item_attributes` reads them. Returns ``{id: name}``.
+    """
+    def categories(m: dict) -> set[str]:
+        if m.get("categories"):
+            return set(_names(m["categories"]))
+        return set(_names(m["description"])) if isinstance(m.get("description"), str) else set()
+
+    cat_items: dict[str, int] = {}
+    holders: dict[str, list[set[str]]] = {}
+    for m in meta.values():
+        cats = categories(m)
+        for c in cats:
+            cat_items[c] = cat_items.get(c, 0) + 1
+        for a in m.get("attributes") or []:
+            holders.setdefault(str(a), []).append(cats)
+    names: dict[str, str] = {}
+    for a, cat_sets in holders.items():
+        shared: dict[str, int] = {}
+        for cats in cat_sets:
+            for c in cats:
+                shared[c] = shared.get(c, 0) + 1
+        jaccard = {c: n / (len(cat_sets) + cat_items[c] - n) for c, n in shared.items()}
+        if jaccard:
+            best = max(sorted(jaccard), key=jaccard.get)
+            if jaccard[best] >= min_overlap:
+                names[a] = best
+    for m in meta.values():
+        if m.get("attributes") and names:
+            m["attribute_names"] = [names.get(str(a), str(a)) for a in m["attributes"]]
+    return names
+
+
 # ---------------------------------------------------------------- item attributes
 #: metadata field -> relation of the attributes it gives (``kg`` facts name their own relations)
 ATTRIBUTE_FIELDS = {"attributes": "attribute", "categories": "category", "category": "category", "brand": "brand",
@@ -179,7 +219,8 @@ def item_attributes(meta: dict[str, Any], fields: tuple[str, ...] | None = None)
     Args:
         meta: the item's metadata as a reader gives it.
         fields: the metadata fields to read (default: every field of :data:`ATTRIBUTE_FIELDS`).
-            Which field gives which relation: ``attributes`` (S3-Rec's attribute ids) -> ``attribute``;
+            Which field gives which relation: ``attributes`` (S3-Rec's attribute ids, or their
+            names where :func:`name_attribute_ids` found them) -> ``attribute``;
             ``categories`` / ``category`` (strings, comma lists or category paths: every level)
             -> ``category``; ``brand`` / ``store`` -> ``brand``; ``price`` -> ``price`` (a bucket,
             ``0-5`` ... ``100+``); ``class`` / ``genres`` (MovieLens genres) -> ``genre``; ``kg``
@@ -190,7 +231,9 @@ def item_attributes(meta: dict[str, Any], fields: tuple[str, ...] | None = None)
         value = meta.get(fld)
         if value in (None, "", [], {}):
             continue
-        if fld == "kg":
+        if fld == "attributes" and meta.get("attribute_names"):  # ids named by name_attribute_ids
+            pairs = [("attribute", str(n)) for n in meta["attribute_names"]]
+        elif fld == "kg":
             pairs = [(f"kg_{rel}", str(ent)) for rel, ent in value]
         elif fld == "price":
             bucket = _price_bucket(value)
@@ -324,5 +367,6 @@ def read_s3rec(path: Path, item_text: Path | None = None, item_text_offset: int 
             raise PrepareError(f"{item_text}: not valid JSON ({e.msg}, line {e.lineno})") from None
         for key, entry in texts.items():
             meta.setdefault(str(int(key) + item_text_offset), {}).update(entry)
+        name_attribute_ids(meta)
     raw.item_meta = meta
     return raw

@@ -26,7 +26,7 @@ KINDS = ("item", "user")
 CHARS_PER_TOKEN = 4
 _TITLE_KEYS = ("title", "movie_title", "name", "business_name")
 # ids, not text: raw ids, S3-Rec attribute ids and knowledge-graph entities (the attribute graph reads them)
-_HIDDEN = {"iid", "uid", "item_id", "user_id", "zip_code", "attributes", "kg"}
+_HIDDEN = {"iid", "uid", "item_id", "user_id", "zip_code", "attributes", "attribute_names", "kg"}
 _LABELS = {"class": "genres", "movie_title": "title"}  # RecBole's field names, as a reader would say them
 
 

@@ -46,6 +46,10 @@ def test_s3rec_yelp_with_item_text(tmp_path):
     items = jsonl(out / "items.jsonl")
     assert items[0]["item_id"] == "1" and items[0]["title"] == "The Great Greek"  # GAMER key 0 = S3-Rec item 1
     assert items[0]["attributes"] == [274, 164, 163, 1]
+    # the ids are named by the categories of their items (GAMER's descriptions): "Diners, Greek, Mediterranean, Restaurants"
+    attrs = jsonl(out / "item_attributes.jsonl")
+    assert attrs[0]["iid"] == 0 and sorted(attrs[0]["attributes"]["attribute"]) == ["Diners", "Greek", "Mediterranean",
+                                                                                       "Restaurants"]
     seqs = jsonl(out / "sequences.jsonl")
     assert sum(len(s["items"]) for s in seqs) == 316354
     assert seqs[0]["items"][:4] == [0, 1, 2, 3] and seqs[0]["timestamps"][:3] == [0, 1, 2]
