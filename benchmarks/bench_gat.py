@@ -23,17 +23,15 @@ thread (mean of ``--epochs`` after one warm-up epoch), the ratio, and the attrib
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import RunFailed, fmt, machine, run_one  # noqa: E402
+from bench_graph_cf import RunFailed, append_markdown, fmt, run_one, subcommand_parser  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -153,10 +151,8 @@ def accuracy(args, argv) -> int:
     text = "\n\n".join(sections)
     print(text)
     if args.markdown and sections:
-        cmd = "python benchmarks/bench_gat.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        with open(args.markdown, "a") as f:
-            f.write(f"\n### GAT item–attribute graph against LightGCN ({time.strftime('%Y-%m-%d')})\n\n"
-                    f"Machine: {machine()}; {args.threads} torch thread per process.  \nCommand: `{cmd}`\n\n{text}\n")
+        append_markdown(args.markdown, "bench_gat.py", argv, "GAT item–attribute graph against LightGCN",
+                        f"{args.threads} torch thread(s) per process.\n\n{text}")
     if failed:
         print("failed runs: " + "; ".join(failed), file=sys.stderr)
         return 1
@@ -223,20 +219,14 @@ def cost(args, argv) -> int:
             f"{g['params']} parameters in the attribute view ({g['extra_params_vs_lightgcn']} more than LightGCN).")
     print(text)
     if args.markdown:
-        cmd = "python benchmarks/bench_gat.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        with open(args.markdown, "a") as f:
-            f.write(f"\n### Cost of the GAT item–attribute graph ({time.strftime('%Y-%m-%d')})\n\n"
-                    f"Machine: {machine()}.  \nCommand: `{cmd}`\n\n{text}\n")
+        append_markdown(args.markdown, "bench_gat.py", argv, "Cost of the GAT item–attribute graph", text)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="what", required=True)
-    for name in ("prepare", "accuracy", "cost"):
-        s = sub.add_parser(name)
-        s.add_argument("--workdir", required=True, help="datasets and run folders go here (kept: runs resume)")
-        s.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p, subs = subcommand_parser(__doc__, ("prepare", "accuracy", "cost"),
+                                "datasets and run folders go here (kept: runs resume)")
+    for name, s in subs.items():
         if name != "prepare":
             s.add_argument("--markdown", help="append the table to this file")
         if name == "accuracy":

@@ -252,5 +252,26 @@ def report(args, argv, runs: dict, rows: list[str], script: str, title: str, not
                     f"Machine: {machine()}.  \nCommand: `{cmd.strip()}`  \nSeeds: {args.seeds}; {note}\n\n{table}\n")
 
 
+def append_markdown(path: str, script: str, argv: list[str] | None, title: str, text: str) -> None:
+    """Append ``text`` to the file ``path`` under a dated heading with the machine and the command."""
+    cmd = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    with open(path, "a") as f:
+        f.write(f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\nMachine: {machine()}.  \nCommand: `{cmd.strip()}`\n\n"
+                f"{text}\n")
+
+
+def subcommand_parser(doc: str, names: tuple[str, ...], workdir_help: str
+                      ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """A parser with one subcommand per name, each taking ``--workdir`` and ``--threads``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    subs = {}
+    for name in names:
+        s = subs[name] = sub.add_parser(name)
+        s.add_argument("--workdir", required=True, help=workdir_help)
+        s.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    return p, subs
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -26,7 +26,6 @@ and the seconds to retrieve every user's similar users (LLM-ESR's neighbours).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -36,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import RunFailed, fmt, machine, run_one  # noqa: E402
+from bench_graph_cf import RunFailed, append_markdown, fmt, run_one, subcommand_parser  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -147,10 +146,8 @@ def accuracy(args, argv) -> int:
             "in brackets the change of the mean against the `against` variant.\n\n" + "\n".join(rows))
     print(text)
     if args.markdown and runs:
-        cmd = "python benchmarks/bench_llm_seq.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        with open(args.markdown, "a") as f:
-            f.write(f"\n### LLM-enhanced sequential models, Beauty with text ({time.strftime('%Y-%m-%d')})\n\n"
-                    f"Machine: {machine()}; {args.threads} torch thread(s) per process.  \nCommand: `{cmd}`\n\n{text}\n")
+        append_markdown(args.markdown, "bench_llm_seq.py", argv, "LLM-enhanced sequential models, Beauty with text",
+                        f"{args.threads} torch thread(s) per process.\n\n{text}")
     if failed:
         print("failed runs: " + "; ".join(failed), file=sys.stderr)
         return 1
@@ -210,20 +207,14 @@ def cost(args, argv) -> int:
             f"Similar users (top 10 by cosine) for all {res['users']} users: {res['retrieval_s']:.1f} s.\n\n" + "\n".join(rows))
     print(text)
     if args.markdown:
-        cmd = "python benchmarks/bench_llm_seq.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        with open(args.markdown, "a") as f:
-            f.write(f"\n### Cost of the LLM-enhanced sequential models ({time.strftime('%Y-%m-%d')})\n\n"
-                    f"Machine: {machine()}.  \nCommand: `{cmd}`\n\n{text}\n")
+        append_markdown(args.markdown, "bench_llm_seq.py", argv, "Cost of the LLM-enhanced sequential models", text)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="what", required=True)
-    for name in ("prepare", "accuracy", "cost"):
-        s = sub.add_parser(name)
-        s.add_argument("--workdir", required=True, help="the dataset and the run folders go here (kept: runs resume)")
-        s.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p, subs = subcommand_parser(__doc__, ("prepare", "accuracy", "cost"),
+                                "the dataset and the run folders go here (kept: runs resume)")
+    for name, s in subs.items():
         if name != "prepare":
             s.add_argument("--variants", nargs="+", default=list(VARIANTS))
             s.add_argument("--markdown", help="append the table to this file")
