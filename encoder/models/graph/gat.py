@@ -3,7 +3,7 @@ ICLR 2018 (https://arxiv.org/abs/1710.10903), on the heterogeneous user–item�
 as LLM-ESR-Pro uses it to bring item structure (brand, category, genre, knowledge-graph
 facts) into item representations.
 
-Two views of every item, contrasted with each other:
+Two views of every item:
 
 * **Interaction view**: the user–item graph, propagated as in LightGCN with semrec's sparse
   matrices (``interaction="lightgcn"``, the default), or with multi-head GAT layers over the
@@ -11,8 +11,8 @@ Two views of every item, contrasted with each other:
   is about 10x faster on CPU than PyG's edge-list version of it, which is why it stays the default.
 * **Attribute view**: multi-head GAT layers (PyTorch Geometric's ``GATConv`` in ``HeteroConv``)
   over the item→attribute and attribute→item edges, typed by a relation embedding in each
-  edge's attention score. An item's attribute view is the sum of what its layers bring in (without its own ID
-  embedding), so an item without attributes has a zero attribute view.
+  edge's attention score. An item's attribute view is the sum of what its layers bring in
+  (without its own ID embedding), so an item without attributes has a zero attribute view.
 
 Items enter the interaction graph as their ID embedding plus their attribute view
 (``attr_fusion="input"``), so users' representations carry their items' attributes too; or the
@@ -21,8 +21,8 @@ two views are added after propagation (``"output"``). The training loss is BPR +
 attributes (at most ``cl_items`` of them, drawn at random; cosine, ``temperature``; candidates:
 those items' interaction views, or every item's). On MovieLens-100K's validation split the
 contrast lowered Recall@20 at every weight tried (0.01, 0.1; docs/benchmarks.md), so its default
-weight is 0. The layers
-are linear (no activation between them), as in LightGCN: ID embeddings need no feature transform.
+weight is 0. The layers are linear (no activation between them), as in LightGCN: ID embeddings
+need no feature transform.
 
 :class:`AttributeGAT` (the attribute view alone) and :class:`GraphItemFusion` (its item vectors
 fused with another item table) are the pieces the sequential models reuse.
