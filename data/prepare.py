@@ -259,6 +259,8 @@ def convert(raw: RawInteractions, out: Path, *, source: str, options: dict[str, 
              "attributes": _attribute_stats(attr_rows, n_items)}
     for name, payload in files.items():
         atomic_write(out / name, payload)
+    if "item_attributes.jsonl" not in files:  # a folder prepared again: no stale attributes left behind
+        (out / "item_attributes.jsonl").unlink(missing_ok=True)
     stats["sha256"] = {name: hashlib.sha256(payload).hexdigest() for name, payload in sorted(files.items())}
     write_json(out / "stats.json", stats)
     return stats
@@ -350,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
             ratios = ()
         if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
             raise PrepareError(f"--ratios {args.ratios!r}: expected three non-negative numbers, train > 0")
+        fields = None  # checked before the (possibly long) read
+        if args.attributes is not None:
+            fields = () if args.attributes == "none" else tuple(f.strip() for f in args.attributes.split(","))
+            bad = [f for f in fields if f not in ATTRIBUTE_FIELDS]
+            if bad:
+                raise PrepareError(f"--attributes: unknown field(s) {', '.join(bad)}; valid: "
+                                   f"{', '.join(ATTRIBUTE_FIELDS)}, or none")
         if args.kind == "rlmrec":
             stats = copy_rlmrec(src, out)
         else:
@@ -357,13 +366,6 @@ def main(argv: list[str] | None = None) -> int:
                    "amazon": lambda: read_amazon(src, Path(args.meta) if args.meta else None),
                    "s3rec": lambda: read_s3rec(src, Path(args.item_text) if args.item_text else None,
                                                args.item_text_offset)}[args.kind]()
-            fields = None
-            if args.attributes is not None:
-                fields = () if args.attributes == "none" else tuple(f.strip() for f in args.attributes.split(","))
-                bad = [f for f in fields if f not in ATTRIBUTE_FIELDS]
-                if bad:
-                    raise PrepareError(f"--attributes: unknown field(s) {', '.join(bad)}; valid: "
-                                       f"{', '.join(ATTRIBUTE_FIELDS)}, or none")
             options = {k: v for k, v in vars(args).items() if k not in ("kind", "path", "out_dir", "force")}
             core_u = args.user_core if args.user_core is not None else args.kcore
             core_i = args.item_core if args.item_core is not None else args.kcore

@@ -115,6 +115,10 @@ def test_prepare_writes_genres_and_knowledge_graph_facts_as_typed_attributes(tmp
     rows = [json.loads(x) for x in (tmp_path / "toy2" / "item_attributes.jsonl").open()]
     assert all(set(r["attributes"]) == {"genre"} for r in rows)
     assert main(["recbole", str(raw), "--name", "toy3", "--out-dir", str(tmp_path), "--attributes", "colour"]) == 2
+    # prepared again without attributes: the old file goes
+    assert main(["recbole", str(raw), "--name", "toy2", "--out-dir", str(tmp_path), "--attributes", "none",
+                 "--force"]) == 0
+    assert not (tmp_path / "toy2" / "item_attributes.jsonl").exists()
 
 
 def test_metadata_fields_become_attributes():
