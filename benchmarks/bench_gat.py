@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import RunFailed, append_markdown, fmt, run_one, subcommand_parser  # noqa: E402
+from bench_graph_cf import RunFailed, append_markdown, finish, fmt, run_one, subcommand_parser  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -148,15 +148,8 @@ def accuracy(args, argv) -> int:
         rows.append("| gain of gat | " + " | ".join(gains) + " | | | |")
         sections.append(f"**{ds}** ({min_items=} for the buckets; seeds {args.seeds}; test metrics at the best "
                         "validation epoch, mean ± std)\n\n" + "\n".join(rows))
-    text = "\n\n".join(sections)
-    print(text)
-    if args.markdown and sections:
-        append_markdown(args.markdown, "bench_gat.py", argv, "GAT item–attribute graph against LightGCN",
-                        f"{args.threads} torch thread(s) per process.\n\n{text}")
-    if failed:
-        print("failed runs: " + "; ".join(failed), file=sys.stderr)
-        return 1
-    return 0
+    return finish(args, argv, "bench_gat.py", "GAT item–attribute graph against LightGCN", "\n\n".join(sections),
+                  failed, any_runs=bool(sections))
 
 
 COST_CHILD = """

@@ -260,6 +260,19 @@ def append_markdown(path: str, script: str, argv: list[str] | None, title: str, 
                 f"{text}\n")
 
 
+def finish(args, argv: list[str] | None, script: str, title: str, text: str, failed: list[str],
+           any_runs: bool = True) -> int:
+    """Print ``text``, append it to ``--markdown`` (with the threads per process) when there were
+    runs, report failed runs; the exit status (1 if any run failed)."""
+    print(text)
+    if args.markdown and any_runs:
+        append_markdown(args.markdown, script, argv, title, f"{args.threads} torch thread(s) per process.\n\n{text}")
+    if failed:
+        print("failed runs: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
 def subcommand_parser(doc: str, names: tuple[str, ...], workdir_help: str
                       ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """A parser with one subcommand per name, each taking ``--workdir`` and ``--threads``."""

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import RunFailed, append_markdown, fmt, run_one, subcommand_parser  # noqa: E402
+from bench_graph_cf import RunFailed, append_markdown, finish, fmt, run_one, subcommand_parser  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -144,14 +144,8 @@ def accuracy(args, argv) -> int:
                     f"| {'/'.join(str(r['epochs']) for r in rs)} |")
     text = (f"Protocol `{args.protocol}`; seeds {args.seeds}; test metrics at the best validation epoch, mean ± std; "
             "in brackets the change of the mean against the `against` variant.\n\n" + "\n".join(rows))
-    print(text)
-    if args.markdown and runs:
-        append_markdown(args.markdown, "bench_llm_seq.py", argv, "LLM-enhanced sequential models, Beauty with text",
-                        f"{args.threads} torch thread(s) per process.\n\n{text}")
-    if failed:
-        print("failed runs: " + "; ".join(failed), file=sys.stderr)
-        return 1
-    return 0
+    return finish(args, argv, "bench_llm_seq.py", "LLM-enhanced sequential models, Beauty with text",
+                  text, failed, any_runs=bool(runs))
 
 
 COST_CHILD = """

@@ -8,7 +8,8 @@ Two views of every item:
 * **Interaction view**: the user–item graph, propagated as in LightGCN with semrec's sparse
   matrices (``interaction="lightgcn"``, the default), or with multi-head GAT layers over the
   user→item and item→user relations (``interaction="gat"``). The fixed normalised propagation
-  is about 10x faster on CPU than PyG's edge-list version of it, which is why it stays the default.
+  stays the default because attention over every user–item edge costs far more per step (issue 20
+  puts PyG's edge-list LightGCN at about 10x slower on CPU; not re-measured here).
 * **Attribute view**: multi-head GAT layers (PyTorch Geometric's ``GATConv`` in ``HeteroConv``)
   over the item→attribute and attribute→item edges, typed by a relation embedding in each
   edge's attention score. An item's attribute view is the sum of what its layers bring in
