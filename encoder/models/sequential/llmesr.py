@@ -251,8 +251,19 @@ class LLMESR(SequentialRecommender):
             return
         was_training = self.training
         self.eval()
-        users = torch.arange(self.histories.shape[0], device=self.histories.device)
-        self.teachers = torch.cat([self._representations(chunk) for chunk in users.split(1024)])
+        tables = self.view_tables()  # once for the whole table, not once a chunk
+        # users of similar length together, each chunk cut to its longest history (windows are
+        # right-aligned, so the dropped columns are padding only): most Beauty histories are short
+        lengths = (self.histories != self.pad).sum(1)
+        order = torch.argsort(lengths)
+        teachers = None
+        for chunk in order.split(1024):
+            width = max(int(lengths[chunk].max()), 1)
+            states = self.encode(self.histories[chunk, -width:], tables)[:, -1]
+            if teachers is None:
+                teachers = states.new_empty(len(order), states.shape[1])
+            teachers[chunk] = states
+        self.teachers = teachers
         self.train(was_training)
 
     def teacher_of(self, users: torch.Tensor) -> torch.Tensor:
