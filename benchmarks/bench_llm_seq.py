@@ -21,8 +21,8 @@ the protocol of the SRA-CL paper's table, whose SASRec 0.0336, LLM-ESR 0.0435 an
 NDCG@10 are printed beside).
 
 ``cost``: CPU seconds per training epoch of each variant against its comparison, measured side by
-side in one process on one thread (the mean of ``--epochs`` epochs after one warm-up epoch),
-and the seconds to retrieve every user's similar users (LLM-ESR's neighbours).
+side in one process on one thread, the variants taking turns epoch by epoch (the mean of
+``--epochs`` epochs after one warm-up epoch), and the seconds to retrieve every user's similar users (LLM-ESR's neighbours).
 """
 from __future__ import annotations
 
@@ -159,20 +159,22 @@ folder, epochs, pairs = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 data = load_dataset(folder)
 t0 = time.process_time(); top_k_cosine(data.user_emb, 10); retrieval = time.process_time() - t0
 out = {"retrieval_s": retrieval, "users": data.num_users, "epoch_s": {}}
+runs = {}
 for name, model, settings in pairs:
     cfg = resolve_config(model, "beauty", get_model_class(model), settings)
     torch.manual_seed(0)
     m = build_model(model, data, cfg.model, cfg.align).train()
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
-    sampler = make_sampler(m, data, 256, torch.Generator().manual_seed(0))
-    times = []
-    for epoch in range(epochs + 1):
+    runs[name] = (m, opt, make_sampler(m, data, 256, torch.Generator().manual_seed(0)), [])
+for epoch in range(epochs + 1):  # the variants take turns, epoch by epoch: drifts in machine speed hit all alike
+    for name, (m, opt, sampler, times) in runs.items():
         t0 = time.process_time()  # CPU time: other processes on the machine do not count
         m.start_epoch(epoch)
         for batch in sampler:
             loss, _ = m.loss(batch)
             opt.zero_grad(); loss.backward(); opt.step()
         times.append(time.process_time() - t0)
+for name, (*_, times) in runs.items():
     out["epoch_s"][name] = sum(times[1:]) / epochs
 print(json.dumps(out))
 """
@@ -195,9 +197,9 @@ def cost(args, argv) -> int:
         base = VARIANTS[n][2]
         s = res["epoch_s"][n]
         ratio = f"{s / res['epoch_s'][base]:.2f}x" if base in res["epoch_s"] else "-"
-        rows.append(f"| {n} | {s:.1f} | {base or '-'} | {ratio} |")
+        rows.append(f"| {n} | {s:.3g} | {base or '-'} | {ratio} |")
     text = (f"CPU seconds, mean of {args.epochs} training epochs after one warm-up, one process, one thread, "
-            "side by side. "
+            "side by side (the variants take turns epoch by epoch). "
             f"Similar users (top 10 by cosine) for all {res['users']} users: {res['retrieval_s']:.1f} s.\n\n" + "\n".join(rows))
     print(text)
     if args.markdown:

@@ -147,3 +147,31 @@ def test_gat_benchmark_scores_a_finished_run_by_attribute_coverage(tiny_dir, tmp
         if got[b]["test_pairs"]:
             assert 0.0 <= got[b]["recall@20"] <= 1.0
     assert json.loads((run / "bench_buckets.json").read_text()) == got  # kept for the next read
+
+
+def test_llm_cost_benchmark_times_each_variant_against_its_base(tmp_path):
+    """``bench_llm_seq.py cost`` on a tiny Beauty-shaped folder: one row per variant with its CPU
+    seconds per epoch, and the ratio to the variant it is compared with."""
+    import pickle
+
+    import numpy as np
+
+    from helpers import random_sequences, write_sequences
+
+    folder = tmp_path / "data" / "beauty_text"
+    write_sequences(folder, random_sequences(num_users=30, num_items=80), 80)  # items >= d 64 for the PCA start
+    rng = np.random.default_rng(0)
+    for name, rows in (("itm_emb_np.pkl", 80), ("usr_emb_np.pkl", 30)):
+        with open(folder / name, "wb") as f:
+            pickle.dump(rng.standard_normal((rows, 72)).astype(np.float32), f)  # wider than d 64
+    out = subprocess.run([sys.executable, str(BENCH / "bench_llm_seq.py"), "cost", "--workdir", str(tmp_path),
+                          "--variants", "sasrec", "llmesr", "--epochs", "1"],
+                         capture_output=True, text=True, env=ONE_THREAD, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ") for line in out.stdout.splitlines()
+            if line.startswith("| sasrec") or line.startswith("| llmesr")}
+    assert set(rows) == {"sasrec", "llmesr"}
+    base, llm = float(rows["sasrec"][1]), float(rows["llmesr"][1])
+    assert base > 0 and llm > 0 and rows["llmesr"][2] == "sasrec"
+    assert abs(float(rows["llmesr"][3].strip().rstrip("x")) - llm / base) <= 0.01 * llm / base + 0.01
+    assert "Similar users (top 10 by cosine) for all 30 users" in out.stdout

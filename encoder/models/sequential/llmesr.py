@@ -227,8 +227,12 @@ class LLMESR(SequentialRecommender):
         if self.cross is not None:
             x_id, x_sem = xs
             xs = [self._cross(x_sem, x_id, valid, self.cross["to_id"]), self._cross(x_id, x_sem, valid, self.cross["to_sem"])]
-        encoders = [self.encoder, self.sem_encoder or self.encoder] if len(xs) == 2 else [self.encoder]
-        states = torch.cat([enc(x, valid) for enc, x in zip(encoders, xs)], dim=-1)
+        if len(xs) == 2 and self.sem_encoder is None:
+            # one shared encoder: both views in one call (twice the rows, half the calls)
+            states = torch.cat(self.encoder(torch.cat(xs), valid.repeat(2, 1)).chunk(2), dim=-1)
+        else:
+            encoders = [self.encoder, self.sem_encoder or self.encoder] if len(xs) == 2 else [self.encoder]
+            states = torch.cat([enc(x, valid) for enc, x in zip(encoders, xs)], dim=-1)
         if not self.user_heads:
             return states
         tail = self.is_tail(items)[:, None, None]
