@@ -149,21 +149,29 @@ def test_gat_benchmark_scores_a_finished_run_by_attribute_coverage(tiny_dir, tmp
     assert json.loads((run / "bench_buckets.json").read_text()) == got  # kept for the next read
 
 
-def test_llm_cost_benchmark_times_each_variant_against_its_base(tmp_path):
-    """``bench_llm_seq.py cost`` on a tiny Beauty-shaped folder: one row per variant with its CPU
-    seconds per epoch, and the ratio to the variant it is compared with."""
+def _tiny_text_folder(workdir: Path) -> Path:
+    """A tiny Beauty-shaped folder where ``bench_llm_seq.py`` looks for it: sequences and
+    random item and user embeddings (150 items, 72 wide: the PCA start of d 64 needs both, the
+    sampled protocol 100 unseen items a user)."""
     import pickle
 
     import numpy as np
 
     from helpers import random_sequences, write_sequences
 
-    folder = tmp_path / "data" / "beauty_text"
-    write_sequences(folder, random_sequences(num_users=30, num_items=80), 80)  # items >= d 64 for the PCA start
+    folder = workdir / "data" / "beauty_text"
+    write_sequences(folder, random_sequences(num_users=30, num_items=150), 150)
     rng = np.random.default_rng(0)
-    for name, rows in (("itm_emb_np.pkl", 80), ("usr_emb_np.pkl", 30)):
+    for name, rows in (("itm_emb_np.pkl", 150), ("usr_emb_np.pkl", 30)):
         with open(folder / name, "wb") as f:
-            pickle.dump(rng.standard_normal((rows, 72)).astype(np.float32), f)  # wider than d 64
+            pickle.dump(rng.standard_normal((rows, 72)).astype(np.float32), f)
+    return folder
+
+
+def test_llm_cost_benchmark_times_each_variant_against_its_base(tmp_path):
+    """``bench_llm_seq.py cost`` on a tiny folder: one row per variant with its CPU seconds per
+    epoch, and the ratio to the variant it is compared with."""
+    _tiny_text_folder(tmp_path)
     out = subprocess.run([sys.executable, str(BENCH / "bench_llm_seq.py"), "cost", "--workdir", str(tmp_path),
                           "--variants", "sasrec", "llmesr", "--epochs", "1"],
                          capture_output=True, text=True, env=ONE_THREAD, timeout=300)
@@ -175,3 +183,23 @@ def test_llm_cost_benchmark_times_each_variant_against_its_base(tmp_path):
     assert base > 0 and llm > 0 and rows["llmesr"][2] == "sasrec"
     assert abs(float(rows["llmesr"][3].strip().rstrip("x")) - llm / base) <= 0.01 * llm / base + 0.01
     assert "Similar users (top 10 by cosine) for all 30 users" in out.stdout
+
+
+def test_llm_accuracy_benchmark_scores_full_runs_under_the_sampled_protocol_too(tmp_path):
+    """``bench_llm_seq.py accuracy`` (protocol ``full``): each finished run's best weights are
+    also scored under the sampled protocol (kept in the run folder) and printed as a second table."""
+    _tiny_text_folder(tmp_path)
+    cmd = [sys.executable, str(BENCH / "bench_llm_seq.py"), "accuracy", "--workdir", str(tmp_path), "--variants",
+           "sasrec", "--seeds", "2023", "--set", "train.epochs=2", "--set", "model.dim=8", "--set", "model.heads=1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ONE_THREAD, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    full, sampled = out.stdout.split("under the sampled protocol")
+    row = lambda text: next(line for line in text.splitlines() if line.startswith("| sasrec"))  # noqa: E731
+    cache = tmp_path / "full" / "sasrec" / "sasrec-2023" / "bench_eval.protocol-sampled.json"
+    kept = json.loads(cache.read_text())
+    assert kept["protocol"]["protocol"] == "sampled" and kept["protocol"]["sampled_negatives"] == 100
+    assert f"{kept['test']['ndcg@10']:.4f} ± 0.0000" in row(sampled).split(" | ")[2]
+    # 150 items, one target among 101 candidates: sampled ranking scores higher than full ranking
+    assert kept["test"]["ndcg@10"] > float(row(full).split(" | ")[2].split(" ± ")[0])
+    again = subprocess.run(cmd, capture_output=True, text=True, env=ONE_THREAD, timeout=300)
+    assert again.returncode == 0 and row(again.stdout.split("under the sampled protocol")[1]) == row(sampled)
