@@ -46,6 +46,7 @@ VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
     "llmesr_shuffled": ("llmesr", ["model.text_shuffle=true"], "llmesr"),
     "llmesr_pro": ("llmesr", ["model.user_heads=true"], "llmesr"),
     "llmesr_no_distill": ("llmesr", ["model.distill_weight=0"], "llmesr"),
+    "llmesr_no_cross": ("llmesr", ["model.cross_attention=none"], "llmesr"),
     "llmesr_step_teacher": ("llmesr", ["model.teacher=step"], "llmesr"),
     "gsasrec": ("gsasrec", [], None),
     "gsasrec_text": ("gsasrec", ["model.item_text=frozen"], "gsasrec"),

@@ -69,7 +69,62 @@ def test_the_semantic_view_is_frozen_and_items_have_both_views():
     loss = m.encode(items).sum() + m.item_table().sum()
     loss.backward()
     opt.step()
-    assert torch.equal(m.sem_text, before) and m.adapter[0].weight.grad.abs().sum() > 0
+    assert torch.equal(m.sem_text, before) and m.adapter.inner.weight.grad.abs().sum() > 0
+
+
+def test_the_linear_adapter_is_its_two_layers_one_after_the_other():
+    """The product form gives the same vectors and the same gradients as the reference code's
+    two linear layers applied in turn."""
+    from semrec.encoder.models.sequential.llmesr import LinearAdapter
+
+    torch.manual_seed(0)
+    adapter = LinearAdapter(24, 12, 8)
+    with torch.no_grad():
+        adapter.inner.bias.normal_()
+        adapter.outer.bias.normal_()
+    x, g = torch.randn(40, 24), torch.randn(40, 8)
+    (adapter(x) * g).sum().backward()
+    product = [p.grad.clone() for p in adapter.parameters()]
+    adapter.zero_grad()
+    in_turn = adapter.outer(adapter.inner(x))
+    (in_turn * g).sum().backward()
+    assert torch.allclose(adapter(x), in_turn, atol=1e-5)
+    assert all(torch.allclose(a, p.grad, atol=1e-4) for a, p in zip(product, adapter.parameters()))
+    assert adapter.inner.out_features == 12 and _model().adapter.inner.out_features == 12  # s/2 of 24-wide text
+    mlp = _model(adapter="mlp").adapter
+    assert isinstance(mlp[1], torch.nn.GELU) and mlp[0].out_features == (24 + 8) // 2
+
+
+def test_the_views_reach_the_encoder_at_the_scale_of_their_items():
+    """The adapter and the cross-attention start Xavier-normal: a semantic item keeps the size of
+    its text vector's projection, and the cross-attention output is of the size of its inputs
+    (N(0, 0.02) there shrank them ~40-fold, below the position embeddings)."""
+    m = _model()
+    items = torch.tensor([[3, 7, 1, 9, 4, 2]])
+    x_id, x_sem = (torch.nn.functional.embedding(items, t) for t in m.view_tables())
+    valid = items != m.pad
+    crossed = m._cross(x_id, x_sem, valid, m.cross["to_sem"])
+    assert 0.2 < crossed.std() / x_sem.std() < 5
+    assert x_sem.std() > 0.1  # text vectors of norm ~5 (24 N(0, 1) entries) through gain-1 layers
+
+
+def test_residual_cross_attention_adds_to_the_items_and_replace_drops_them():
+    """``residual`` with a silent cross-attention (zero output projection) is the model without
+    cross-attention; ``replace`` then has nothing left of the items (every state is the same)."""
+    items = torch.tensor([[3, 7, 1, 9, 4, 8], [5, 2, 9, 4, 11, 12]])
+    plain = _model(cross_attention="none")
+    for mode in ("residual", "replace"):
+        m = _model(cross_attention=mode)
+        m.load_state_dict(plain.state_dict(), strict=False)  # same tables, encoder and heads
+        with torch.no_grad():
+            for attn in m.cross.values():
+                attn.out_proj.weight.zero_()
+                attn.out_proj.bias.zero_()
+        got = m.encode(items)
+        if mode == "residual":
+            assert torch.allclose(got, plain.encode(items), atol=1e-6)
+        else:  # the encoder reads positions only: the same states for both users
+            assert torch.allclose(got[0], got[1], atol=1e-5)
 
 
 @pytest.mark.parametrize("encoder", ["sasrec", "gru4rec"])
@@ -132,7 +187,8 @@ def test_the_teacher_is_the_mean_of_the_similar_users_representations():
     ["model.encoder=bert4rec"],
     ["model.views=collaborative", "model.distill_weight=0"],
     ["model.views=semantic", "model.text_shuffle=true"],
-    ["model.cross_attention=false", "model.share_encoder=false", "model.id_init=random"],
+    ["model.cross_attention=none", "model.share_encoder=false", "model.id_init=random"],
+    ["model.cross_attention=replace"],
     ["model.text_shuffle=true", "model.loss=bce", "model.negatives=1"],
     ["model.user_heads=true", "model.tail_len=5", "model.distill_head_users=false"],
 ])
