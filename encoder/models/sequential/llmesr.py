@@ -205,7 +205,8 @@ class LLMESR(SequentialRecommender):
         start), whatever ``init`` says for the encoder and the ID table: N(0, 0.02) there would
         shrink every vector that passes through by ~0.16 a layer (0.025 through the attention's
         value and output projections), leaving the items far below the positions the encoder adds
-        (measured on Beauty: validation NDCG@10 0.029 after 6 epochs against 0.04 for SASRec)."""
+        (Beauty, ``cross_attention=replace``: validation NDCG@10 after 6 epochs 0.029 with N(0, 0.02),
+        0.035 with Xavier)."""
         layers = [m for m in (getattr(self, "adapter", None), self.cross) if m is not None]
         for module in (m for layer in layers for m in layer.modules()):
             if isinstance(module, nn.Linear):
