@@ -182,6 +182,7 @@ def test_llm_cost_benchmark_times_each_variant_against_its_base(tmp_path):
     base, llm = float(rows["sasrec"][1]), float(rows["llmesr"][1])
     assert base > 0 and llm > 0 and rows["llmesr"][2] == "sasrec"
     assert abs(float(rows["llmesr"][3].strip().rstrip("x")) - llm / base) <= 0.01 * llm / base + 0.01
+    assert rows["llmesr"][4].strip() == rows["llmesr"][3].strip() and rows["sasrec"][4].strip() == "-"
     assert "Similar users (top 10 by cosine) for all 30 users" in out.stdout
 
 

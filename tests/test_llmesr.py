@@ -247,3 +247,31 @@ def test_head_users_can_skip_distillation():
         _, head_only = m.loss(SeqBatch(torch.tensor([1]), inputs[1:], targets[1:], neg[1:]))
     assert float(head_only["distill"]) == 0.0 and float(tail_only["distill"]) > 0
     assert float(both["distill"]) == pytest.approx(float(tail_only["distill"]) / 2, rel=1e-5)
+
+
+def test_the_running_teacher_table_takes_each_steps_representations():
+    """``teacher=running``: the first table is the users' encoding (as ``epoch``); a step's loss
+    reads the neighbours from the table, then writes its own users' representations into it."""
+    from semrec.encoder.sampling import SeqBatch
+
+    m = _model(teacher="running", dropout=0.0).train()
+    m.start_epoch(0)
+    first = m.teachers.clone()
+    reference = _model(teacher="epoch")
+    reference.start_epoch(0)
+    assert torch.allclose(first, reference.teachers, atol=1e-6)  # same weights: the same start
+    m.start_epoch(1)
+    assert torch.equal(m.teachers, first)  # no re-encoding after the first table
+    users = torch.tensor([2, 5])
+    inputs = torch.tensor([[N_ITEMS, N_ITEMS, 1, 2, 3, 4], [4, 5, 6, 7, 8, 9]])
+    targets = torch.roll(inputs, -1, 1)
+    expected_teacher = first[m.similar[users]].mean(1)
+    loss, parts = m.loss(SeqBatch(users, inputs, targets, torch.full((2, 6, 0), N_ITEMS)))
+    state = m.encode(inputs)[:, -1].detach()
+    assert float(parts["distill"].detach()) == pytest.approx(
+        float(0.1 * (state - expected_teacher).pow(2).mean(1).mean()), rel=1e-5)
+    others = torch.ones(N_USERS, dtype=torch.bool)
+    others[users] = False
+    assert torch.allclose(m.teachers[users], state, atol=1e-6) and torch.equal(m.teachers[others], first[others])
+    assert not m.teachers.requires_grad
+    loss.backward()  # the write after the read leaves the graph intact

@@ -28,7 +28,9 @@ Long-tailed Sequential Recommendation", NeurIPS 2024. https://arxiv.org/abs/2405
   training sequence. ``teacher=step`` encodes the neighbours at every step, as the reference
   code does; ``teacher=epoch`` (default) encodes every user once at the start of each epoch, in
   evaluation mode, and reads the teachers from that table: the same signal up to one epoch of
-  staleness, at a fraction of the cost (docs/benchmarks.md).
+  staleness, at a fraction of the cost (docs/benchmarks.md). ``teacher=running`` costs nothing
+  beyond the first table: each step writes its users' (detached) training representations into
+  it, so a teacher is the neighbours' newest representation as their own steps left it.
 
 **Head and tail users (LLM-ESR-Pro).** With ``user_heads``, a user whose history (as the model
 reads it, at most ``max_len`` items) has at most ``tail_len`` items is a tail user; a linear
@@ -57,6 +59,7 @@ from semrec.encoder.sampling import SeqBatch
 
 SEQUENCE_ENCODERS = ("sasrec", "bert4rec", "gru4rec")
 VIEWS = ("both", "collaborative", "semantic")
+TEACHERS = ("epoch", "step", "running")
 CROSS = ("residual", "replace", "none")
 ADAPTERS = ("linear", "mlp")
 
@@ -98,7 +101,8 @@ class LLMESR(SequentialRecommender):
         share_encoder: one encoder for both views (the paper) or one each.
         distill_weight: weight of the self-distillation MSE (0: none).
         neighbors: similar users per user, the teacher.
-        teacher: ``epoch`` (a table refreshed each epoch) or ``step`` (re-encoded each step).
+        teacher: ``epoch`` (a table refreshed each epoch), ``step`` (re-encoded each step) or
+            ``running`` (a table that each step updates with its users' representations).
         user_heads: separate heads for head and tail users (LLM-ESR-Pro); ``tail_len``: the
             longest history of a tail user; ``head_weight``: the group head's share of the state.
         distill_head_users: distil head users too (``false``: tail users only).
@@ -127,7 +131,7 @@ class LLMESR(SequentialRecommender):
                  views: choice(*VIEWS) = "both", id_init: choice("pca", "random") = "pca",
                  cross_attention: choice(*CROSS) = "residual", share_encoder: bool = True,
                  distill_weight: NonNegativeFloat = 0.1, neighbors: PositiveInt = 10,
-                 teacher: choice("epoch", "step") = "epoch", user_heads: bool = False, tail_len: PositiveInt = 9,
+                 teacher: choice(*TEACHERS) = "epoch", user_heads: bool = False, tail_len: PositiveInt = 9,
                  head_weight: Probability = 0.5, distill_head_users: bool = True, text_shuffle: bool = False,
                  adapter: choice(*ADAPTERS) = "linear",
                  item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
@@ -135,8 +139,8 @@ class LLMESR(SequentialRecommender):
                  histories: np.ndarray | None = None, attributes: ItemAttributes | None = None):
         if views not in VIEWS:
             raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
-        if teacher not in ("epoch", "step"):
-            raise ValueError(f"teacher must be epoch or step, got {teacher!r}")
+        if teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {teacher!r}")
         if text_emb is None:
             raise ValueError("llmesr needs LLM item embeddings (itm_emb_np.pkl)")
         uses_id, uses_sem = views in ("both", "collaborative"), views in ("both", "semantic")
@@ -307,8 +311,9 @@ class LLMESR(SequentialRecommender):
 
     @torch.no_grad()
     def start_epoch(self, epoch: int) -> None:
-        """``teacher=epoch``: every user's representation, once, in evaluation mode."""
-        if not self.neighbors or self.teacher != "epoch":
+        """``teacher=epoch``: every user's representation, once, in evaluation mode (``running``:
+        only when there is no table yet, at the start of a run or of a resumed one)."""
+        if not self.neighbors or self.teacher == "step" or (self.teacher == "running" and self.teachers.numel()):
             return
         was_training = self.training
         self.eval()
@@ -330,7 +335,7 @@ class LLMESR(SequentialRecommender):
     def teacher_of(self, users: torch.Tensor) -> torch.Tensor:
         """``(B, D)`` the mean representation of each user's similar users, without gradient."""
         near = self.similar[users]  # (B, k)
-        if self.teacher == "epoch":
+        if self.teacher != "step":
             if self.teachers.numel() == 0:
                 self.start_epoch(0)
             return self.teachers[near].mean(1)
@@ -347,6 +352,8 @@ class LLMESR(SequentialRecommender):
         if not self.neighbors:
             return rec, parts
         per_user = (states[:, -1] - self.teacher_of(batch.users)).pow(2).mean(1)
+        if self.teacher == "running":  # after reading the teachers: this batch's users are others' teachers
+            self.teachers[batch.users] = states[:, -1].detach()
         if self.user_heads and not self.distill_head_users:
             per_user = per_user * self.is_tail(batch.inputs)
         distill = self.distill_weight * per_user.mean()
