@@ -67,8 +67,9 @@ ADAPTERS = ("linear", "mlp")
 class LinearAdapter(nn.Module):
     """Two linear maps with no activation between, ``s -> s/2 -> d`` (the reference code's adapter),
     applied as their product: every step maps the whole frozen ``(I, s)`` table, and one ``(s, d)``
-    matrix does that with about a quarter of the operations of the two layers one after the other
-    (``s/2 > 2d``); the gradients of both layers are the same either way."""
+    matrix does that with under a third of the operations of the two layers one after the other
+    (s = 384, d = 64: 24,576 against 86,016 a row); the gradients of both layers are the same
+    either way."""
 
     def __init__(self, width: int, hidden: int, dim: int):
         super().__init__()
