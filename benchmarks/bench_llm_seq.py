@@ -44,6 +44,9 @@ VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
     "sasrec": ("sasrec", [], None),
     "llmesr": ("llmesr", [], "sasrec"),
     "llmesr_shuffled": ("llmesr", ["model.text_shuffle=true"], "llmesr"),
+    # the reference code's loss for both (BCE, one sampled negative a position): the paper's comparison
+    "sasrec_bce": ("sasrec", ["model.loss=bce", "model.negatives=1"], None),
+    "llmesr_bce": ("llmesr", ["model.loss=bce", "model.negatives=1"], "sasrec_bce"),
     "llmesr_pro": ("llmesr", ["model.user_heads=true"], "llmesr"),
     "llmesr_no_distill": ("llmesr", ["model.distill_weight=0"], "llmesr"),
     "llmesr_no_cross": ("llmesr", ["model.cross_attention=none"], "llmesr"),
