@@ -105,7 +105,9 @@ def weighted_logsumexp_similarity(a: torch.Tensor, c: torch.Tensor, weights: tor
     """
     if weights.requires_grad:
         raise ValueError("weights must be constants (no gradient flows to them)")
-    return _WeightedLogSumExp.apply(a, c, weights.to(a.dtype), scale, bias, chunk)
+    with _float32(a) as cast:
+        a, c, bias = cast(a), cast(c), cast(bias)
+        return _WeightedLogSumExp.apply(a, c, weights.to(a.dtype), scale, bias, chunk)
 
 
 def logsumexp_similarity(a: torch.Tensor, c: torch.Tensor, scale: float = 1.0,
@@ -115,7 +117,27 @@ def logsumexp_similarity(a: torch.Tensor, c: torch.Tensor, scale: float = 1.0,
     ``bias`` (``(m,)``, constant) adds a per-candidate offset, e.g. ``log(count)`` for a
     candidate that occurs ``count`` times.
     """
-    return _ChunkedLogSumExp.apply(a, c, scale, bias, chunk)
+    with _float32(a) as cast:
+        return _ChunkedLogSumExp.apply(cast(a), cast(c), scale, cast(bias), chunk)
+
+
+class _float32:
+    """Autocast off, inputs in float32, for the chunked log-sum-exps: their in-place chunk writes
+    cannot take autocast's lower-precision products (``out=`` of another dtype is an error), and
+    a sum of exponentials over tens of thousands of items wants float32 anyway. Outside
+    autocast it changes nothing."""
+
+    def __init__(self, ref: torch.Tensor):
+        self.on = torch.is_autocast_enabled(ref.device.type)
+        self.off = torch.autocast(ref.device.type, enabled=False) if self.on else None
+
+    def __enter__(self):
+        if self.on:
+            self.off.__enter__()
+        return lambda t: t.float() if self.on and t is not None and t.is_floating_point() else t
+
+    def __exit__(self, *exc):
+        return self.off.__exit__(*exc) if self.on else False
 
 
 def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor,

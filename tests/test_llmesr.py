@@ -275,3 +275,6 @@ def test_the_running_teacher_table_takes_each_steps_representations():
     assert torch.allclose(m.teachers[users], state, atol=1e-6) and torch.equal(m.teachers[others], first[others])
     assert not m.teachers.requires_grad
     loss.backward()  # the write after the read leaves the graph intact
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision: the table stays float32
+        m.loss(SeqBatch(users, inputs, targets, torch.full((2, 6, 0), N_ITEMS)))
+    assert m.teachers.dtype == torch.float32

@@ -233,3 +233,22 @@ def test_a_finished_run_is_evaluated_again_under_another_protocol(tmp_path, caps
     assert main(["--evaluate", str(run), "--set", "model.dim=8"]) == 2
     assert "changes eval.* settings only" in capsys.readouterr().err
     assert main(["--evaluate", str(tmp_path / "nothing")]) == 2
+
+
+def test_the_full_softmax_trains_under_mixed_precision():
+    """Under bfloat16 autocast (``train.amp`` on CUDA; CPU autocast here) the chunked softmax runs
+    in float32: the same loss and gradients as without autocast, not an error."""
+    from semrec.encoder.losses import full_softmax_ce
+
+    torch.manual_seed(0)
+    h, items = torch.randn(50, 16, requires_grad=True), torch.randn(300, 16, requires_grad=True)
+    pos = torch.randint(0, 300, (50,))
+    exact = full_softmax_ce(h, items, pos)
+    exact.backward()
+    grads = h.grad.clone(), items.grad.clone()
+    h.grad = items.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = full_softmax_ce(h, items, pos)
+    mixed.backward()
+    assert mixed.dtype == torch.float32 and float(mixed.detach()) == pytest.approx(float(exact.detach()), rel=1e-5)
+    assert torch.allclose(h.grad, grads[0], atol=1e-6) and torch.allclose(items.grad, grads[1], atol=1e-6)

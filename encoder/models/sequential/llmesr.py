@@ -354,7 +354,7 @@ class LLMESR(SequentialRecommender):
             return rec, parts
         per_user = (states[:, -1] - self.teacher_of(batch.users)).pow(2).mean(1)
         if self.teacher == "running":  # after reading the teachers: this batch's users are others' teachers
-            self.teachers[batch.users] = states[:, -1].detach()
+            self.teachers[batch.users] = states[:, -1].detach().to(self.teachers.dtype)  # float32 under autocast too
         if self.user_heads and not self.distill_head_users:
             per_user = per_user * self.is_tail(batch.inputs)
         distill = self.distill_weight * per_user.mean()
