@@ -22,7 +22,8 @@ NDCG@10 are printed beside).
 
 ``cost``: CPU seconds per training epoch of each variant against its comparison, measured side by
 side in one process on one thread, the variants taking turns epoch by epoch (the mean of
-``--epochs`` epochs after one warm-up epoch), and the seconds to retrieve every user's similar users (LLM-ESR's neighbours).
+``--epochs`` epochs after one warm-up epoch), and the seconds to retrieve every user's similar
+users (LLM-ESR's neighbours).
 """
 from __future__ import annotations
 

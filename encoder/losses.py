@@ -1,6 +1,7 @@
 """Losses shared by the recommenders (one place for each)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 import torch
@@ -121,23 +122,17 @@ def logsumexp_similarity(a: torch.Tensor, c: torch.Tensor, scale: float = 1.0,
         return _ChunkedLogSumExp.apply(cast(a), cast(c), scale, cast(bias), chunk)
 
 
-class _float32:
+@contextmanager
+def _float32(ref: torch.Tensor):
     """Autocast off, inputs in float32, for the chunked log-sum-exps: their in-place chunk writes
     cannot take autocast's lower-precision products (``out=`` of another dtype is an error), and
-    a sum of exponentials over tens of thousands of items wants float32 anyway. Outside
-    autocast it changes nothing."""
-
-    def __init__(self, ref: torch.Tensor):
-        self.on = torch.is_autocast_enabled(ref.device.type)
-        self.off = torch.autocast(ref.device.type, enabled=False) if self.on else None
-
-    def __enter__(self):
-        if self.on:
-            self.off.__enter__()
-        return lambda t: t.float() if self.on and t is not None and t.is_floating_point() else t
-
-    def __exit__(self, *exc):
-        return self.off.__exit__(*exc) if self.on else False
+    a sum of exponentials over tens of thousands of items wants float32 anyway. Yields the cast
+    to apply to each input; outside autocast it changes nothing."""
+    if not torch.is_autocast_enabled(ref.device.type):
+        yield lambda t: t
+        return
+    with torch.autocast(ref.device.type, enabled=False):
+        yield lambda t: t.float() if t is not None and t.is_floating_point() else t
 
 
 def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor,
