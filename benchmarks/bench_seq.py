@@ -3,6 +3,7 @@
     python benchmarks/bench_seq.py accuracy --models sasrec gru4rec --datasets beauty --seeds 2023 2024 2025
     python benchmarks/bench_seq.py recbole --recbole-python /tmp/recbole_env/bin/python --dataset beauty
     python benchmarks/bench_seq.py memory --dataset beauty
+    python benchmarks/bench_seq.py negatives --dataset beauty --epochs 3
 
 ``accuracy``: each (model, dataset, seed) is a full CLI run to early stopping in its own
 process, on one torch thread (``--threads``). Printed per model and dataset: test HR@10 and
@@ -20,6 +21,11 @@ to reach RecBole's best validation NDCG@10, with the ratios. ``--recbole-epochs 
 RecBole's run (its best is then its best within N epochs, and the table says so). RecBole's
 full run takes hours: stopped, the same command continues it from its last epoch (seconds count
 training and validation, so the pause does not); a run already going in the workdir is waited for.
+
+``negatives``: gSASRec (or ``--model``) trained in one process with ``train.negatives_per``
+``position`` and ``sequence`` side by side, from the same seed, alternating epoch by epoch so that
+both see the same machine load: seconds per training epoch (median), the ratio, and validation
+NDCG@10 after every epoch (does sharing the negatives of a sequence change the learning curve?).
 
 ``memory``: peak resident memory of a process that loads the dataset and runs one full-ranking
 validation of a freshly built SASRec (the evaluator's share; the training run's peak is in the
@@ -266,10 +272,45 @@ def memory(args, argv) -> int:
     return 0
 
 
+def negatives(args, argv) -> int:
+    from bench_speed import _trainer
+
+    from semrec.encoder.dataset import load_dataset
+
+    path = data_file(args.dataset)
+    if not path.exists():
+        print(f"skipped: {path} not found (the benchmark reads ../shared/data/s3rec)", file=sys.stderr)
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    data = load_dataset(path, name=args.dataset)
+    modes = ("position", "sequence")
+    trainers = {m: _trainer(args.model, data, [*args.overrides, f"train.negatives_per={m}"], 0, args.dataset)
+                for m in modes}
+    secs: dict[str, list[float]] = {m: [] for m in modes}
+    curve: dict[str, list[float]] = {m: [] for m in modes}
+    for epoch in range(args.epochs):
+        for m in modes:
+            t0 = time.perf_counter()
+            trainers[m].train_epoch(epoch)
+            secs[m].append(time.perf_counter() - t0)
+            curve[m].append(trainers[m].evaluate("valid")["ndcg@10"])
+            print(f"epoch {epoch} {m}: {secs[m][-1]:.1f} s, valid ndcg@10 {curve[m][-1]:.4f}", file=sys.stderr,
+                  flush=True)
+    med = {m: statistics.median(secs[m]) for m in modes}
+    rows = ["| negatives per | s/epoch (median) | against per position | validation NDCG@10 after each epoch |",
+            "|---|---|---|---|"]
+    rows += [f"| {m} | {med[m]:.1f} | {med['position'] / med[m]:.2f}x | {' '.join(f'{x:.4f}' for x in curve[m])} |"
+             for m in modes]
+    emit(args, argv, f"{args.model}: negatives per position or per sequence on {args.dataset}", "\n".join(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
-    for name in ("accuracy", "recbole", "memory"):
+    for name in ("accuracy", "recbole", "memory", "negatives"):
         s = sub.add_parser(name)
         s.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
         s.add_argument("--markdown", help="append the table to this file")
@@ -282,12 +323,15 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--datasets", nargs="+", default=["beauty"])
         else:
             s.add_argument("--dataset", default="beauty")
+        if name == "negatives":
+            s.add_argument("--model", default="gsasrec", help="a sequential model with sampled negatives")
+            s.add_argument("--epochs", type=int, default=3)
         if name == "recbole":
             s.add_argument("--recbole-python", default="/tmp/recbole_env/bin/python")
             s.add_argument("--recbole-epochs", type=int, default=300)
     args = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # every child run
-    return {"accuracy": accuracy, "recbole": recbole, "memory": memory}[args.what](args, argv)
+    return {"accuracy": accuracy, "recbole": recbole, "memory": memory, "negatives": negatives}[args.what](args, argv)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,10 @@ class TrainConfig:
         lr_decay: after warm-up, ``none`` (constant), ``linear`` (to 0 at the last epoch) or ``cosine``.
         grad_clip: clip the gradients' global L2 norm to this (0: no clipping).
         amp: bfloat16 autocast on CUDA (ignored on CPU, where it does not help).
+        negatives_per: how sequence models with sampled negatives draw them: ``position`` (``k``
+            per position; the papers' way) or ``sequence`` (``k`` per sequence, shared by its
+            positions: several times faster an epoch on a CPU with many negatives, the same
+            learning curve; :mod:`semrec.encoder.sampling`).
         test_step: validate every this many epochs (after epochs 0, test_step, 2·test_step, ...).
         patience: stop after this many validations without improvement.
         stop_metric: validation metric that selects the best epoch, ``NAME@K``.
@@ -63,6 +67,7 @@ class TrainConfig:
     lr_decay: choice("none", "linear", "cosine") = "none"
     grad_clip: NonNegativeFloat = 0.0
     amp: bool = False
+    negatives_per: choice("position", "sequence") = "position"
     test_step: PositiveInt = 3
     patience: PositiveInt = 5
     stop_metric: str = "recall@20"

@@ -17,7 +17,17 @@ so that process ``rank`` of ``world_size`` gets every ``world_size``-th example.
 
 Sequence batches are ``(B, L)`` item-id tensors, left-padded: the last column holds each
 sequence's newest item. The padding id is ``num_items`` (one past the last item); the cloze
-mask id is ``num_items + 1``. Negatives never are the user's training items.
+mask id is ``num_items + 1``. Sampled negatives are drawn in one of two ways (``share``):
+
+* ``position`` (the papers' way): ``k`` items for every predicting position, none of them the
+  user's training items: ``(B, L, k)``. The loss gathers ``B·L·k`` item vectors, which on a CPU
+  is most of a gSASRec step (256 negatives).
+* ``sequence``: ``k`` items per sequence, none of them the user's training items, shared by its
+  positions: ``(B, 1, k)``; the loss is one matrix product per sequence.
+
+Sharing further, one set of negatives for a whole batch, was tried and dropped: on Beauty it made
+gSASRec's validation NDCG@10 fall as its loss fell (every position pushed down the same items);
+per sequence, the validation curves match per position's (docs/benchmarks.md, "Sharing negatives").
 """
 from __future__ import annotations
 
@@ -53,8 +63,8 @@ class SeqBatch(NamedTuple):
             mask id ``num_items + 1``).
         targets: ``(B, L)`` the item each position predicts: the next item (next-item batches)
             or the masked item (cloze batches); ``num_items`` where there is nothing to predict.
-        negatives: ``(B, L, k)`` sampled items per predicting position (``num_items`` elsewhere);
-            ``k = 0`` for a full softmax.
+        negatives: ``(B, L, k)`` sampled items per predicting position (``num_items`` elsewhere),
+            or ``(B, 1, k)`` per sequence; ``k = 0`` for a full softmax.
     """
 
     users: torch.Tensor
@@ -63,6 +73,10 @@ class SeqBatch(NamedTuple):
     negatives: torch.Tensor
 
     to = _to
+
+    def negatives_at(self, scored: torch.Tensor) -> torch.Tensor:
+        """``(P, k)``: the negatives of the positions where ``scored`` ``(B, L)`` holds."""
+        return self.negatives.expand(*scored.shape, -1)[scored]
 
 
 def _deal(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
@@ -99,16 +113,28 @@ class PairSampler:
             yield PairBatch(self.users[idx], self.items[idx], negs[idx])
 
 
+SHARES = ("position", "sequence")
+
+
 def _sample_negatives(data: InteractionData, users: torch.Tensor, mask: torch.Tensor, k: int,
-                      generator: torch.Generator) -> torch.Tensor:
+                      generator: torch.Generator, share: str = "position") -> torch.Tensor:
     """``(B, L, k)``: ``k`` items per position where ``mask`` holds, drawn uniformly among the
-    items user ``users[b]`` has no training interaction with; padding id elsewhere."""
+    items user ``users[b]`` has no training interaction with; padding id elsewhere. ``share``
+    ``sequence``: ``(B, 1, k)`` such items per sequence."""
+    if share == "sequence" and k:
+        return data.sample_negatives(users.repeat_interleave(k), generator).view(-1, 1, k)
     b, length = mask.shape
     out = torch.full((b, length, k), data.num_items, dtype=torch.long)
     if k and mask.any():
         owners = users[:, None].expand(b, length)[mask]
         out[mask] = data.sample_negatives(owners.repeat_interleave(k), generator).view(-1, k)
     return out
+
+
+def _check_share(share: str) -> str:
+    if share not in SHARES:
+        raise ValueError(f"negatives are drawn per {' or '.join(SHARES)}, got {share!r}")
+    return share
 
 
 class _SequenceSampler:
@@ -165,12 +191,13 @@ class NextItemSampler(_SequenceSampler):
         max_len: sequence length ``L``.
         negatives: sampled negatives per position (``1`` for SASRec's BCE, ``k`` for gBCE or a
             sampled softmax, ``0`` for a full softmax).
+        share: ``position`` or ``sequence`` (module docstring).
     """
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
-                 negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32):
+                 negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32, share: str = "position"):
         super().__init__(data, batch_size, generator, max_len, rank, world_size, span=1, buckets=buckets)
-        self.negatives = negatives
+        self.negatives, self.share = negatives, _check_share(share)
 
     def __iter__(self) -> Iterator[SeqBatch]:
         pad = self.data.num_items
@@ -180,7 +207,8 @@ class NextItemSampler(_SequenceSampler):
             targets[inputs == pad] = pad  # a padded position predicts nothing (not even the oldest item)
             users = self.users[idx]
             yield SeqBatch(users, inputs, targets,
-                           _sample_negatives(self.data, users, targets != pad, self.negatives, self.generator))
+                           _sample_negatives(self.data, users, targets != pad, self.negatives, self.generator,
+                                             self.share))
 
 
 class ClozeSampler(_SequenceSampler):
@@ -191,14 +219,17 @@ class ClozeSampler(_SequenceSampler):
         max_len: sequence length ``L``.
         mask_prob: probability that an item is masked.
         negatives: sampled negatives per masked position (0: full softmax over all items).
+        share: ``position`` or ``sequence`` (module docstring).
     """
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
-                 mask_prob: float = 0.2, negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32):
+                 mask_prob: float = 0.2, negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32,
+                 share: str = "position"):
         super().__init__(data, batch_size, generator, max_len, rank, world_size, span=0, buckets=buckets)
         if not 0.0 < mask_prob <= 1.0:
             raise ValueError(f"mask_prob must lie in (0, 1], got {mask_prob}")
         self.mask_prob, self.negatives = mask_prob, negatives
+        self.share = _check_share(share)
 
     def __iter__(self) -> Iterator[SeqBatch]:
         pad, mask_id = self.data.num_items, self.data.num_items + 1
@@ -212,7 +243,7 @@ class ClozeSampler(_SequenceSampler):
             labels = torch.where(masked, items, torch.full_like(items, pad))
             users = self.users[idx]
             yield SeqBatch(users, inputs, labels,
-                             _sample_negatives(self.data, users, masked, self.negatives, self.generator))
+                             _sample_negatives(self.data, users, masked, self.negatives, self.generator, self.share))
 
 
 SAMPLERS: dict[str, Callable[..., Any]] = {"pairwise": PairSampler, "next_item": NextItemSampler,
@@ -220,10 +251,16 @@ SAMPLERS: dict[str, Callable[..., Any]] = {"pairwise": PairSampler, "next_item":
 
 
 def make_sampler(model: Any, data: InteractionData, batch_size: int, generator: torch.Generator,
-                 rank: int = 0, world_size: int = 1):
-    """The sampler for ``model.batch_kind`` with ``model.sampler_options()``."""
+                 rank: int = 0, world_size: int = 1, negatives_per: str = "position"):
+    """The sampler for ``model.batch_kind`` with ``model.sampler_options()``;
+    ``negatives_per``: ``position`` or ``sequence`` (sequence samplers; module docstring)."""
     kind = getattr(model, "batch_kind", "pairwise")
     if kind not in SAMPLERS:
         raise ValueError(f"no sampler for batch kind {kind!r}; valid kinds: {', '.join(SAMPLERS)}")
     options = model.sampler_options() if hasattr(model, "sampler_options") else {}
+    if negatives_per != "position":
+        if kind == "pairwise":
+            raise ValueError(f"train.negatives_per={negatives_per} applies to sequence models; "
+                             f"{type(model).__name__} trains on BPR triples")
+        options["share"] = negatives_per
     return SAMPLERS[kind](data, batch_size, generator, rank=rank, world_size=world_size, **options)

@@ -122,7 +122,8 @@ class Trainer:
             raise ValueError(f"train.stop_metric {self.stop_metric!r} is not computed; it must be one of "
                              f"eval.metrics at one of eval.ks ({ec.metrics} @ {ec.ks})")
         self.sampler = sampler or torch.Generator().manual_seed(tc.seed)  # the batches' random stream
-        self.batches = make_sampler(model, data, tc.batch_size, self.sampler, rank=rank, world_size=world_size)
+        self.batches = make_sampler(model, data, tc.batch_size, self.sampler, rank=rank, world_size=world_size,
+                                    negatives_per=tc.negatives_per)
         optim = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tc.optimizer]
         self.optimizer = optim(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         total = tc.epochs * max(len(self.batches), 1)

@@ -204,3 +204,21 @@ def test_llm_accuracy_benchmark_scores_full_runs_under_the_sampled_protocol_too(
     assert kept["test"]["ndcg@10"] > float(row(full).split(" | ")[2].split(" ± ")[0])
     again = subprocess.run(cmd, capture_output=True, text=True, env=ONE_THREAD, timeout=300)
     assert again.returncode == 0 and row(again.stdout.split("under the sampled protocol")[1]) == row(sampled)
+
+
+def test_negatives_benchmark_prints_both_samplings_side_by_side(tmp_path):
+    from helpers import shared_path
+
+    shared_path("s3rec", "LastFM.txt")
+    md = tmp_path / "neg.md"
+    out = subprocess.run([sys.executable, str(BENCH / "bench_seq.py"), "negatives", "--dataset", "lastfm",
+                          "--epochs", "1", "--set", "model.dim=16", "--set", "model.layers=1",
+                          "--set", "model.negatives=32", "--markdown", str(md)],
+                         env=ONE_THREAD, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:] for line in out.stdout.splitlines()
+            if line.startswith("| position") or line.startswith("| sequence")}
+    assert set(rows) == {"position", "sequence"}
+    assert rows["position"][1].strip() == "1.00x" and float(rows["sequence"][1].strip()[:-1]) > 0
+    assert 0 <= float(rows["sequence"][2].split()[0]) <= 1
+    assert "Command: `python benchmarks/bench_seq.py negatives" in md.read_text()

@@ -112,6 +112,21 @@ def test_batches_are_cut_to_their_longest_sequence_and_bucketed(tmp_path):
     assert sum(widths) < sum(plain)
 
 
+@pytest.mark.parametrize("cls", [NextItemSampler, ClozeSampler])
+def test_negatives_per_sequence_are_unseen_items_shared_by_its_positions(seq_data, cls):
+    def epoch(seed):
+        return list(cls(seq_data, 7, torch.Generator().manual_seed(seed), max_len=4, negatives=5, share="sequence"))
+
+    first = epoch(0)
+    for b in first:
+        assert b.negatives.shape == (len(b.users), 1, 5)
+        for u, negs in zip(b.users.tolist(), b.negatives[:, 0].tolist()):
+            assert not set(negs) & set(seq_data.train[u].indices.tolist())  # never a training item
+    assert all(torch.equal(a.negatives, b.negatives) for a, b in zip(first, epoch(0)))  # the sampler's generator
+    with pytest.raises(ValueError, match="negatives are drawn per position or sequence, got 'batch'"):
+        cls(seq_data, 7, torch.Generator(), max_len=4, negatives=5, share="batch")
+
+
 def test_cloze_batches_mask_at_least_one_real_item(seq_data):
     pad, mask = seq_data.num_items, seq_data.num_items + 1
     for b in ClozeSampler(seq_data, 8, torch.Generator().manual_seed(0), max_len=6, mask_prob=0.01):

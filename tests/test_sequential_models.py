@@ -117,6 +117,37 @@ def test_padded_positions_are_not_in_the_loss():
     assert float(full) == pytest.approx(float(F.cross_entropy(logits, targets[keep])), rel=1e-5)
 
 
+@pytest.mark.parametrize("loss", ["bce", "sampled_softmax", "gbce"])
+def test_negatives_per_sequence_give_the_loss_of_the_same_items_per_position(loss):
+    """Per-sequence negatives (one matrix product per sequence) score like the same items given
+    to every position of the sequence (a gather per position)."""
+    from semrec.encoder.sampling import SeqBatch
+
+    m = _model(GSASRec) if loss == "gbce" else _model(SASRec, loss=loss, negatives=5)
+    inputs = torch.tensor([[PAD, 3, 7, 2], [5, 2, 8, 1]])
+    targets = torch.tensor([[PAD, 7, 2, 9], [2, 8, 1, 6]])
+    per_sequence = torch.tensor([[[11, 20, 4, 13, 0]], [[14, 22, 25, 17, 3]]])
+    per_position = per_sequence.expand(-1, 4, -1).clone()
+    per_position[targets == PAD] = PAD
+    users = torch.tensor([0, 1])
+    a, _ = m.loss(SeqBatch(users, inputs, targets, per_sequence))
+    b, _ = m.loss(SeqBatch(users, inputs, targets, per_position))
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+    batch = SeqBatch(users, inputs, targets, per_sequence)
+    assert batch.negatives_at(targets != PAD).tolist() == per_position[targets != PAD].tolist()
+
+
+def test_negatives_per_sequence_from_the_cli_and_only_for_sequence_models(tiny_dir, tmp_path, capsys):
+    from semrec.encoder.train_encoder import main
+
+    base = ["--dataset", "tiny", "--data-dir", str(tiny_dir), "--device", "cpu", "--quiet",
+            "--set", "train.epochs=1", "--set", "train.negatives_per=sequence"]
+    assert main(["--model", "gsasrec", "--out", str(tmp_path / "g"), "--set", "model.negatives=5", *base]) == 0
+    assert json.loads((tmp_path / "g" / "results.json").read_text())["test"]["ndcg@10"] >= 0
+    assert main(["--model", "lightgcn", "--out", str(tmp_path / "l"), *base]) != 0
+    assert "train.negatives_per=sequence applies to sequence models" in capsys.readouterr().err
+
+
 # ----- the losses against hand computation ----------------------------------------------------
 def test_sampled_losses_by_hand():
     s_pos, s_neg = torch.tensor([2.0, -1.0]), torch.tensor([[0.5, 1.0], [-2.0, 0.0]])

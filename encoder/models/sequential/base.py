@@ -329,20 +329,27 @@ class SequentialRecommender(Recommender):
         states = self.encode(batch.inputs, table)
         if out is not None:
             out.inputs, out.states = batch.inputs, states
-        scored = batch.targets != self.pad
-        rec = self.next_item_loss(states[scored], batch.targets[scored], batch.negatives[scored],
+        rec = self.next_item_loss(states, batch.targets, batch.negatives,
                                   None if vectors is None else vectors[: self.num_items])
         return rec, {self.loss_name: rec}
 
-    def next_item_loss(self, h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+    def next_item_loss(self, states: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
                        table: torch.Tensor | None = None) -> torch.Tensor:
-        """Loss of states ``h`` ``(P, d)`` for targets ``pos`` ``(P,)`` and negatives ``neg``
-        ``(P, k)``, against :meth:`item_table` or the item rows ``table``."""
+        """The loss of states ``(B, L, d)`` at the positions with a target (``targets`` ``(B, L)``,
+        padding elsewhere), against :meth:`item_table` or the item rows ``table``. Negatives in
+        either of the samplers' layouts (:mod:`semrec.encoder.sampling`): ``(B, L, k)`` per
+        position, or ``(B, 1, k)`` per sequence (one matrix product per sequence instead of a
+        gather per position)."""
         table = self.item_table() if table is None else table
+        scored = targets != self.pad
+        h, pos = states[scored], targets[scored]
         if self.loss_name == "ce":
             return full_softmax_ce(h, table, pos)
         s_pos = (h * table[pos]).sum(-1)
-        s_neg = torch.einsum("pd,pkd->pk", h, table[neg])
+        if negatives.shape[1] == 1 and targets.shape[1] > 1:
+            s_neg = torch.bmm(states, table[negatives[:, 0]].transpose(1, 2))[scored]
+        else:
+            s_neg = torch.einsum("pd,pkd->pk", h, table[negatives[scored]])
         return self.sampled_loss(s_pos, s_neg)
 
     def sampled_loss(self, s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:
@@ -386,7 +393,7 @@ class SequentialRecommender(Recommender):
         targets = [AlignTarget("user", out.states[:, -1], batch.users, per_row=True),
                    AlignTarget("item", out.table, batch.targets[scored])]
         if batch.negatives.shape[-1]:
-            targets.append(AlignTarget("item", out.table, batch.negatives[scored].reshape(-1)))
+            targets.append(AlignTarget("item", out.table, batch.negatives_at(scored).reshape(-1)))
         return targets
 
     @torch.no_grad()

@@ -346,9 +346,7 @@ class LLMESR(SequentialRecommender):
     def loss(self, batch: SeqBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         tables = self.view_tables()  # once a step: the adapter (and any attribute view) read twice
         states = self.encode(batch.inputs, tables)
-        scored = batch.targets != self.pad
-        rec = self.next_item_loss(states[scored], batch.targets[scored], batch.negatives[scored],
-                                  torch.cat(tables, dim=1)[: self.num_items])
+        rec = self.next_item_loss(states, batch.targets, batch.negatives, torch.cat(tables, dim=1)[: self.num_items])
         parts = {self.loss_name: rec}
         if not self.neighbors:
             return rec, parts
