@@ -17,7 +17,7 @@ so that process ``rank`` of ``world_size`` gets every ``world_size``-th example.
 
 Sequence batches are ``(B, L)`` item-id tensors, left-padded: the last column holds each
 sequence's newest item. The padding id is ``num_items`` (one past the last item); the cloze
-mask id is ``num_items + 1``. Sampled negatives are drawn in one of two ways (``share``):
+mask id is ``num_items + 1``. Sampled negatives are drawn in one of two ways (``negatives_per``):
 
 * ``position`` (the papers' way): ``k`` items for every predicting position, none of them the
   user's training items: ``(B, L, k)``. The loss gathers ``B·L·k`` item vectors, which on a CPU
@@ -27,7 +27,8 @@ mask id is ``num_items + 1``. Sampled negatives are drawn in one of two ways (``
 
 Sharing further, one set of negatives for a whole batch, was tried and dropped: on Beauty it made
 gSASRec's validation NDCG@10 fall as its loss fell (every position pushed down the same items);
-per sequence, the validation curves match per position's (docs/benchmarks.md, "Sharing negatives").
+per sequence, the validation curves match per position's (docs/benchmarks.md, "Negatives per
+position or per sequence").
 """
 from __future__ import annotations
 
@@ -113,15 +114,15 @@ class PairSampler:
             yield PairBatch(self.users[idx], self.items[idx], negs[idx])
 
 
-SHARES = ("position", "sequence")
+NEGATIVES_PER = ("position", "sequence")
 
 
 def _sample_negatives(data: InteractionData, users: torch.Tensor, mask: torch.Tensor, k: int,
-                      generator: torch.Generator, share: str = "position") -> torch.Tensor:
+                      generator: torch.Generator, negatives_per: str = "position") -> torch.Tensor:
     """``(B, L, k)``: ``k`` items per position where ``mask`` holds, drawn uniformly among the
-    items user ``users[b]`` has no training interaction with; padding id elsewhere. ``share``
-    ``sequence``: ``(B, 1, k)`` such items per sequence."""
-    if share == "sequence" and k:
+    items user ``users[b]`` has no training interaction with; padding id elsewhere.
+    ``negatives_per="sequence"``: ``(B, 1, k)`` such items per sequence."""
+    if negatives_per == "sequence" and k:
         return data.sample_negatives(users.repeat_interleave(k), generator).view(-1, 1, k)
     b, length = mask.shape
     out = torch.full((b, length, k), data.num_items, dtype=torch.long)
@@ -131,10 +132,10 @@ def _sample_negatives(data: InteractionData, users: torch.Tensor, mask: torch.Te
     return out
 
 
-def _check_share(share: str) -> str:
-    if share not in SHARES:
-        raise ValueError(f"negatives are drawn per {' or '.join(SHARES)}, got {share!r}")
-    return share
+def _check_negatives_per(negatives_per: str) -> str:
+    if negatives_per not in NEGATIVES_PER:
+        raise ValueError(f"negatives are drawn per {' or '.join(NEGATIVES_PER)}, got {negatives_per!r}")
+    return negatives_per
 
 
 class _SequenceSampler:
@@ -191,13 +192,14 @@ class NextItemSampler(_SequenceSampler):
         max_len: sequence length ``L``.
         negatives: sampled negatives per position (``1`` for SASRec's BCE, ``k`` for gBCE or a
             sampled softmax, ``0`` for a full softmax).
-        share: ``position`` or ``sequence`` (module docstring).
+        negatives_per: ``position`` or ``sequence`` (module docstring).
     """
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
-                 negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32, share: str = "position"):
+                 negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32,
+                 negatives_per: str = "position"):
         super().__init__(data, batch_size, generator, max_len, rank, world_size, span=1, buckets=buckets)
-        self.negatives, self.share = negatives, _check_share(share)
+        self.negatives, self.negatives_per = negatives, _check_negatives_per(negatives_per)
 
     def __iter__(self) -> Iterator[SeqBatch]:
         pad = self.data.num_items
@@ -208,7 +210,7 @@ class NextItemSampler(_SequenceSampler):
             users = self.users[idx]
             yield SeqBatch(users, inputs, targets,
                            _sample_negatives(self.data, users, targets != pad, self.negatives, self.generator,
-                                             self.share))
+                                             self.negatives_per))
 
 
 class ClozeSampler(_SequenceSampler):
@@ -219,17 +221,17 @@ class ClozeSampler(_SequenceSampler):
         max_len: sequence length ``L``.
         mask_prob: probability that an item is masked.
         negatives: sampled negatives per masked position (0: full softmax over all items).
-        share: ``position`` or ``sequence`` (module docstring).
+        negatives_per: ``position`` or ``sequence`` (module docstring).
     """
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
                  mask_prob: float = 0.2, negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32,
-                 share: str = "position"):
+                 negatives_per: str = "position"):
         super().__init__(data, batch_size, generator, max_len, rank, world_size, span=0, buckets=buckets)
         if not 0.0 < mask_prob <= 1.0:
             raise ValueError(f"mask_prob must lie in (0, 1], got {mask_prob}")
         self.mask_prob, self.negatives = mask_prob, negatives
-        self.share = _check_share(share)
+        self.negatives_per = _check_negatives_per(negatives_per)
 
     def __iter__(self) -> Iterator[SeqBatch]:
         pad, mask_id = self.data.num_items, self.data.num_items + 1
@@ -243,7 +245,8 @@ class ClozeSampler(_SequenceSampler):
             labels = torch.where(masked, items, torch.full_like(items, pad))
             users = self.users[idx]
             yield SeqBatch(users, inputs, labels,
-                             _sample_negatives(self.data, users, masked, self.negatives, self.generator, self.share))
+                             _sample_negatives(self.data, users, masked, self.negatives, self.generator,
+                                               self.negatives_per))
 
 
 SAMPLERS: dict[str, Callable[..., Any]] = {"pairwise": PairSampler, "next_item": NextItemSampler,
@@ -262,5 +265,5 @@ def make_sampler(model: Any, data: InteractionData, batch_size: int, generator: 
         if kind == "pairwise":
             raise ValueError(f"train.negatives_per={negatives_per} applies to sequence models; "
                              f"{type(model).__name__} trains on BPR triples")
-        options["share"] = negatives_per
+        options["negatives_per"] = negatives_per
     return SAMPLERS[kind](data, batch_size, generator, rank=rank, world_size=world_size, **options)

@@ -115,7 +115,8 @@ def test_batches_are_cut_to_their_longest_sequence_and_bucketed(tmp_path):
 @pytest.mark.parametrize("cls", [NextItemSampler, ClozeSampler])
 def test_negatives_per_sequence_are_unseen_items_shared_by_its_positions(seq_data, cls):
     def epoch(seed):
-        return list(cls(seq_data, 7, torch.Generator().manual_seed(seed), max_len=4, negatives=5, share="sequence"))
+        return list(cls(seq_data, 7, torch.Generator().manual_seed(seed), max_len=4, negatives=5,
+                        negatives_per="sequence"))
 
     first = epoch(0)
     for b in first:
@@ -124,7 +125,7 @@ def test_negatives_per_sequence_are_unseen_items_shared_by_its_positions(seq_dat
             assert not set(negs) & set(seq_data.train[u].indices.tolist())  # never a training item
     assert all(torch.equal(a.negatives, b.negatives) for a, b in zip(first, epoch(0)))  # the sampler's generator
     with pytest.raises(ValueError, match="negatives are drawn per position or sequence, got 'batch'"):
-        cls(seq_data, 7, torch.Generator(), max_len=4, negatives=5, share="batch")
+        cls(seq_data, 7, torch.Generator(), max_len=4, negatives=5, negatives_per="batch")
 
 
 def test_cloze_batches_mask_at_least_one_real_item(seq_data):
