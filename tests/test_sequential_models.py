@@ -245,6 +245,27 @@ def test_sequential_models_learn_a_deterministic_order(tmp_path, model):
     assert res["test"]["hit@1"] > 0.5, res["test"]  # chance: 1 in the 13 items outside the history
 
 
+@pytest.mark.parametrize("model, extra", [("gsasrec", []), ("sasrec", ["--set", "model.loss=bce"])])
+def test_many_sampled_negatives_do_not_hold_bce_at_constant_scores(tmp_path, model, extra):
+    """300 items in a cycle, 128 negatives per sequence: the next item is always the successor.
+    Unshifted, a BCE over 128 negatives first drives every score to the same low value by
+    growing one shared item direction, which maps every user to nearly one state: hit@10 then
+    stays at chance (0.04 here) for all 20 epochs. With the scores shifted by -ln k it is learned."""
+    rng = np.random.default_rng(0)
+    seqs = [[int(s + j) % 300 for j in range(8)] for s in rng.integers(0, 300, 600)]
+    write_sequences(tmp_path / "cyc", seqs, 300)
+    from semrec.encoder.train_encoder import main
+
+    args = ["--model", model, "--dataset", "cyc", "--data-dir", str(tmp_path / "cyc"), "--out", str(tmp_path / "r"),
+            "--device", "cpu", "--set", "train.epochs=20", "--set", "train.batch_size=64", "--set", "train.lr=0.01",
+            "--set", "model.dim=16", "--set", "model.max_len=8", "--set", "model.dropout=0.0",
+            "--set", "model.negatives=128", "--set", "train.negatives_per=sequence", "--set", "eval.ks=[1,10]",
+            "--set", "train.stop_metric=hit@10", "--set", "train.patience=100", "--quiet", *extra]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert res["test"]["hit@10"] > 0.5, res["test"]
+
+
 def test_a_finished_run_is_evaluated_again_under_another_protocol(tmp_path, capsys):
     """--evaluate reads the run's best weights: under its own settings it reproduces results.json
     exactly; --set eval.protocol=sampled writes the sampled protocol's numbers beside them."""

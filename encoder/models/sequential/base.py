@@ -12,6 +12,11 @@ not one sampled prefix per step: the main reason these models train fast.
 Losses (``loss``): ``ce`` (softmax over every item), ``sampled_softmax`` (softmax over the
 target and ``negatives`` sampled items), ``bce`` (SASRec's: the target against each sampled
 negative, ``negatives`` of them, 1 in the paper). See :mod:`semrec.encoder.losses`.
+The sampled losses see every score shifted by ``-ln k`` (``k`` negatives): a BCE over ``k``
+negatives is least, with all scores equal, at ``-ln k``, and without the shift the item vectors
+must first grow a shared direction to get there; on Beauty that put every user on nearly one
+state and held gSASRec's validation NDCG@10 at popularity's level (docs/benchmarks.md, "gSASRec's
+plateau"). A constant shift changes no ranking and no softmax, and is 0 for one negative.
 
 Initialisation (``init``): ``normal`` draws every embedding, linear and attention weight from
 N(0, ``init_std``) with zero biases and unit layer norms (BERT's scheme, which the S3-Rec and
@@ -40,6 +45,7 @@ them as they are.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -350,7 +356,8 @@ class SequentialRecommender(Recommender):
             s_neg = torch.bmm(states, table[negatives[:, 0]].transpose(1, 2))[scored]
         else:
             s_neg = torch.einsum("pd,pkd->pk", h, table[negatives[scored]])
-        return self.sampled_loss(s_pos, s_neg)
+        shift = math.log(s_neg.shape[1])  # module docstring
+        return self.sampled_loss(s_pos - shift, s_neg - shift)
 
     def sampled_loss(self, s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:
         if self.loss_name == "bce":
