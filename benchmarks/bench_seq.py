@@ -304,6 +304,9 @@ def negatives(args, argv) -> int:
     rows += [f"| {m} | {med[m]:.1f} | {med['position'] / med[m]:.2f}x | {' '.join(f'{x:.4f}' for x in curve[m])} |"
              for m in modes]
     emit(args, argv, f"{args.model}: negatives per position or per sequence on {args.dataset}", "\n".join(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({m: {"epoch_s": secs[m], "valid_ndcg@10": curve[m]} for m in modes},
+                                              indent=2))
     return 0
 
 

@@ -213,7 +213,7 @@ def test_negatives_benchmark_prints_both_samplings_side_by_side(tmp_path):
     md = tmp_path / "neg.md"
     out = subprocess.run([sys.executable, str(BENCH / "bench_seq.py"), "negatives", "--dataset", "lastfm",
                           "--epochs", "1", "--set", "model.dim=16", "--set", "model.layers=1",
-                          "--set", "model.negatives=32", "--markdown", str(md)],
+                          "--set", "model.negatives=32", "--markdown", str(md), "--json", str(tmp_path / "n.json")],
                          env=ONE_THREAD, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = {line.split("|")[1].strip(): line.split("|")[2:] for line in out.stdout.splitlines()
@@ -222,3 +222,5 @@ def test_negatives_benchmark_prints_both_samplings_side_by_side(tmp_path):
     assert rows["position"][1].strip() == "1.00x" and float(rows["sequence"][1].strip()[:-1]) > 0
     assert 0 <= float(rows["sequence"][2].split()[0]) <= 1
     assert "Command: `python benchmarks/bench_seq.py negatives" in md.read_text()
+    saved = json.loads((tmp_path / "n.json").read_text())
+    assert len(saved["sequence"]["epoch_s"]) == 1 and saved["position"]["valid_ndcg@10"][0] >= 0

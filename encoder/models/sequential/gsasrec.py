@@ -7,7 +7,9 @@ with Negative Sampling", RecSys 2023. https://arxiv.org/abs/2308.07192
 The SASRec encoder, ``k`` uniformly sampled negatives per position, and gBCE: the positive
 term is BCE of ``σ(s)^β`` instead of ``σ(s)``, with ``β = α(t(1 - 1/α) + 1/α)`` and
 ``α = k / (I - 1)``; the calibration ``t`` (0.75 in the paper) undoes the overconfidence that
-negative sampling causes. See :func:`semrec.encoder.losses.gbce`.
+negative sampling causes. See :func:`semrec.encoder.losses.gbce`. As every sampled loss here,
+the scores enter it shifted by ``-ln k`` (:mod:`semrec.encoder.models.sequential.base`: without
+the shift, gSASRec on Beauty stayed at popularity's level).
 """
 from __future__ import annotations
 
