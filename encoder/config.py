@@ -26,6 +26,7 @@ import yaml
 
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, \
     check_fields, choice, out_of_range, range_of
+from semrec.encoder.sampling import NEGATIVES_PER
 
 
 class ConfigError(ValueError):
@@ -67,7 +68,7 @@ class TrainConfig:
     lr_decay: choice("none", "linear", "cosine") = "none"
     grad_clip: NonNegativeFloat = 0.0
     amp: bool = False
-    negatives_per: choice("position", "sequence") = "position"
+    negatives_per: choice(*NEGATIVES_PER) = "position"
     test_step: PositiveInt = 3
     patience: PositiveInt = 5
     stop_metric: str = "recall@20"
