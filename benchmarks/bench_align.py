@@ -24,12 +24,14 @@ own (each user's items by the cosine of their semantic embeddings) beside popula
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import add_run_arguments, fmt, load_runs, report, run_dirs, save_runs, try_run  # noqa: E402
+from bench_graph_cf import (RunFailed, add_run_arguments, fmt, load_runs, report, run_all, run_dirs,  # noqa: E402
+                            run_one, save_runs)
 
 # RLMRec paper (WWW 2024), Table 1, Yelp: relative Recall@20 gain of Con / Gen over LightGCN
 # (as quoted in the alignment issue; the other backbones' gains are not quoted here)
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         refs = references(data)
         print(refs, file=sys.stderr, flush=True)
-        runs = run_all(args, data)
+        runs = run_variants(args, data)
         title = f"Alignment on {data.name}"
         note += f" Without training: {refs}."
     rows = table(runs)
@@ -139,31 +141,35 @@ def references(data_dir: Path) -> str:
     return "; ".join(lines)
 
 
-def run_all(args, data: Path) -> dict[str, dict[str, list[dict]]]:
-    """Every backbone × variant × seed as a full CLI run; a failed run is reported and skipped."""
+def run_variants(args, data: Path) -> dict[str, dict[str, list[dict]]]:
+    """Every backbone × variant × seed as a full CLI run (``--jobs`` at a time, on ``--device``);
+    a failed run is reported and skipped."""
     extra = [x for o in args.overrides for x in ("--set", o)]
     per_kind = {"": [], "_plus": args.plus_set, "_gene": args.gene_set}
-    runs: dict[str, dict[str, list[dict]]] = {}
+    runs: dict[str, dict[str, list[dict]]] = {b: {} for b in args.backbones}
     with run_dirs(args.workdir) as root:
+        tasks = []
         for backbone in args.backbones:
-            runs[backbone] = {}
             for label, suffix, more in VARIANTS:
                 if label not in args.variants:
                     continue
                 work = root / label.replace(" ", "_")
                 work.mkdir(exist_ok=True)
-                for s in args.seeds:
-                    sets = extra + [x for o in per_kind[suffix] for x in ("--set", o)] + more
-                    r = try_run(backbone + suffix, s, data, sets, work)
-                    if r is None:
-                        continue
-                    runs[backbone].setdefault(label, []).append(r)
-                    save_runs(args, runs)
-                    print(f"{backbone} {label} seed {s}: recall@20 {r['test']['recall@20']:.4f} "
-                          f"ndcg@20 {r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, "
-                          f"{r['train_epoch_s']:.2f} s/epoch", file=sys.stderr, flush=True)
-    return runs
-
+                sets = extra + [x for o in per_kind[suffix] for x in ("--set", o)] + more
+                tasks += [((backbone, label, s), functools.partial(run_one, backbone + suffix, s, data, sets, work,
+                                                                    device=args.device)) for s in args.seeds]
+        for (backbone, label, s), r in run_all(tasks, args.jobs):
+            if isinstance(r, RunFailed):
+                print(r, file=sys.stderr, flush=True)
+                continue
+            runs[backbone].setdefault(label, []).append(r)
+            runs[backbone][label].sort(key=lambda x: x["seed"])
+            save_runs(args, runs)
+            print(f"{backbone} {label} seed {s}: recall@20 {r['test']['recall@20']:.4f} "
+                  f"ndcg@20 {r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, "
+                  f"{r['train_epoch_s']:.2f} s/epoch", file=sys.stderr, flush=True)
+    order = [label for label, _, _ in VARIANTS]  # the table's order, whatever order the runs ended in
+    return {b: dict(sorted(v.items(), key=lambda kv: order.index(kv[0]))) for b, v in runs.items()}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -25,7 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +44,8 @@ class RunFailed(RuntimeError):
     """A training run exited with an error (its stderr's tail is the message)."""
 
 
-def machine() -> str:
+def machine(device: str = "cpu") -> str:
+    """The CPU, cores, Python and torch, the torch threads and, for a CUDA ``device``, the GPU."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -54,12 +57,14 @@ def machine() -> str:
     import torch
 
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads")
+            f"{torch.get_num_threads()} torch threads"
+            + (f", GPU {torch.cuda.get_device_name(device)}" if device.startswith("cuda") else ""))
 
 
-def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path, dataset: str | None = None) -> dict:
+def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path, dataset: str | None = None,
+            device: str = "cpu") -> dict:
     """One full CLI run in ``workdir/<model>-<seed>`` (``dataset``: the name its config section is
-    looked up by, default the folder's name), or what is left of it.
+    looked up by, default the folder's name; ``device``: where it trains), or what is left of it.
 
     The run directory keeps ``bench_run.json`` (the run's model, seed, data and settings) and,
     once done, ``bench_record.json`` (the returned record). Found again by the same command, a
@@ -74,12 +79,12 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path, 
 
     try:
         with exclusive(workdir / f"{out.name}.lock", f"{model} seed {seed}: {out} is in use by another process"):
-            return _run_in(out, model, seed, data, extra, dataset or data.name)
+            return _run_in(out, model, seed, data, extra, dataset or data.name, device)
     except BusyError as e:
         raise RunFailed(str(e)) from None
 
 
-def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str], dataset: str) -> dict:
+def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str], dataset: str, device: str) -> dict:
     from semrec.encoder.trainer import CHECKPOINT
 
     spec = {"model": model, "seed": seed, "data": str(data), "settings": extra}
@@ -98,7 +103,7 @@ def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str], data
     how = (["--resume", str(out)] if resume else
            ["--model", model, "--dataset", dataset, "--data-dir", str(data), "--seed", str(seed), "--out", str(out),
             *extra])
-    cmd = [sys.executable, "-c", CHILD, *how, "--device", "cpu", "--quiet"]
+    cmd = [sys.executable, "-c", CHILD, *how, "--device", device, "--quiet"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -110,7 +115,7 @@ def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str], data
     record = {"seed": seed, "valid": res["valid"], "test": res["test"], "best_epoch": res["best_epoch"],
               "epochs": res["last_epoch"] + 1, "train_epoch_s": statistics.median(t["train_epoch_seconds"]),
               "eval_s": statistics.median(t["eval_seconds"]), "peak_rss_mb": peak_kb / 1024, "wall_s": wall,
-              "run_dir": str(out),
+              "run_dir": str(out), "device": res.get("device", device),
               **({"resumed": True} if resume else {})}
     record_file.write_text(json.dumps(record))
     return record
@@ -129,13 +134,26 @@ def run_dirs(workdir: str | None) -> Iterator[Path]:
             yield Path(tmp)
 
 
-def try_run(model: str, seed: int, data: Path, extra: list[str], workdir: Path) -> dict | None:
-    """:func:`run_one`, or ``None`` after printing why the run failed (callers go on with the rest)."""
-    try:
-        return run_one(model, seed, data, extra, workdir)
-    except RunFailed as e:
-        print(e, file=sys.stderr, flush=True)
-        return None
+def run_all(tasks: list[tuple[str, Callable[[], dict]]], jobs: int = 1) -> Iterator[tuple[str, dict | RunFailed]]:
+    """Run the tasks (``label``, a function making one run), ``jobs`` at a time, and yield
+    ``(label, its record)``, or ``(label, the RunFailed)``, as each one ends. With one job they run
+    and end in order. Each run is its own process, so threads that wait on them are enough: on a
+    GPU machine several trainings share the device (they are small), one per CPU core at most."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(fn): label for label, fn in tasks}
+        for future in as_completed(futures):
+            try:
+                yield futures[future], future.result()
+            except RunFailed as e:
+                yield futures[future], e
+
+
+def add_device_arguments(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--jobs``, for the benchmarks that make full runs."""
+    p.add_argument("--device", default="cpu", help="where every run trains: cpu (the default; the docs' timings), "
+                                                   "cuda or cuda:N")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each its own process (default 1; on a "
+                                                      "GPU machine, up to one per CPU core share the GPU)")
 
 
 def save_runs(args, runs: dict) -> None:
@@ -170,6 +188,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", help="write all per-run numbers to this file")
     p.add_argument("--workdir", help="keep the run directories here (default: a temporary directory); the same "
                                      "command run again reads back finished runs and resumes killed ones")
+    add_device_arguments(p)
 
 
 def fmt(values: list[float]) -> str:
@@ -199,17 +218,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         extra = [x for o in args.overrides for x in ("--set", o)]
         with run_dirs(args.workdir) as work:
-            for model in args.models:
-                for s in args.seeds:
-                    r = try_run(model, s, data, extra, work)
-                    if r is None:  # keep going: the other runs' results still count
-                        failed.append(f"{model} seed {s}")
-                        continue
-                    runs.setdefault(model, []).append(r)
-                    save_runs(args, runs)
-                    print(f"{model} seed {r['seed']}: recall@20 {r['test']['recall@20']:.4f} ndcg@20 "
-                          f"{r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s",
-                          file=sys.stderr, flush=True)
+            tasks = [((model, s), functools.partial(run_one, model, s, data, extra, work, device=args.device))
+                     for model in args.models for s in args.seeds]
+            for (model, s), r in run_all(tasks, args.jobs):
+                if isinstance(r, RunFailed):  # keep going: the other runs' results still count
+                    print(r, file=sys.stderr, flush=True)
+                    failed.append(f"{model} seed {s}")
+                    continue
+                runs.setdefault(model, []).append(r)
+                runs[model].sort(key=lambda x: x["seed"])
+                save_runs(args, runs)
+                print(f"{model} seed {r['seed']}: recall@20 {r['test']['recall@20']:.4f} ndcg@20 "
+                      f"{r['test']['ndcg@20']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s",
+                      file=sys.stderr, flush=True)
+        runs = {m: runs[m] for m in args.models if m in runs}  # the order asked for
     if runs:
         report(args, argv, runs, table(runs), "bench_graph_cf.py", "Graph backbones on RLMRec Yelp",
                "mean ± std of test metrics at the best validation epoch; times are medians.")
@@ -249,14 +271,14 @@ def report(args, argv, runs: dict, rows: list[str], script: str, title: str, not
         cmd = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(args.markdown, "a") as f:
             f.write(f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\n"
-                    f"Machine: {machine()}.  \nCommand: `{cmd.strip()}`  \nSeeds: {args.seeds}; {note}\n\n{table}\n")
+                    f"Machine: {machine(args.device)}.  \nCommand: `{cmd.strip()}`  \nSeeds: {args.seeds}; {note}\n\n{table}\n")
 
 
-def append_markdown(path: str, script: str, argv: list[str] | None, title: str, text: str) -> None:
+def append_markdown(path: str, script: str, argv: list[str] | None, title: str, text: str, device: str = "cpu") -> None:
     """Append ``text`` to the file ``path`` under a dated heading with the machine and the command."""
     cmd = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
     with open(path, "a") as f:
-        f.write(f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\nMachine: {machine()}.  \nCommand: `{cmd.strip()}`\n\n"
+        f.write(f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\nMachine: {machine(device)}.  \nCommand: `{cmd.strip()}`\n\n"
                 f"{text}\n")
 
 
@@ -266,7 +288,8 @@ def finish(args, argv: list[str] | None, script: str, title: str, text: str, fai
     runs, report failed runs; the exit status (1 if any run failed)."""
     print(text)
     if args.markdown and any_runs:
-        append_markdown(args.markdown, script, argv, title, f"{args.threads} torch thread(s) per process.\n\n{text}")
+        append_markdown(args.markdown, script, argv, title, f"{args.threads} torch thread(s) per process.\n\n{text}",
+                        device=getattr(args, "device", "cpu"))
     if failed:
         print("failed runs: " + "; ".join(failed), file=sys.stderr)
         return 1

@@ -12,7 +12,8 @@ embeddings by the local sentence encoder (all-MiniLM-L6-v2, 384-d). Skipped when
 
 ``accuracy``: each variant (a model and its settings, :data:`VARIANTS`) and seed is a full CLI
 run to early stopping (``bench_graph_cf.run_one``: one process, one torch thread; the same
-command again reads finished runs back and resumes killed ones). Printed: test NDCG@10 and
+command again reads finished runs back and resumes killed ones; ``--jobs N`` runs N at a time,
+``--device cuda`` trains them on a GPU, which several runs share). Printed: test NDCG@10 and
 HR@10 overall and for tail/head items and users (mean ± std over seeds) and each variant's
 change against the variant it is compared with (``against``). ``--protocol``: ``full`` (full
 ranking, history excluded: the S3-Rec protocol), ``sampled`` (the target and 100 unseen items,
@@ -27,6 +28,7 @@ users (LLM-ESR's neighbours).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -36,7 +38,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import RunFailed, append_markdown, finish, fmt, run_one, subcommand_parser  # noqa: E402
+from bench_graph_cf import (RunFailed, add_device_arguments, append_markdown, finish, fmt, run_all,  # noqa: E402
+                            run_one, subcommand_parser)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -56,10 +59,15 @@ VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
     "gsasrec": ("gsasrec", [], None),
     "gsasrec_text": ("gsasrec", ["model.item_text=frozen"], "gsasrec"),
     "gsasrec_text_shuffled": ("gsasrec", ["model.item_text=frozen", "model.text_shuffle=true"], "gsasrec_text"),
+    # text4rec's other start: the ID table initialised from the text embeddings' PCA, then trained
+    "gsasrec_pca": ("gsasrec", ["model.item_text=pca"], "gsasrec"),
+    "gsasrec_pca_shuffled": ("gsasrec", ["model.item_text=pca", "model.text_shuffle=true"], "gsasrec_pca"),
     "sasrec_pca": ("sasrec", ["model.item_text=pca"], "sasrec"),
+    "sasrec_pca_shuffled": ("sasrec", ["model.item_text=pca", "model.text_shuffle=true"], "sasrec_pca"),
     "sasrec_plus": ("sasrec_plus", [], "sasrec"),
     "sasrec_plus_shuffled": ("sasrec_plus", ["align.shuffle=true"], "sasrec_plus"),
     "sasrec_gene": ("sasrec_gene", [], "sasrec"),
+    "sasrec_gene_shuffled": ("sasrec_gene", ["align.shuffle=true"], "sasrec_gene"),
     # issue 20: the semantic view's items fused with their attribute view (GAT over Beauty's 637 attributes)
     "llmesr_graph": ("llmesr", ["model.item_graph=gate"], "llmesr"),
 }
@@ -104,14 +112,14 @@ def _metric(r: dict, group: str, name: str, source: str = "test") -> float | Non
     return split.get(f"{group}{name}")
 
 
-def rescore(run_dir: str, settings: list[str], threads: int) -> dict:
+def rescore(run_dir: str, settings: list[str], threads: int, device: str = "cpu") -> dict:
     """A finished run's best weights scored under other evaluation settings (``--evaluate``:
     no training; kept in the run folder as ``bench_<settings>.json`` for the next read)."""
     cache = Path(run_dir) / ("bench_" + "_".join(x.replace("=", "-") for x in settings) + ".json")
     if cache.exists():
         return json.loads(cache.read_text())
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, str(REPO / "encoder" / "train_encoder.py"), "--evaluate", run_dir, "--quiet",
+    cmd = [sys.executable, str(REPO / "encoder" / "train_encoder.py"), "--evaluate", run_dir, "--quiet", "--device", device,
            *(x for s in settings for x in ("--set", s))]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
@@ -123,9 +131,13 @@ def rescore(run_dir: str, settings: list[str], threads: int) -> dict:
 
 def table(runs: dict[str, list[dict]], source: str, protocol: str) -> str:
     """NDCG@10 overall and by group (mean ± std over seeds; in brackets the change against the
-    variant each is compared with) and HR@10, from each run's ``source`` metrics."""
-    head = "| variant | against | " + " | ".join(f"{g or 'all '}NDCG@10" for g in GROUPS) + " | HR@10 | s/epoch | epochs |"
-    rows = [head, "|" + "---|" * (len(GROUPS) + 5)]
+    variant each is compared with) and HR@10, from each run's ``source`` metrics (runs without
+    them are left out), with the device each variant trained on."""
+    runs = {name: [r for r in rs if r.get(source)] for name, rs in runs.items()}
+    runs = {name: rs for name, rs in runs.items() if rs}
+    head = ("| variant | against | " + " | ".join(f"{g or 'all '}NDCG@10" for g in GROUPS)
+            + " | HR@10 | device | s/epoch | epochs |")
+    rows = [head, "|" + "---|" * (len(GROUPS) + 6)]
 
     def mean(rs, g):
         return statistics.fmean(x for x in (_metric(r, g, "ndcg@10", source) for r in rs) if x is not None)
@@ -144,6 +156,7 @@ def table(runs: dict[str, list[dict]], source: str, protocol: str) -> str:
         pub = f" (SRA-CL's table: {SRACL_PUBLISHED[name]:.4f})" if protocol == "sracl" and name in SRACL_PUBLISHED else ""
         rows.append(f"| {name}{pub} | {base or '-'} | " + " | ".join(cells) +
                     f" | {fmt([_metric(r, '', 'hit@10', source) for r in rs])} "
+                    f"| {'/'.join(sorted({r.get('device', 'cpu') for r in rs}))} "
                     f"| {statistics.median(r['train_epoch_s'] for r in rs):.1f} "
                     f"| {'/'.join(str(r['epochs']) for r in rs)} |")
     return "\n".join(rows)
@@ -157,32 +170,43 @@ def accuracy(args, argv) -> int:
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
-    runs: dict[str, list[dict]] = {}
-    failed = []
-    for name in args.variants:
+    def one(name: str, seed: int) -> dict:
         model, settings, _ = VARIANTS[name]
         extra = [x for s in settings + PROTOCOLS[args.protocol] + args.overrides for x in ("--set", s)]
         where = workdir / args.protocol / name
         where.mkdir(parents=True, exist_ok=True)
-        for seed in args.seeds:
+        r = run_one(model, seed, folder, extra, where, dataset="beauty", device=args.device)
+        if args.protocol == "full":  # the same checkpoints under the sampled protocol too
             try:
-                r = run_one(model, seed, folder, extra, where, dataset="beauty")
-                if args.protocol == "full":  # the same checkpoints under the sampled protocol too
-                    r["sampled"] = rescore(r["run_dir"], PROTOCOLS["sampled"], args.threads)
-            except RunFailed as e:
+                r["sampled"] = rescore(r["run_dir"], PROTOCOLS["sampled"], args.threads, args.device)
+            except RunFailed as e:  # e.g. the weights were not kept: the full-ranking result still counts
                 print(e, file=sys.stderr, flush=True)
-                failed.append(f"{name}/{seed}")
-                continue
-            runs.setdefault(name, []).append(r)
-            print(f"{name} seed {seed}: NDCG@10 {r['test']['ndcg@10']:.4f} HR@10 {r['test']['hit@10']:.4f}, "
-                  f"{r['epochs']} epochs, {r['train_epoch_s']:.1f} s/epoch", file=sys.stderr, flush=True)
-            if args.json:
-                Path(args.json).write_text(json.dumps(runs, indent=2))
+                r["sampled"] = None
+                unscored.append(f"{name}/{seed}")
+        return r
+
+    runs: dict[str, list[dict]] = {}
+    failed, unscored = [], []
+    tasks = [((name, seed), functools.partial(one, name, seed)) for name in args.variants for seed in args.seeds]
+    for (name, seed), r in run_all(tasks, args.jobs):
+        if isinstance(r, RunFailed):
+            print(r, file=sys.stderr, flush=True)
+            failed.append(f"{name}/{seed}")
+            continue
+        runs.setdefault(name, []).append(r)
+        runs[name].sort(key=lambda x: x["seed"])
+        print(f"{name} seed {seed}: NDCG@10 {r['test']['ndcg@10']:.4f} HR@10 {r['test']['hit@10']:.4f}, "
+              f"{r['epochs']} epochs, {r['train_epoch_s']:.1f} s/epoch", file=sys.stderr, flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(runs, indent=2))
+    runs = {name: runs[name] for name in args.variants if name in runs}  # the order asked for
     text = (f"Protocol `{args.protocol}`; seeds {args.seeds}; test metrics at the best validation epoch, mean ± std; "
             "in brackets the change of the mean against the `against` variant.\n\n" + table(runs, "test", args.protocol))
     if args.protocol == "full" and runs:
         text += ("\n\nThe same checkpoints (chosen on full-ranking validation) under the sampled protocol "
                  "(the target and 100 unseen items, fixed per seed):\n\n" + table(runs, "sampled", "sampled"))
+        if unscored:
+            text += f"\n\nLeft out of the second table (their weights were gone): {', '.join(unscored)}."
     return finish(args, argv, "bench_llm_seq.py", "LLM-enhanced sequential models, Beauty with text",
                   text, failed, any_runs=bool(runs))
 
@@ -256,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--variants", nargs="+", default=list(VARIANTS))
             s.add_argument("--markdown", help="append the table to this file")
         if name == "accuracy":
+            add_device_arguments(s)
             s.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
             s.add_argument("--protocol", choices=list(PROTOCOLS), default="full")
             s.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every run")

@@ -10,7 +10,8 @@ process, on one torch thread (``--threads``). Printed per model and dataset: tes
 NDCG@10 (mean ± std over seeds; full ranking, history excluded: the S3-Rec protocol) beside the
 published numbers for the same files and protocol, seconds per epoch and per evaluation
 (medians), epochs, wall time and peak resident memory. ``--workdir`` keeps the run folders so
-the same command run again reads finished runs back and resumes a killed one.
+the same command run again reads finished runs back and resumes a killed one. ``--jobs N`` runs N at
+a time; ``--device cuda`` trains them on a GPU (the timings in the docs are CPU unless they say).
 
 ``recbole``: RecBole 1.2.1's SASRec (run by ``benchmarks/recbole_sasrec.py`` in RecBole's own
 environment, ``--recbole-python``) and semrec's SASRec of the same size (2 layers, 2 heads,
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 import os
 import statistics
@@ -44,7 +46,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import RunFailed, fmt, machine, run_dirs, run_one  # noqa: E402
+from bench_graph_cf import RunFailed, add_device_arguments, fmt, machine, run_all, run_dirs, run_one  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 S3REC = REPO.parent / "shared" / "data" / "s3rec"
@@ -67,7 +69,8 @@ def data_file(name: str) -> Path:
 
 def header(args, argv, title: str) -> str:
     cmd = "python benchmarks/bench_seq.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    return (f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\nMachine: {machine()}; {args.threads} torch thread(s) "
+    where = machine(getattr(args, "device", "cpu"))
+    return (f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\nMachine: {where}; {args.threads} torch thread(s) "
             f"per process.  \nCommand: `{cmd.strip()}`\n\n")
 
 
@@ -84,26 +87,29 @@ def accuracy(args, argv) -> int:
     failed = []
     extra = [x for o in args.overrides for x in ("--set", o)]
     with run_dirs(args.workdir) as work:
+        tasks = []
         for ds in args.datasets:
             path = data_file(ds)
             if not path.exists():
                 print(f"skipped {ds}: {path} not found (the benchmark reads ../shared/data/s3rec)", file=sys.stderr)
                 continue
-            for model in args.models:
-                for seed in args.seeds:
-                    (work / ds).mkdir(parents=True, exist_ok=True)
-                    try:
-                        r = run_one(model, seed, path, extra, work / ds, dataset=ds)
-                    except RunFailed as e:
-                        print(e, file=sys.stderr, flush=True)
-                        failed.append(f"{model}/{ds}/{seed}")
-                        continue
-                    runs.setdefault((model, ds), []).append(r)
-                    print(f"{model} {ds} seed {seed}: HR@10 {r['test']['hit@10']:.4f} NDCG@10 "
-                          f"{r['test']['ndcg@10']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s", file=sys.stderr,
-                          flush=True)
-                    if args.json:
-                        Path(args.json).write_text(json.dumps({f"{m}/{d}": rs for (m, d), rs in runs.items()}, indent=2))
+            (work / ds).mkdir(parents=True, exist_ok=True)
+            tasks += [((model, ds, seed), functools.partial(run_one, model, seed, path, extra, work / ds, dataset=ds,
+                                                             device=args.device))
+                      for model in args.models for seed in args.seeds]
+        for (model, ds, seed), r in run_all(tasks, args.jobs):
+            if isinstance(r, RunFailed):
+                print(r, file=sys.stderr, flush=True)
+                failed.append(f"{model}/{ds}/{seed}")
+                continue
+            runs.setdefault((model, ds), []).append(r)
+            runs[(model, ds)].sort(key=lambda x: x["seed"])
+            print(f"{model} {ds} seed {seed}: HR@10 {r['test']['hit@10']:.4f} NDCG@10 "
+                  f"{r['test']['ndcg@10']:.4f}, {r['epochs']} epochs, {r['wall_s']:.0f}s", file=sys.stderr,
+                  flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps({f"{m}/{d}": rs for (m, d), rs in runs.items()}, indent=2))
+    runs = {(m, d): runs[(m, d)] for d in args.datasets for m in args.models if (m, d) in runs}
     rows = ["| model | dataset | HR@10 | NDCG@10 | published HR@10 / NDCG@10 | vs published | HR@20 | NDCG@20 "
             "| s/epoch | s/eval | epochs (best) | wall s | peak RSS MB |", "|" + "---|" * 13]
     for (model, ds), rs in runs.items():
@@ -322,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every semrec run")
         s.add_argument("--workdir", help="keep run folders here; the same command run again resumes")
         if name == "accuracy":
+            add_device_arguments(s)
             s.add_argument("--models", nargs="+", default=["sasrec", "gsasrec", "bert4rec", "gru4rec"])
             s.add_argument("--datasets", nargs="+", default=["beauty"])
         else:

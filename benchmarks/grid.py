@@ -11,13 +11,15 @@ benchmark datasets were chosen (RLMRec grid-searched its own the same way).
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import add_run_arguments, fmt, report, run_dirs, save_runs, try_run  # noqa: E402
+from bench_graph_cf import (RunFailed, add_run_arguments, fmt, report, run_all, run_dirs, run_one,  # noqa: E402
+                            save_runs)
 
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -41,31 +43,43 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(seeds=[2023])
     args = p.parse_args(argv)
     data = Path(args.data_dir)
-    if not (data / "trn_mat.pkl").exists():
+    if not data.exists():
         print(f"skipped: {data} not found", file=sys.stderr)
         return 0
     axes = parse_grid(args.grid)
     extra = [x for o in args.overrides for x in ("--set", o)]
     runs: dict[str, list[dict]] = {}
+    combos = [(" ".join(f"{k}={v}" for (k, _), v in zip(axes, values)),
+               [x for (k, _), v in zip(axes, values) for x in ("--set", f"{k}={v}")])
+              for values in itertools.product(*(v for _, v in axes))]
+    done: dict[str, list[dict | None]] = {label: [] for label, _ in combos}
     with run_dirs(args.workdir) as root:
-        for n, values in enumerate(itertools.product(*(v for _, v in axes))):
-            label = " ".join(f"{k}={v}" for (k, _), v in zip(axes, values))
-            sets = [x for (k, _), v in zip(axes, values) for x in ("--set", f"{k}={v}")]
+        tasks = []
+        for n, (label, sets) in enumerate(combos):
             work = root / str(n)  # one folder per grid point, failed ones included
             work.mkdir(exist_ok=True)
-            rs = [try_run(args.model, s, data, extra + sets, work) for s in args.seeds]
-            if None in rs:  # e.g. a setting that diverges: reported, the grid goes on
+            tasks += [(label, functools.partial(run_one, args.model, s, data, extra + sets, work, device=args.device))
+                      for s in args.seeds]
+        for label, r in run_all(tasks, args.jobs):
+            if isinstance(r, RunFailed):  # e.g. a setting that diverges: reported, the grid goes on
+                print(r, file=sys.stderr, flush=True)
+                r = None
+            done[label].append(r)
+            if len(done[label]) < len(args.seeds) or None in done[label]:
                 continue
-            runs[label] = rs
+            runs[label] = sorted(done[label], key=lambda x: x["seed"])
             save_runs(args, runs)
             print(f"{label}: valid {args.metric} {fmt([r['valid'][args.metric] for r in runs[label]])}",
                   file=sys.stderr, flush=True)
     ranked = sorted(runs, key=lambda k: -statistics.fmean(r["valid"][args.metric] for r in runs[k]))
-    rows = [f"| {args.model} settings | valid {args.metric} | test R@20 | test N@20 | epochs |", "|" + "---|" * 5]
+    shown = [args.metric] + [f"{m}@{args.metric.rsplit('@', 1)[-1]}" for m in ("recall", "ndcg")
+                             if not args.metric.startswith(m + "@")]  # the test split beside, at the same k
+    rows = [f"| {args.model} settings | valid {args.metric} | " + " | ".join(f"test {m}" for m in shown) + " | epochs |",
+            "|" + "---|" * (3 + len(shown))]
     for label in ranked:
         rs = runs[label]
         rows.append(f"| {label} | {fmt([r['valid'][args.metric] for r in rs])} | "
-                    f"{fmt([r['test']['recall@20'] for r in rs])} | {fmt([r['test']['ndcg@20'] for r in rs])} | "
+                    + " | ".join(fmt([r["test"][m] for r in rs]) for m in shown) + " | "
                     f"{'/'.join(str(r['epochs']) for r in rs)} |")
     report(args, argv, runs, rows, "grid.py", f"Grid search: {args.model} on {data.name}",
            f"ranked by validation {args.metric}; the first row is the setting chosen.")

@@ -44,6 +44,8 @@ class TrainConfig:
         lr: peak learning rate.
         weight_decay: the optimiser's weight decay (RLMRec uses 0 and an explicit L2 term instead).
         optimizer: ``adam`` (weight decay as an L2 gradient term) or ``adamw`` (decoupled).
+        adam_beta2: the optimiser's second-moment decay (0.999: PyTorch's; 0.98: BERT4Rec's and
+            RecTools' transformers, as eSASRec trains them).
         warmup_steps: steps of linear learning-rate warm-up from 0 (0: none).
         lr_decay: after warm-up, ``none`` (constant), ``linear`` (to 0 at the last epoch) or ``cosine``.
         grad_clip: clip the gradients' global L2 norm to this (0: no clipping).
@@ -64,6 +66,7 @@ class TrainConfig:
     lr: PositiveFloat = 1e-3
     weight_decay: NonNegativeFloat = 0.0
     optimizer: choice("adam", "adamw") = "adam"
+    adam_beta2: Probability = 0.999
     warmup_steps: NonNegativeInt = 0
     lr_decay: choice("none", "linear", "cosine") = "none"
     grad_clip: NonNegativeFloat = 0.0

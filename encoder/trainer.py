@@ -125,7 +125,7 @@ class Trainer:
         self.batches = make_sampler(model, data, tc.batch_size, self.sampler, rank=rank, world_size=world_size,
                                     negatives_per=tc.negatives_per)
         optim = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tc.optimizer]
-        self.optimizer = optim(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.optimizer = optim(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, tc.adam_beta2))
         total = tc.epochs * max(len(self.batches), 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(tc.warmup_steps, tc.lr_decay, total))
         self.autocast = tc.amp and device.type == "cuda"

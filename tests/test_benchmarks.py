@@ -94,7 +94,7 @@ def test_a_run_another_command_is_making_is_left_alone(tmp_path):
 def test_grid_goes_on_after_a_failed_point(tiny_dir, tmp_path):
     out = tmp_path / "grid.json"
     done = subprocess.run([sys.executable, str(BENCH / "grid.py"), "--model", "lightgcn", "--data-dir", str(tiny_dir),
-                           "--grid", "train.lr=1e30,1e-3", "--set", "train.epochs=2", "--json", str(out)],
+                           "--grid", "train.lr=1e30,1e-3", "--set", "train.epochs=2", "--json", str(out), "--jobs", "2"],
                           capture_output=True, text=True, env=ONE_THREAD)
     assert done.returncode == 0, done.stderr
     assert "loss became" in done.stderr  # the diverging point is reported
@@ -204,6 +204,17 @@ def test_llm_accuracy_benchmark_scores_full_runs_under_the_sampled_protocol_too(
     assert kept["test"]["ndcg@10"] > float(row(full).split(" | ")[2].split(" ± ")[0])
     again = subprocess.run(cmd, capture_output=True, text=True, env=ONE_THREAD, timeout=300)
     assert again.returncode == 0 and row(again.stdout.split("under the sampled protocol")[1]) == row(sampled)
+    assert row(full).split(" | ")[8] == "cpu"  # the device it trained on
+    # weights gone (a run brought back from another machine without them): the full result still counts
+    from semrec.encoder.trainer import CHECKPOINT
+
+    cache.unlink()
+    (cache.parent / CHECKPOINT).unlink()
+    gone = subprocess.run(cmd, capture_output=True, text=True, env=ONE_THREAD, timeout=300)
+    assert gone.returncode == 0, gone.stderr[-2000:]
+    full_again, sampled_again = gone.stdout.split("under the sampled protocol")
+    assert row(full_again) == row(full) and "| sasrec" not in sampled_again
+    assert "Left out of the second table (their weights were gone): sasrec/2023." in sampled_again
 
 
 def test_negatives_benchmark_prints_both_samplings_side_by_side(tmp_path):

@@ -81,7 +81,8 @@ def test_padding_changes_nothing(cls, kw):
 @pytest.mark.parametrize("cls", [SASRec, GSASRec, GRU4Rec, BERT4Rec])
 def test_initialisation_schemes(cls):
     """``init=normal``: every embedding, linear and attention weight ~ N(0, init_std), biases 0,
-    layer norms 1/0; ``init=torch``: item rows of deviation dim ** -0.5. Padding is zero in both."""
+    layer norms 1/0; ``init=torch``: item rows of deviation dim ** -0.5; ``init=xavier``: every
+    matrix of deviation sqrt(2 / (fan_in + fan_out)). Padding is zero in all."""
     torch.manual_seed(0)
     extra = {"negatives": 5} if cls is GSASRec else {}
     m = cls(500, dim=64, max_len=8, init="normal", init_std=0.05, **extra)
@@ -99,8 +100,14 @@ def test_initialisation_schemes(cls):
     m = cls(500, dim=64, max_len=8, init="torch", **extra)
     assert m.item_emb.weight[500].abs().max() == 0
     assert abs(m.item_emb.weight[:500].std().item() - 64 ** -0.5) < 0.01
-    with pytest.raises(ValueError, match="init must be one of normal, torch"):
-        cls(500, dim=64, max_len=8, init="xavier", **extra)
+    m = cls(500, dim=64, max_len=8, init="xavier", **extra)
+    assert m.item_emb.weight[500].abs().max() == 0
+    assert abs(m.item_emb.weight[:500].std().item() - (2 / (m.item_emb.weight.shape[0] + 64)) ** 0.5) < 0.005
+    for name, p in m.named_parameters():
+        if p.dim() == 2 and p.numel() > 2000:  # fan_in, fan_out: a weight's columns and rows
+            assert abs(p.std().item() / (2 / sum(p.shape)) ** 0.5 - 1) < 0.1, name
+    with pytest.raises(ValueError, match="init must be one of normal, torch, xavier"):
+        cls(500, dim=64, max_len=8, init="he", **extra)
 
 
 def test_padded_positions_are_not_in_the_loss():
@@ -195,7 +202,8 @@ def _args(data_dir, out, model="sasrec"):
             "--set", "train.epochs=30", "--set", "train.batch_size=16", "--set", "train.patience=100",
             "--set", "model.dim=16", "--set", "model.max_len=10", "--set", "eval.ks=[5,10]",
             "--set", "train.warmup_steps=5", "--set", "train.lr_decay=cosine", "--set", "train.grad_clip=1.0",
-            "--set", "train.optimizer=adamw", "--set", "train.weight_decay=0.01", "--quiet"]
+            "--set", "train.optimizer=adamw", "--set", "train.weight_decay=0.01", "--set", "train.adam_beta2=0.98",
+            "--quiet"]
 
 
 def test_killed_sequential_run_resumes_to_the_same_result(tmp_path):
@@ -207,6 +215,10 @@ def test_killed_sequential_run_resumes_to_the_same_result(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "results.json").exists()
+    from semrec.encoder.trainer import CHECKPOINT
+
+    saved = torch.load(killed / CHECKPOINT, weights_only=True)["optimizer"]["param_groups"][0]
+    assert tuple(saved["betas"]) == (0.9, 0.98) and saved["weight_decay"] == 0.01  # train.adam_beta2 reached AdamW
     done = subprocess.run([sys.executable, str(SCRIPT), "--resume", str(killed), "--quiet"], capture_output=True,
                           text=True, env=ONE_THREAD)
     assert done.returncode == 0, done.stderr

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from semrec.encoder.evaluator import EvalBatch
 
 LOSSES = ("ce", "sampled_softmax", "bce")
-INITS = ("normal", "torch")
+INITS = ("normal", "torch", "xavier")
 ITEM_TEXT = ("none", "frozen", "trainable", "pca")
 ITEM_GRAPH = ("none", "concat", "gate")
 
@@ -257,6 +257,10 @@ class SequentialRecommender(Recommender):
         """Initialise every parameter by ``init`` (call once, after all layers exist)."""
         if self.init == "torch":
             nn.init.normal_(self.item_emb.weight, std=self.dim ** -0.5)
+        elif self.init == "xavier":  # RecTools' transformers (eSASRec): Xavier-normal for every trained matrix
+            for p in self.parameters():
+                if p.dim() > 1 and p.requires_grad:
+                    nn.init.xavier_normal_(p)
         else:
             for m in self.modules():
                 if isinstance(m, (nn.Linear, nn.Embedding)):
