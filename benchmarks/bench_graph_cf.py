@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -134,12 +134,13 @@ def run_dirs(workdir: str | None) -> Iterator[Path]:
             yield Path(tmp)
 
 
-def run_all(tasks: list[tuple[str, Callable[[], dict]]], jobs: int = 1) -> Iterator[tuple[str, dict | RunFailed]]:
+def run_all(tasks: list[tuple[Hashable, Callable[[], dict]]], jobs: int = 1
+            ) -> Iterator[tuple[Hashable, dict | RunFailed]]:
     """Run the tasks (``label``, a function making one run), ``jobs`` at a time, and yield
     ``(label, its record)``, or ``(label, the RunFailed)``, as each one ends. With one job they run
     and end in order. Each run is its own process, so threads that wait on them are enough: on a
     GPU machine several trainings share the device (they are small), one per CPU core at most."""
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(fn): label for label, fn in tasks}
         for future in as_completed(futures):
             try:
@@ -148,11 +149,18 @@ def run_all(tasks: list[tuple[str, Callable[[], dict]]], jobs: int = 1) -> Itera
                 yield futures[future], e
 
 
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
+
+
 def add_device_arguments(p: argparse.ArgumentParser) -> None:
     """``--device`` and ``--jobs``, for the benchmarks that make full runs."""
     p.add_argument("--device", default="cpu", help="where every run trains: cpu (the default; the docs' timings), "
                                                    "cuda or cuda:N")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each its own process (default 1; on a "
+    p.add_argument("--jobs", type=_positive, default=1, help="runs at a time, each its own process (default 1; on a "
                                                       "GPU machine, up to one per CPU core share the GPU)")
 
 
