@@ -171,5 +171,6 @@ def run_variants(args, data: Path) -> dict[str, dict[str, list[dict]]]:
     order = [label for label, _, _ in VARIANTS]  # the table's order, whatever order the runs ended in
     return {b: dict(sorted(v.items(), key=lambda kv: order.index(kv[0]))) for b, v in runs.items()}
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

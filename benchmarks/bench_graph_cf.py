@@ -279,14 +279,17 @@ def report(args, argv, runs: dict, rows: list[str], script: str, title: str, not
         cmd = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(args.markdown, "a") as f:
             f.write(f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\n"
-                    f"Machine: {machine(args.device)}.  \nCommand: `{cmd.strip()}`  \nSeeds: {args.seeds}; {note}\n\n{table}\n")
+                    f"Machine: {machine(args.device)}.  \nCommand: `{cmd.strip()}`  \n"
+                    f"Seeds: {args.seeds}; {note}\n\n{table}\n")
 
 
-def append_markdown(path: str, script: str, argv: list[str] | None, title: str, text: str, device: str = "cpu") -> None:
+def append_markdown(path: str, script: str, argv: list[str] | None, title: str, text: str,
+                    device: str = "cpu") -> None:
     """Append ``text`` to the file ``path`` under a dated heading with the machine and the command."""
     cmd = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
     with open(path, "a") as f:
-        f.write(f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\nMachine: {machine(device)}.  \nCommand: `{cmd.strip()}`\n\n"
+        f.write(f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\nMachine: {machine(device)}.  \n"
+                f"Command: `{cmd.strip()}`\n\n"
                 f"{text}\n")
 
 

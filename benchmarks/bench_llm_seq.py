@@ -119,8 +119,8 @@ def rescore(run_dir: str, settings: list[str], threads: int, device: str = "cpu"
     if cache.exists():
         return json.loads(cache.read_text())
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, str(REPO / "encoder" / "train_encoder.py"), "--evaluate", run_dir, "--quiet", "--device", device,
-           *(x for s in settings for x in ("--set", s))]
+    cmd = [sys.executable, str(REPO / "encoder" / "train_encoder.py"), "--evaluate", run_dir, "--quiet",
+           "--device", device, *(x for s in settings for x in ("--set", s))]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RunFailed(f"{run_dir}: evaluation with {settings} failed:\n{proc.stderr[-2000:]}")
@@ -170,6 +170,7 @@ def accuracy(args, argv) -> int:
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
+
     def one(name: str, seed: int) -> dict:
         model, settings, _ = VARIANTS[name]
         extra = [x for s in settings + PROTOCOLS[args.protocol] + args.overrides for x in ("--set", s)]
