@@ -27,9 +27,12 @@ def _model(cls, **kw):
 
 
 S3REC_LAYOUT = pytest.param(SASRec, {"layout": "s3rec"}, id="SASRec-s3rec-layout")
+KANG_LAYOUT = pytest.param(SASRec, {"layout": "kang"}, id="SASRec-kang-layout")
+PADDING_KEYS = pytest.param(GSASRec, {"layout": "kang", "attend_padding": True}, id="gSASRec-kang-attend-padding")
 
 
-@pytest.mark.parametrize("cls,kw", [(SASRec, {}), (GSASRec, {}), (GRU4Rec, {}), S3REC_LAYOUT])
+@pytest.mark.parametrize("cls,kw", [(SASRec, {}), (GSASRec, {}), (GRU4Rec, {}), S3REC_LAYOUT, KANG_LAYOUT,
+                                    PADDING_KEYS])
 def test_a_position_does_not_see_later_items(cls, kw):
     m = _model(cls, **kw)
     items = torch.tensor([[PAD, PAD, 3, 7, 1, 9, 4, 2]])
@@ -51,8 +54,50 @@ def test_the_s3rec_layout_is_post_norm_with_an_input_norm():
         out = m.encoder(x, valid)
         m.encoder.pos_emb.weight.mul_(3.0)
         assert torch.allclose(m.encoder(3.0 * x, valid), out, atol=1e-4)  # the input layer norm removes the scale
-    with pytest.raises(ValueError, match="layout must be one of sasrec, s3rec"):
+    with pytest.raises(ValueError, match="layout must be one of sasrec, s3rec, kang"):
         _model(SASRec, layout="bert")
+
+
+def test_the_kang_block_adds_normalised_inputs_to_unnormalised_attention():
+    """The reference code's block by hand: q = LN(x); x' = q + softmax(q Wq (x Wk)^T / sqrt(d)) x Wv Wo;
+    f = LN(x'); out = f + W2 relu(W1 f). Keys and values come from the unnormalised input."""
+    m = _model(SASRec, layout="kang", heads=1)
+    block = m.encoder.blocks[0]
+    torch.manual_seed(1)
+    x = 3.0 * torch.randn(1, 5, 16) + 1.0
+    causal = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)
+    ln = lambda t: F.layer_norm(t, (16,))  # noqa: E731 (fresh LayerNorms: weight 1, bias 0)
+    wq, wk, wv = block.attn.in_proj_weight.detach().chunk(3)
+    bq, bk, bv = block.attn.in_proj_bias.detach().chunk(3)
+    q = ln(x)
+    logits = (q @ wq.T + bq) @ (x @ wk.T + bk).transpose(1, 2) / 4.0
+    attn = torch.softmax(logits.masked_fill(causal, float("-inf")), -1) @ (x @ wv.T + bv)
+    h = q + attn @ block.attn.out_proj.weight.detach().T + block.attn.out_proj.bias.detach()
+    f = ln(h)
+    lin1, lin2 = block.ffn[0], block.ffn[3]
+    expected = f + lin2(torch.relu(lin1(f)))
+    with torch.no_grad():
+        assert torch.allclose(block(x, causal), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["sasrec", "kang"])
+def test_scale_items_multiplies_item_vectors_by_sqrt_dim(layout):
+    """Unscaled items (RecTools) give what scaled items give for vectors sqrt(d) times smaller."""
+    scaled, unscaled = _model(SASRec, layout=layout), _model(SASRec, layout=layout, scale_items=False)
+    x, valid = torch.randn(2, 8, 16), torch.ones(2, 8, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.allclose(unscaled.encoder(x, valid), scaled.encoder(x / 4.0, valid), atol=1e-5)
+        assert not torch.allclose(unscaled.encoder(x, valid), scaled.encoder(x, valid), atol=1e-3)
+
+
+def test_attend_padding_lets_positions_see_padding_and_stays_causal():
+    """RecTools' SASRec attends to padding keys: more left padding then changes the states (the
+    default masks them: test_padding_changes_nothing)."""
+    m = _model(SASRec, layout="kang", attend_padding=True)
+    short = torch.tensor([[PAD, 3, 7, 1]])
+    long = torch.cat([torch.full((1, 4), PAD), short], dim=1)
+    assert not torch.allclose(m.encode(short)[0, 1:], m.encode(long)[0, 5:], atol=1e-4)
+    assert torch.isfinite(m.encode(long)).all() and (m.encode(long)[0, :5] == 0).all()  # padding rows stay zero
 
 
 def test_bert4rec_sees_both_sides():
@@ -63,7 +108,8 @@ def test_bert4rec_sees_both_sides():
     assert not torch.allclose(m.encode(items)[0, 3], m.encode(changed)[0, 3], atol=1e-4)
 
 
-@pytest.mark.parametrize("cls,kw", [(SASRec, {}), (GSASRec, {}), (GRU4Rec, {}), (BERT4Rec, {}), S3REC_LAYOUT])
+@pytest.mark.parametrize("cls,kw", [(SASRec, {}), (GSASRec, {}), (GRU4Rec, {}), (BERT4Rec, {}), S3REC_LAYOUT,
+                                    KANG_LAYOUT])
 def test_padding_changes_nothing(cls, kw):
     """More left padding (or none) gives the same states at real positions and the same scores:
     padding is never attended to, fed to the GRU, or scored."""

@@ -5,13 +5,25 @@ https://arxiv.org/abs/1808.09781 (reference code: https://github.com/kang205/SAS
 
 Item vectors (scaled by sqrt(d)) plus learned positions go through ``layers`` blocks of causal
 multi-head self-attention and a feed-forward network, each with a residual connection and layer
-normalisation before it (the reference code normalises the queries first), then a final layer
-normalisation. PyTorch's ``nn.TransformerEncoderLayer`` is the block. A position attends to
+normalisation before it (the reference code normalises only the queries: ``layout="kang"``), then
+a final layer normalisation. PyTorch's ``nn.TransformerEncoderLayer`` is the block. A position attends to
 itself and to earlier non-padding positions only.
 
 ``layout="s3rec"`` builds the blocks as the S3-Rec and RecBole code does (the code behind the
 published tables on the S3-Rec files): item vectors unscaled, a layer normalisation on the input,
 post-norm blocks with GELU, no final normalisation.
+
+``layout="kang"`` is the reference code's block exactly (also RecTools', whose SASRec is eSASRec's
+baseline): the queries are normalised and the keys and values are not, and each residual adds the
+*normalised* input (``q + attention(q, x, x)``, then ``f + ffn(f)`` with ``f`` normalised), with
+padding zeroed before every block.
+
+``attend_padding=True`` leaves padding positions unmasked as keys, as RecTools' SASRec (its
+default ``use_key_padding_mask=False``) and the common PyTorch port do: a zeroed padding position is
+a fixed key and value (the projections' biases), which every position can attend to instead of
+its history. The reference code masks them (the default here). ``scale_items=False`` leaves the
+item vectors unscaled in the ``sasrec`` and ``kang`` layouts, as RecTools' SASRec does (the
+reference code multiplies them by sqrt(d); the ``s3rec`` layout never scales).
 """
 from __future__ import annotations
 
@@ -26,7 +38,27 @@ from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, 
 from semrec.encoder.registry import register
 
 
-LAYOUTS = ("sasrec", "s3rec")
+LAYOUTS = ("sasrec", "s3rec", "kang")
+
+
+class KangBlock(nn.Module):
+    """The reference code's block (``layout="kang"``). Written out because
+    ``nn.TransformerEncoderLayer`` normalises keys and values together with the queries and adds
+    its residuals before normalisation; the attention itself is ``nn.MultiheadAttention``."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.ffn_norm = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q = self.attn_norm(x)
+        x = q + self.attn(q, x, x, attn_mask=mask, need_weights=False)[0]
+        f = self.ffn_norm(x)
+        return f + self.ffn(f)
 
 
 @register_encoder("sasrec")
@@ -34,29 +66,42 @@ class SASRecEncoder(SequenceEncoder):
     """SASRec's causal Transformer. Shapes: ``(B, L, dim)`` -> ``(B, L, dim)`` (zeros at padding)."""
 
     def __init__(self, dim: int, max_len: int, layers: int = 2, heads: int = 2, ffn_dim: int = 256,
-                 dropout: float = 0.2, layout: str = "sasrec"):
+                 dropout: float = 0.2, layout: str = "sasrec", attend_padding: bool = False,
+                 scale_items: bool = True):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.dim, self.max_len, self.heads, self.layout = dim, max_len, heads, layout
+        self.attend_padding = attend_padding
+        self.item_scale = dim ** 0.5 if scale_items else 1.0
         self.pos_emb = nn.Embedding(max_len, dim)
         self.dropout = nn.Dropout(dropout)
-        pre = layout == "sasrec"
-        block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ffn_dim, dropout=dropout,
-                                           activation="relu" if pre else "gelu", batch_first=True, norm_first=pre)
-        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)  # after the blocks (sasrec) or on the input (s3rec)
+        if layout == "kang":
+            self.blocks = nn.ModuleList(KangBlock(dim, heads, ffn_dim, dropout) for _ in range(layers))
+        else:
+            pre = layout == "sasrec"
+            block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ffn_dim, dropout=dropout,
+                                               activation="relu" if pre else "gelu", batch_first=True, norm_first=pre)
+            self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)  # after the blocks (sasrec, kang) or on the input (s3rec)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         pos = self.pos_emb.weight[self.max_len - length:]  # the newest item: the last position
+        keys = torch.ones_like(valid) if self.attend_padding else valid
+        mask = attention_mask(keys, self.heads)
+        zero = valid[..., None]
+        if self.layout == "s3rec":
+            x = self.dropout(self.norm(x + pos)) * zero
+            return self.blocks(x, mask=mask) * zero
+        x = self.dropout(x * self.item_scale + pos) * zero
         if self.layout == "sasrec":
-            x = self.dropout(x * self.dim ** 0.5 + pos) * valid[..., None]
-            return self.norm(self.blocks(x, mask=attention_mask(valid, self.heads))) * valid[..., None]
-        x = self.dropout(self.norm(x + pos)) * valid[..., None]
-        return self.blocks(x, mask=attention_mask(valid, self.heads)) * valid[..., None]
+            return self.norm(self.blocks(x, mask=mask)) * zero
+        for block in self.blocks:
+            x = block(x * zero, mask)
+        return self.norm(x * zero) * zero
 
 
 @register("sasrec")
@@ -71,8 +116,11 @@ class SASRec(SequentialRecommender):
         heads: attention heads (``dim`` must be divisible by it).
         ffn_dim: hidden width of the feed-forward network (the paper: ``d``).
         dropout: dropout rate of embeddings, attention and feed-forward outputs.
-        layout: ``sasrec`` (pre-norm, the reference code) or ``s3rec`` (post-norm, S3-Rec's and
-            RecBole's; module docstring).
+        layout: ``sasrec`` (pre-norm), ``kang`` (the reference code's and RecTools' block) or
+            ``s3rec`` (post-norm, S3-Rec's and RecBole's; module docstring).
+        attend_padding: let positions attend to padding (RecTools' SASRec; module docstring).
+        scale_items: multiply item vectors by sqrt(dim) before adding positions (the reference code;
+            RecTools does not).
         loss: ``ce`` (full softmax), ``sampled_softmax`` or ``bce`` (the paper, 1 negative).
         negatives: sampled negatives per position for the sampled losses.
         init, init_std, item_text, text_shuffle, text_emb, item_graph,
@@ -83,8 +131,9 @@ class SASRec(SequentialRecommender):
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: Probability = 0.2,
-                 layout: choice(*LAYOUTS) = "sasrec", loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
-                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
+                 layout: choice(*LAYOUTS) = "sasrec", attend_padding: bool = False, scale_items: bool = True,
+                 loss: choice(*LOSSES) = "ce",
+                 negatives: NonNegativeInt = 0, init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
                  item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
                  item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
                  attributes: ItemAttributes | None = None):
@@ -93,5 +142,5 @@ class SASRec(SequentialRecommender):
                          item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
                          item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
         self.encoder = SASRecEncoder(dim, max_len, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout,
-                                     layout=layout)
+                                     layout=layout, attend_padding=attend_padding, scale_items=scale_items)
         self.init_weights()
