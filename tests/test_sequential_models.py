@@ -90,9 +90,10 @@ def test_scale_items_multiplies_item_vectors_by_sqrt_dim(layout):
         assert not torch.allclose(unscaled.encoder(x, valid), scaled.encoder(x, valid), atol=1e-3)
 
 
-def test_attend_padding_lets_positions_see_padding_and_stays_causal():
+def test_attend_padding_lets_positions_see_padding():
     """RecTools' SASRec attends to padding keys: more left padding then changes the states (the
-    default masks them: test_padding_changes_nothing)."""
+    default masks them: test_padding_changes_nothing; it stays causal:
+    test_a_position_does_not_see_later_items)."""
     m = _model(SASRec, layout="kang", attend_padding=True)
     short = torch.tensor([[PAD, 3, 7, 1]])
     long = torch.cat([torch.full((1, 4), PAD), short], dim=1)
