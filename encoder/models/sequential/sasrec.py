@@ -13,7 +13,7 @@ itself and to earlier non-padding positions only.
 published tables on the S3-Rec files): item vectors unscaled, a layer normalisation on the input,
 post-norm blocks with GELU, no final normalisation.
 
-``layout="kang"`` is the reference code's block exactly (also RecTools', whose SASRec is eSASRec's
+``layout="kang"`` is the reference code's block (also RecTools', whose SASRec is eSASRec's
 baseline): the queries are normalised and the keys and values are not, and each residual adds the
 *normalised* input (``q + attention(q, x, x)``, then ``f + ffn(f)`` with ``f`` normalised), with
 padding zeroed before every block.
