@@ -101,7 +101,7 @@ class SASRecEncoder(SequenceEncoder):
             return self.norm(self.blocks(x, mask=mask)) * zero
         for block in self.blocks:
             x = block(x * zero, mask)
-        return self.norm(x * zero) * zero
+        return self.norm(x) * zero  # the norm is per position: padding rows are zeroed after it
 
 
 @register("sasrec")
