@@ -26,7 +26,7 @@ import yaml
 
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, \
     check_fields, choice, out_of_range, range_of
-from semrec.encoder.sampling import NEGATIVES_PER
+from semrec.encoder.sampling import LENGTH_BUCKETS, NEGATIVES_PER
 
 
 class ConfigError(ValueError):
@@ -54,6 +54,10 @@ class TrainConfig:
             per position; the papers' way) or ``sequence`` (``k`` per sequence, shared by its
             positions: several times faster an epoch on a CPU with many negatives, the same
             learning curve; :mod:`semrec.encoder.sampling`).
+        length_buckets: sequence models: ``1`` (the default) draws plain random batches, as
+            RecBole and RecTools do; ``n > 1`` takes each epoch's shuffled users ``n`` batches
+            at a time and sorts them by length before cutting batches: 2-3x faster an epoch on a
+            CPU (less padding), 7-16% lower test HR@10 on Beauty (:mod:`semrec.encoder.sampling`).
         test_step: validate every this many epochs (after epochs 0, test_step, 2·test_step, ...).
         patience: stop after this many validations without improvement.
         stop_metric: validation metric that selects the best epoch, ``NAME@K``.
@@ -72,6 +76,7 @@ class TrainConfig:
     grad_clip: NonNegativeFloat = 0.0
     amp: bool = False
     negatives_per: choice(*NEGATIVES_PER) = "position"
+    length_buckets: PositiveInt = LENGTH_BUCKETS
     test_step: PositiveInt = 3
     patience: PositiveInt = 5
     stop_metric: str = "recall@20"

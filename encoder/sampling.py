@@ -115,6 +115,10 @@ class PairSampler:
 
 
 NEGATIVES_PER = ("position", "sequence")
+#: the default ``train.length_buckets``: plain random batches, as RecBole and RecTools draw them.
+#: Batches sorted by length (e.g. 32) train an epoch 2-3x faster on a CPU but cost accuracy:
+#: SASRec and gSASRec on Beauty lost 7-16% test HR@10 (docs/benchmarks.md, "Batches sorted by length").
+LENGTH_BUCKETS = 1
 
 
 def _sample_negatives(data: InteractionData, users: torch.Tensor, mask: torch.Tensor, k: int,
@@ -143,9 +147,11 @@ class _SequenceSampler:
 
     Batches are cut to their longest sequence: with items aligned to the right, dropping
     all-padding columns on the left changes no model output, and most histories are far
-    shorter than ``max_len``. To make that pay, each epoch's shuffled users are taken
+    shorter than ``max_len``. With ``buckets > 1`` each epoch's shuffled users are taken
     ``buckets`` batches at a time, sorted by length within that chunk, cut into batches, and
-    the batches are shuffled (``buckets=1``: plain random batches)."""
+    the batches are shuffled: less padding, but a batch then holds users of one length, its
+    loss (a mean over positions) weighs users differently from a random batch's, and on Beauty
+    that cost accuracy (:data:`LENGTH_BUCKETS`). ``buckets=1``: plain random batches."""
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int,
                  rank: int, world_size: int, span: int, buckets: int):
@@ -196,7 +202,7 @@ class NextItemSampler(_SequenceSampler):
     """
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
-                 negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32,
+                 negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = LENGTH_BUCKETS,
                  negatives_per: str = "position"):
         super().__init__(data, batch_size, generator, max_len, rank, world_size, span=1, buckets=buckets)
         self.negatives, self.negatives_per = negatives, _check_negatives_per(negatives_per)
@@ -225,8 +231,8 @@ class ClozeSampler(_SequenceSampler):
     """
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
-                 mask_prob: float = 0.2, negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = 32,
-                 negatives_per: str = "position"):
+                 mask_prob: float = 0.2, negatives: int = 0, rank: int = 0, world_size: int = 1,
+                 buckets: int = LENGTH_BUCKETS, negatives_per: str = "position"):
         super().__init__(data, batch_size, generator, max_len, rank, world_size, span=0, buckets=buckets)
         if not 0.0 < mask_prob <= 1.0:
             raise ValueError(f"mask_prob must lie in (0, 1], got {mask_prob}")
@@ -254,9 +260,11 @@ SAMPLERS: dict[str, Callable[..., Any]] = {"pairwise": PairSampler, "next_item":
 
 
 def make_sampler(model: Any, data: InteractionData, batch_size: int, generator: torch.Generator,
-                 rank: int = 0, world_size: int = 1, negatives_per: str = "position"):
+                 rank: int = 0, world_size: int = 1, negatives_per: str = "position",
+                 length_buckets: int = LENGTH_BUCKETS):
     """The sampler for ``model.batch_kind`` with ``model.sampler_options()``;
-    ``negatives_per``: ``position`` or ``sequence`` (sequence samplers; module docstring)."""
+    ``negatives_per``: ``position`` or ``sequence``; ``length_buckets``: batches sorted by
+    length together (1: plain random batches). Both for sequence samplers only (module docstring)."""
     kind = getattr(model, "batch_kind", "pairwise")
     if kind not in SAMPLERS:
         raise ValueError(f"no sampler for batch kind {kind!r}; valid kinds: {', '.join(SAMPLERS)}")
@@ -266,4 +274,9 @@ def make_sampler(model: Any, data: InteractionData, batch_size: int, generator: 
             raise ValueError(f"train.negatives_per={negatives_per} applies to sequence models; "
                              f"{type(model).__name__} trains on BPR triples")
         options["negatives_per"] = negatives_per
+    if length_buckets != LENGTH_BUCKETS:
+        if kind == "pairwise":
+            raise ValueError(f"train.length_buckets={length_buckets} applies to sequence models; "
+                             f"{type(model).__name__} trains on BPR triples")
+        options["buckets"] = length_buckets
     return SAMPLERS[kind](data, batch_size, generator, rank=rank, world_size=world_size, **options)

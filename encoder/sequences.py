@@ -87,7 +87,8 @@ class SequenceData:
     def check(self, where: str) -> None:
         short = np.flatnonzero(self.lengths < 3)
         if len(short):
-            raise DataError(f"{where}: {len(short)} user(s) have fewer than 3 items (first: user {short[0]}); "
+            raise DataError(f"{where}: {len(short)} user(s) have fewer than 3 items "
+                            f"(first: user index {short[0]}, 0-based in file order); "
                             "leave-one-out needs at least one training, one validation and one test item")
         if len(self.items) and (self.items.min() < 0 or self.items.max() >= self.num_items):
             raise DataError(f"{where}: item ids must lie in 0..{self.num_items - 1}")

@@ -123,7 +123,7 @@ class Trainer:
                              f"eval.metrics at one of eval.ks ({ec.metrics} @ {ec.ks})")
         self.sampler = sampler or torch.Generator().manual_seed(tc.seed)  # the batches' random stream
         self.batches = make_sampler(model, data, tc.batch_size, self.sampler, rank=rank, world_size=world_size,
-                                    negatives_per=tc.negatives_per)
+                                    negatives_per=tc.negatives_per, length_buckets=tc.length_buckets)
         optim = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tc.optimizer]
         self.optimizer = optim(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, tc.adam_beta2))
         total = tc.epochs * max(len(self.batches), 1)

@@ -104,12 +104,25 @@ def test_batches_are_cut_to_their_longest_sequence_and_bucketed(tmp_path):
     seqs = [list(range(3 + (u % 20))) for u in range(60)]
     write_sequences(tmp_path / "v", seqs, 30)
     data = load_dataset(tmp_path / "v")
-    widths = [b.inputs.shape[1] for b in NextItemSampler(data, 10, torch.Generator().manual_seed(1), max_len=50)]
+    widths = [b.inputs.shape[1] for b in NextItemSampler(data, 10, torch.Generator().manual_seed(1), max_len=50,
+                                                          buckets=32)]
     lengths = [len(s) - 3 for s in seqs]  # scored positions: training items minus the first
     assert max(widths) == max(lengths) and min(widths) < max(widths)
     plain = [b.inputs.shape[1] for b in NextItemSampler(data, 10, torch.Generator().manual_seed(1), max_len=50,
                                                          buckets=1)]
     assert sum(widths) < sum(plain)
+
+
+def test_default_batches_are_plain_random_batches(tmp_path):
+    seqs = [list(range(3 + (u % 20))) for u in range(60)]
+    write_sequences(tmp_path / "v", seqs, 30)
+    data = load_dataset(tmp_path / "v")
+    users = [b.users.tolist() for b in NextItemSampler(data, 8, torch.Generator().manual_seed(4))]  # the default
+    trained = [u for u in range(60) if u % 20]  # a 3-item user has one training item: nothing to predict
+    order = [trained[i] for i in torch.randperm(len(trained), generator=torch.Generator().manual_seed(4))]
+    assert users == [order[i:i + 8] for i in range(0, len(order), 8)]  # the shuffled order cut in turn, not sorted
+    bucketed = [b.users.tolist() for b in NextItemSampler(data, 8, torch.Generator().manual_seed(4), buckets=4)]
+    assert bucketed != users and sorted(sum(bucketed, [])) == trained
 
 
 @pytest.mark.parametrize("cls", [NextItemSampler, ClozeSampler])

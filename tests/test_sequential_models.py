@@ -191,15 +191,18 @@ def test_negatives_per_sequence_give_the_loss_of_the_same_items_per_position(los
     assert batch.negatives_at(targets != PAD).tolist() == per_position[targets != PAD].tolist()
 
 
-def test_negatives_per_sequence_from_the_cli_and_only_for_sequence_models(tiny_dir, tmp_path, capsys):
+@pytest.mark.parametrize("setting", ["train.negatives_per=sequence", "train.length_buckets=32"])
+def test_sampler_settings_from_the_cli_and_only_for_sequence_models(tiny_dir, tmp_path, capsys, setting):
     from semrec.encoder.train_encoder import main
 
     base = ["--dataset", "tiny", "--data-dir", str(tiny_dir), "--device", "cpu", "--quiet",
-            "--set", "train.epochs=1", "--set", "train.negatives_per=sequence"]
+            "--set", "train.epochs=1", "--set", setting]
     assert main(["--model", "gsasrec", "--out", str(tmp_path / "g"), "--set", "model.negatives=5", *base]) == 0
-    assert "negatives_per: sequence" in (tmp_path / "g" / "config.yaml").read_text()  # the resolved config says so
+    key, value = setting.split("=")
+    resolved = (tmp_path / "g" / "config.yaml").read_text()
+    assert f"{key.split('.')[1]}: {value}" in resolved  # the resolved config says so
     assert main(["--model", "lightgcn", "--out", str(tmp_path / "l"), *base]) != 0
-    assert "train.negatives_per=sequence applies to sequence models" in capsys.readouterr().err
+    assert f"{setting} applies to sequence models" in capsys.readouterr().err
 
 
 # ----- the losses against hand computation ----------------------------------------------------
