@@ -116,7 +116,7 @@ class PairSampler:
 
 NEGATIVES_PER = ("position", "sequence")
 #: the default ``train.length_buckets``: plain random batches, as RecBole and RecTools draw them.
-#: Batches sorted by length (e.g. 32) train an epoch 2-3x faster on a CPU but cost accuracy:
+#: Batches sorted by length (e.g. 32) train an epoch about 2x faster on a CPU but cost accuracy:
 #: SASRec and gSASRec on Beauty lost 7-16% test HR@10 (docs/benchmarks.md, "Batches sorted by length").
 LENGTH_BUCKETS = 1
 

@@ -84,7 +84,6 @@ _NEW_RUN_FLAGS = {"model": "--model", "dataset": "--dataset", "data_dir": "--dat
 def _saved_config(run_dir: Path):
     """The configuration and data folder a run directory was started with (errors name the file)."""
     from semrec.encoder.config import ConfigError, config_from_dict
-    from semrec.encoder.models.sequential.base import SequentialRecommender
     from semrec.encoder.registry import get_model_class
 
     cfg_path = run_dir / "config.yaml"
@@ -99,14 +98,7 @@ def _saved_config(run_dir: Path):
         raise ConfigError(f"{cfg_path}: not a semrec run configuration (expected 'config' with a model_name, "
                           "and 'data_dir')")
     try:
-        cls = get_model_class(saved["config"]["model_name"])
-        train = saved["config"].get("train")
-        if (issubclass(getattr(cls, "backbone_cls", cls), SequentialRecommender) and isinstance(train, dict)
-                and "length_buckets" not in train):
-            # written before train.length_buckets existed, when sequence batches were always sorted
-            # by length 32 batches at a time: resume such a run with the batches it started with
-            train["length_buckets"] = 32
-        return config_from_dict(saved["config"], cls), saved["data_dir"]
+        return config_from_dict(saved["config"], get_model_class(saved["config"]["model_name"])), saved["data_dir"]
     except (ConfigError, KeyError) as e:
         raise ConfigError(f"{cfg_path}: {e.args[0] if e.args else e}") from None
 
