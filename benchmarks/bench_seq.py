@@ -4,6 +4,7 @@
     python benchmarks/bench_seq.py recbole --recbole-python /tmp/recbole_env/bin/python --dataset beauty
     python benchmarks/bench_seq.py memory --dataset beauty
     python benchmarks/bench_seq.py negatives --dataset beauty --epochs 3
+    python benchmarks/bench_seq.py batches --model sasrec --dataset beauty --epochs 3
 
 ``accuracy``: each (model, dataset, seed) is a full CLI run to early stopping in its own
 process, on one torch thread (``--threads``). Printed per model and dataset: test HR@10 and
@@ -27,6 +28,11 @@ training and validation, so the pause does not); a run already going in the work
 ``position`` and ``sequence`` side by side, from the same seed, alternating epoch by epoch so that
 both see the same machine load: seconds per training epoch (median), the ratio, and validation
 NDCG@10 after every epoch (does sharing the negatives of a sequence change the learning curve?).
+
+``batches``: SASRec (or ``--model``) the same way, with plain random batches encoded in one call
+(``model.length_groups=1``), plain random batches encoded in groups of similar length (the
+default, ``model.length_groups``) and batches sorted by length (``train.length_buckets=32``): what
+each costs an epoch, and that the first two learn alike (the same loss; only dropout draws differ).
 
 ``memory``: peak resident memory of a process that loads the dataset and runs one full-ranking
 validation of a freshly built SASRec (the evaluator's share; the training run's peak is in the
@@ -278,7 +284,10 @@ def memory(args, argv) -> int:
     return 0
 
 
-def negatives(args, argv) -> int:
+def side_by_side(args, argv, title: str, settings: dict[str, list[str]], model: str) -> int:
+    """``model`` trained in one process under each of ``settings`` (name -> ``--set`` overrides),
+    from the same seed, taking turns epoch by epoch so that all see the same machine load: seconds
+    per training epoch (median), the speed-up over the first setting, validation NDCG@10 after each epoch."""
     from bench_speed import _trainer
 
     from semrec.encoder.dataset import load_dataset
@@ -291,35 +300,47 @@ def negatives(args, argv) -> int:
 
     torch.set_num_threads(args.threads)
     data = load_dataset(path, name=args.dataset)
-    modes = ("position", "sequence")
-    trainers = {m: _trainer(args.model, data, [*args.overrides, f"train.negatives_per={m}"], 0, args.dataset)
-                for m in modes}
-    secs: dict[str, list[float]] = {m: [] for m in modes}
-    curve: dict[str, list[float]] = {m: [] for m in modes}
+    trainers = {n: _trainer(model, data, [*args.overrides, *extra], 0, args.dataset) for n, extra in settings.items()}
+    secs: dict[str, list[float]] = {n: [] for n in settings}
+    curve: dict[str, list[float]] = {n: [] for n in settings}
     for epoch in range(args.epochs):
-        for m in modes:
+        for n, trainer in trainers.items():
             t0 = time.perf_counter()
-            trainers[m].train_epoch(epoch)
-            secs[m].append(time.perf_counter() - t0)
-            curve[m].append(trainers[m].evaluate("valid")["ndcg@10"])
-            print(f"epoch {epoch} {m}: {secs[m][-1]:.1f} s, valid ndcg@10 {curve[m][-1]:.4f}", file=sys.stderr,
+            trainer.train_epoch(epoch)
+            secs[n].append(time.perf_counter() - t0)
+            curve[n].append(trainer.evaluate("valid")["ndcg@10"])
+            print(f"epoch {epoch} {n}: {secs[n][-1]:.1f} s, valid ndcg@10 {curve[n][-1]:.4f}", file=sys.stderr,
                   flush=True)
-    med = {m: statistics.median(secs[m]) for m in modes}
-    rows = ["| negatives per | s/epoch (median) | against per position | validation NDCG@10 after each epoch |",
+    med = {n: statistics.median(secs[n]) for n in settings}
+    first = next(iter(settings))
+    rows = [f"| setting | s/epoch (median) | speed-up over {first} | validation NDCG@10 after each epoch |",
             "|---|---|---|---|"]
-    rows += [f"| {m} | {med[m]:.1f} | {med['position'] / med[m]:.2f}x | {' '.join(f'{x:.4f}' for x in curve[m])} |"
-             for m in modes]
-    emit(args, argv, f"{args.model}: negatives per position or per sequence on {args.dataset}", "\n".join(rows))
+    rows += [f"| {n} (`{' '.join(settings[n]) or 'defaults'}`) | {med[n]:.1f} | {med[first] / med[n]:.2f}x | "
+             f"{' '.join(f'{x:.4f}' for x in curve[n])} |" for n in settings]
+    emit(args, argv, title, "\n".join(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps({m: {"epoch_s": secs[m], "valid_ndcg@10": curve[m]} for m in modes},
+        Path(args.json).write_text(json.dumps({n: {"epoch_s": secs[n], "valid_ndcg@10": curve[n]} for n in settings},
                                               indent=2))
     return 0
+
+
+def negatives(args, argv) -> int:
+    settings = {f"per {m}": [f"train.negatives_per={m}"] for m in ("position", "sequence")}
+    return side_by_side(args, argv, f"{args.model}: negatives per position or per sequence on {args.dataset}",
+                        settings, args.model)
+
+
+def batches(args, argv) -> int:
+    settings = {"plain, one call": ["model.length_groups=1"], "plain, encoded by length": [],
+                "sorted by length": ["train.length_buckets=32"]}
+    return side_by_side(args, argv, f"{args.model}: batches and their encoding on {args.dataset}", settings,
+                        args.model)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
-    for name in ("accuracy", "recbole", "memory", "negatives"):
+    for name in ("accuracy", "recbole", "memory", "negatives", "batches"):
         s = sub.add_parser(name)
         s.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
         s.add_argument("--markdown", help="append the table to this file")
@@ -335,13 +356,17 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--dataset", default="beauty")
         if name == "negatives":
             s.add_argument("--model", default="gsasrec", help="a sequential model with sampled negatives")
+        if name == "batches":
+            s.add_argument("--model", default="sasrec", help="a sequential model with a Transformer encoder")
+        if name in ("negatives", "batches"):
             s.add_argument("--epochs", type=int, default=3)
         if name == "recbole":
             s.add_argument("--recbole-python", default="/tmp/recbole_env/bin/python")
             s.add_argument("--recbole-epochs", type=int, default=300)
     args = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # every child run
-    return {"accuracy": accuracy, "recbole": recbole, "memory": memory, "negatives": negatives}[args.what](args, argv)
+    commands = {"accuracy": accuracy, "recbole": recbole, "memory": memory, "negatives": negatives, "batches": batches}
+    return commands[args.what](args, argv)
 
 
 if __name__ == "__main__":

@@ -337,6 +337,8 @@ def config_from_dict(d: dict[str, Any], model_cls: type) -> RunConfig:
     if "length_buckets" not in layers["train"] and issubclass(getattr(model_cls, "backbone_cls", model_cls),
                                                                 SequentialRecommender):
         layers["train"]["length_buckets"] = 32  # runs saved before the key, when sequence batches were always sorted
+    if "length_groups" in b.params["model"] and "length_groups" not in layers["model"]:
+        layers["model"]["length_groups"] = 1  # runs saved before the key encoded a batch in one call (same states)
     b.apply(layers, "saved config")
     b.check_complete()
     return b.cfg

@@ -116,8 +116,10 @@ class PairSampler:
 
 NEGATIVES_PER = ("position", "sequence")
 #: the default ``train.length_buckets``: plain random batches, as RecBole and RecTools draw them.
-#: Batches sorted by length (e.g. 32) train an epoch about 2x faster on a CPU but cost accuracy:
-#: SASRec and gSASRec on Beauty lost 7-16% test HR@10 (docs/benchmarks.md, "Batches sorted by length").
+#: Batches sorted by length (e.g. 32) pad less, but cost accuracy: SASRec and gSASRec on Beauty lost
+#: 7-16% test HR@10 (docs/benchmarks.md, "Batches sorted by length"). The Transformer encoders encode
+#: a plain batch's rows in groups of similar length instead (``model.length_groups``), which keeps the
+#: batch and most of the speed: sorted batches are 1.3x faster an epoch than that on a CPU.
 LENGTH_BUCKETS = 1
 
 
@@ -146,8 +148,8 @@ class _SequenceSampler:
     """Users with at least two training items, their last ``max_len + span`` training items.
 
     Batches are cut to their longest sequence: with items aligned to the right, dropping
-    all-padding columns on the left changes no model output, and most histories are far
-    shorter than ``max_len``. With ``buckets > 1`` each epoch's shuffled users are taken
+    all-padding columns on the left changes no model output (unless it attends to padding:
+    ``model.attend_padding``), and most histories are far shorter than ``max_len``. With ``buckets > 1`` each epoch's shuffled users are taken
     ``buckets`` batches at a time, sorted by length within that chunk, cut into batches, and
     the batches are shuffled: less padding, but a batch then holds users of one length, its
     loss (a mean over positions) weighs users differently from a random batch's, and on Beauty

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import ONE_THREAD, wait_for_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,21 +219,25 @@ def test_llm_accuracy_benchmark_scores_full_runs_under_the_sampled_protocol_too(
     assert "Left out of the second table (their weights were gone): sasrec/2023." in sampled_again
 
 
-def test_negatives_benchmark_prints_both_samplings_side_by_side(tmp_path):
+@pytest.mark.parametrize("command,extra,names", [
+    ("negatives", ["--set", "model.negatives=32"], ["per position", "per sequence"]),
+    ("batches", ["--model", "sasrec"], ["plain, one call", "plain, encoded by length", "sorted by length"]),
+])
+def test_side_by_side_benchmarks_print_every_setting(tmp_path, command, extra, names):
     from helpers import shared_path
 
     shared_path("s3rec", "LastFM.txt")
-    md = tmp_path / "neg.md"
-    out = subprocess.run([sys.executable, str(BENCH / "bench_seq.py"), "negatives", "--dataset", "lastfm",
-                          "--epochs", "1", "--set", "model.dim=16", "--set", "model.layers=1",
-                          "--set", "model.negatives=32", "--markdown", str(md), "--json", str(tmp_path / "n.json")],
+    md = tmp_path / "side.md"
+    out = subprocess.run([sys.executable, str(BENCH / "bench_seq.py"), command, "--dataset", "lastfm",
+                          "--epochs", "1", "--set", "model.dim=16", "--set", "model.layers=1", *extra,
+                          "--markdown", str(md), "--json", str(tmp_path / "n.json")],
                          env=ONE_THREAD, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = {line.split("|")[1].strip(): line.split("|")[2:] for line in out.stdout.splitlines()
-            if line.startswith("| position") or line.startswith("| sequence")}
-    assert set(rows) == {"position", "sequence"}
-    assert rows["position"][1].strip() == "1.00x" and float(rows["sequence"][1].strip()[:-1]) > 0
-    assert 0 <= float(rows["sequence"][2].split()[0]) <= 1
-    assert "Command: `python benchmarks/bench_seq.py negatives" in md.read_text()
+    rows = {line.split("|")[1].split(" (")[0].strip(): line.split("|")[2:] for line in out.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| setting")}
+    assert list(rows) == names
+    assert rows[names[0]][1].strip() == "1.00x" and all(float(rows[n][1].strip()[:-1]) > 0 for n in names)
+    assert all(0 <= float(rows[n][2].split()[0]) <= 1 for n in names)
+    assert f"Command: `python benchmarks/bench_seq.py {command}" in md.read_text()
     saved = json.loads((tmp_path / "n.json").read_text())
-    assert len(saved["sequence"]["epoch_s"]) == 1 and saved["position"]["valid_ndcg@10"][0] >= 0
+    assert list(saved) == names and all(len(saved[n]["epoch_s"]) == 1 for n in names)

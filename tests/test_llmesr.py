@@ -148,6 +148,23 @@ def test_padding_changes_nothing():
     assert torch.allclose(m.encode(short)[real], m.encode(long)[:, 3:][real], atol=1e-5)
 
 
+@pytest.mark.parametrize("kw", [{}, {"user_heads": True, "tail_len": 3}, {"encoder": "bert4rec"},
+                                {"cross_attention": "replace", "share_encoder": False}])
+def test_length_groups_give_the_states_of_one_call(kw):
+    """128 histories of mixed lengths, the views' cross-attention and encoder run on groups of
+    similar length (each cut to its longest): the states of one call over the whole batch."""
+    grouped, whole = _model(max_len=30, **kw), _model(max_len=30, length_groups=1, **kw)
+    whole.load_state_dict(grouped.state_dict())
+    gen = torch.Generator().manual_seed(3)
+    lengths = torch.cat([torch.randint(1, 5, (96,), generator=gen), torch.randint(5, 31, (32,), generator=gen)])
+    items = torch.randint(0, N_ITEMS, (128, 30), generator=gen)
+    items[torch.arange(30)[None, :] < 30 - lengths[:, None]] = N_ITEMS
+    real = items != N_ITEMS
+    with torch.no_grad():
+        a, b = grouped.encode(items), whole.encode(items)
+    assert torch.allclose(a[real], b[real], atol=1e-5) and (a[~real] == 0).all()
+
+
 @pytest.mark.parametrize("teacher", ["epoch", "step"])
 def test_distillation_gradients_do_not_flow_into_the_teacher(teacher):
     """The teacher is a constant: the distillation gradient equals the one against a detached

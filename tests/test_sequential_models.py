@@ -15,6 +15,7 @@ from helpers import ONE_THREAD, random_sequences, wait_for_lines, write_sequence
 from semrec.encoder.evaluator import EvalBatch
 from semrec.encoder.losses import gbce, gbce_beta, gbce_positive_logit, sampled_bce, sampled_softmax_ce
 from semrec.encoder.models import BERT4Rec, GRU4Rec, GSASRec, SASRec
+from semrec.encoder.models.sequential.base import encode_by_length
 
 N_ITEMS, PAD = 30, 30
 SEQUENTIAL = ["sasrec", "gsasrec", "bert4rec", "gru4rec"]
@@ -123,6 +124,42 @@ def test_padding_changes_nothing(cls, kw):
     score = m.scorer()
     assert torch.allclose(score(EvalBatch(torch.tensor([0, 1]), short)),
                           score(EvalBatch(torch.tensor([0, 1]), long)), atol=1e-5)
+
+
+@pytest.mark.parametrize("cls,kw", [(SASRec, {}), (BERT4Rec, {}), S3REC_LAYOUT, KANG_LAYOUT])
+def test_length_groups_give_the_states_of_one_call(cls, kw):
+    """A batch of histories of mixed lengths, encoded in groups of similar length (each cut to
+    its longest), has the states and the loss gradients of one call over the whole batch."""
+    m = _model(cls, **kw)
+    m.max_len = 40
+    m.encoder.max_len, m.encoder.pos_emb = 40, torch.nn.Embedding(40, 16)
+    gen = torch.Generator().manual_seed(3)
+    lengths = torch.cat([torch.randint(1, 6, (90,), generator=gen), torch.randint(6, 41, (38,), generator=gen)])
+    items = torch.randint(0, N_ITEMS, (128, 40), generator=gen)
+    items[torch.arange(40)[None, :] < 40 - lengths[:, None]] = PAD
+    x = m.embed_items(items).detach().requires_grad_(True)
+    valid = items != PAD
+    grouped = m.encoder(x, valid)
+    (grouped[valid] ** 2).sum().backward()
+    grad, x.grad = x.grad.clone(), None
+    whole = m.encoder._encode(x, valid)  # one call, padded to 40 columns
+    (whole[valid] ** 2).sum().backward()
+    assert torch.allclose(grouped[valid], whole[valid], atol=1e-5)
+    assert (grouped[~valid] == 0).all()
+    assert torch.allclose(grad, x.grad, atol=1e-5)
+    widths = []
+
+    def spy(x_, valid_):  # the encoder itself, recording the width of each call
+        widths.append(x_.shape[1])
+        return m.encoder._encode(x_, valid_)
+
+    with torch.no_grad():
+        encode_by_length(spy, x, valid)
+    assert len(widths) == 4 and widths[0] <= 5 and widths[-1] == int(lengths.max())  # 128 rows: 4 groups of 32
+    widths.clear()
+    with torch.no_grad():
+        encode_by_length(spy, x, valid, groups=1)
+    assert widths == [40]
 
 
 @pytest.mark.parametrize("cls", [SASRec, GSASRec, GRU4Rec, BERT4Rec])

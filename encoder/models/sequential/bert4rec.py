@@ -20,25 +20,25 @@ from torch import nn
 from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
-    register_encoder
+    LENGTH_GROUPS, encode_by_length, register_encoder
 from semrec.encoder.registry import register
 
 
 @register_encoder("bert4rec")
 class BERT4RecEncoder(SequenceEncoder):
     """BERT4Rec's bidirectional Transformer (post-norm, GELU) and output layer (dense, GELU,
-    layer norm). Shapes: ``(B, L, dim)`` -> ``(B, L, dim)``."""
+    layer norm). Shapes: ``(B, L, dim)`` -> ``(B, L, dim)`` (zeros at padding)."""
 
     bidirectional = True
 
     def __init__(self, dim: int, max_len: int, layers: int = 2, heads: int = 2, ffn_dim: int = 256,
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, length_groups: int = LENGTH_GROUPS):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         if max_len < 2:
             raise ValueError("max_len must be >= 2 (one history item and the mask slot)")
-        self.max_len = max_len
+        self.max_len, self.length_groups = max_len, length_groups
         self.pos_emb = nn.Embedding(max_len, dim)
         self.input_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
@@ -48,10 +48,13 @@ class BERT4RecEncoder(SequenceEncoder):
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return encode_by_length(self._encode, x, valid, self.length_groups)
+
+    def _encode(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         x = self.dropout(self.input_norm(x + self.pos_emb.weight[self.max_len - length:]))
         x = self.blocks(x, src_key_padding_mask=~valid)
-        return self.head(x)
+        return self.head(x) * valid[..., None]  # zeros at padding, as the other encoders
 
 
 @register("bert4rec")
@@ -65,6 +68,7 @@ class BERT4Rec(SequentialRecommender):
         layers, heads, ffn_dim: Transformer size (``dim`` divisible by ``heads``).
         dropout: dropout rate.
         mask_prob: share of training items masked (the paper: 0.2 on Beauty).
+        length_groups: see :class:`~semrec.encoder.models.sequential.sasrec.SASRec`.
         loss, negatives, init, init_std, item_text, text_shuffle, text_emb, item_graph,
             graph_layers, graph_heads, attributes: see :class:`SequentialRecommender`.
 
@@ -75,7 +79,8 @@ class BERT4Rec(SequentialRecommender):
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: Probability = 0.2,
-                 mask_prob: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
+                 mask_prob: Probability = 0.2, length_groups: PositiveInt = LENGTH_GROUPS,
+                 loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
                  item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
                  item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
@@ -85,7 +90,8 @@ class BERT4Rec(SequentialRecommender):
                          item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
                          item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
         self.mask_prob = mask_prob
-        self.encoder = BERT4RecEncoder(dim, max_len, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout)
+        self.encoder = BERT4RecEncoder(dim, max_len, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout,
+                                       length_groups=length_groups)
         self.init_weights()
         if init == "torch":  # positions as the items: neither drowns the other
             nn.init.normal_(self.encoder.pos_emb.weight, std=dim ** -0.5)

@@ -52,8 +52,8 @@ from torch.nn import functional as F
 
 from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, LOSSES, SequentialRecommender, attention_mask, \
-    build_encoder
+from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, LENGTH_GROUPS, LOSSES, SequentialRecommender, \
+    attention_mask, build_encoder, encode_by_length
 from semrec.encoder.registry import register
 from semrec.encoder.sampling import SeqBatch
 
@@ -92,6 +92,8 @@ class LLMESR(SequentialRecommender):
         max_len, layers, heads, ffn_dim, dropout: the encoder's size (a GRU uses ``layers`` and
             ``dropout`` only).
         mask_prob: share of items masked in training (``bert4rec`` only).
+        length_groups: see :class:`~semrec.encoder.models.sequential.sasrec.SASRec` (a GRU packs its
+            batch and ignores it).
         loss, negatives, init, init_std: see :class:`SequentialRecommender`.
         views: ``both``, ``collaborative`` (ID view alone) or ``semantic`` (LLM view alone).
         id_init: ``pca`` (the collaborative view starts from the LLM embeddings' principal
@@ -127,6 +129,7 @@ class LLMESR(SequentialRecommender):
     def __init__(self, num_items: int, encoder: choice(*SEQUENCE_ENCODERS) = "sasrec", dim: PositiveInt = 64,
                  max_len: PositiveInt = 50, layers: PositiveInt = 2, heads: PositiveInt = 2,
                  ffn_dim: PositiveInt = 256, dropout: Probability = 0.5, mask_prob: Probability = 0.2,
+                 length_groups: PositiveInt = LENGTH_GROUPS,
                  loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
                  views: choice(*VIEWS) = "both", id_init: choice("pca", "random") = "pca",
@@ -152,7 +155,9 @@ class LLMESR(SequentialRecommender):
                          graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
         self.views, self.uses_id, self.uses_sem = views, uses_id, uses_sem
         self.mask_prob, self.distill_weight, self.teacher = mask_prob, distill_weight, teacher
-        options = {"layers": layers, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout}
+        self.length_groups = length_groups
+        options = {"layers": layers, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout,
+                   "length_groups": length_groups}
         self.encoder = build_encoder(encoder, dim, max_len, **options)
         # the semantic view's own encoder, unless the views share one (or there is one view)
         self.sem_encoder = None if share_encoder or views != "both" else build_encoder(encoder, dim, max_len, **options)
@@ -284,6 +289,18 @@ class LLMESR(SequentialRecommender):
         """``(B, L)`` ids -> ``(B, L, width)`` states (item rows from ``tables``, default :meth:`view_tables`)."""
         valid = items != self.pad
         xs = [F.embedding(items, table, padding_idx=self.pad) for table in (tables or self.view_tables())]
+        widths = [x.shape[-1] for x in xs]
+        # the cross-attention and the encoder, on rows grouped by length (each group cut to its longest)
+        states = encode_by_length(lambda x, v: self._encode_views(list(x.split(widths, dim=-1)), v),
+                                  torch.cat(xs, dim=-1), valid, self.length_groups)
+        if not self.user_heads:
+            return states
+        tail = self.is_tail(items)[:, None, None]
+        grouped = torch.where(tail, self.group_heads["tail"](states), self.group_heads["head"](states))
+        return ((1 - self.head_weight) * states + self.head_weight * grouped) * valid[..., None]
+
+    def _encode_views(self, xs: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+        """Each view's ``(B, L, dim)`` item vectors -> ``(B, L, width)`` states."""
         if self.cross is not None:
             x_id, x_sem = xs
             crossed = [self._cross(x_sem, x_id, valid, self.cross["to_id"]),
@@ -295,11 +312,7 @@ class LLMESR(SequentialRecommender):
         else:
             encoders = [self.encoder, self.sem_encoder or self.encoder] if len(xs) == 2 else [self.encoder]
             states = torch.cat([enc(x, valid) for enc, x in zip(encoders, xs)], dim=-1)
-        if not self.user_heads:
-            return states
-        tail = self.is_tail(items)[:, None, None]
-        grouped = torch.where(tail, self.group_heads["tail"](states), self.group_heads["head"](states))
-        return ((1 - self.head_weight) * states + self.head_weight * grouped) * valid[..., None]
+        return states
 
     def is_tail(self, items: torch.Tensor) -> torch.Tensor:
         """``(B,)`` whether each row's history (its real items) is a tail user's (``<= tail_len``)."""

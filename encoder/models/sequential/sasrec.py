@@ -34,7 +34,7 @@ from torch import nn
 from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
-    attention_mask, register_encoder
+    LENGTH_GROUPS, attention_mask, encode_by_length, register_encoder
 from semrec.encoder.registry import register
 
 
@@ -67,14 +67,14 @@ class SASRecEncoder(SequenceEncoder):
 
     def __init__(self, dim: int, max_len: int, layers: int = 2, heads: int = 2, ffn_dim: int = 256,
                  dropout: float = 0.2, layout: str = "sasrec", attend_padding: bool = False,
-                 scale_items: bool = True):
+                 scale_items: bool = True, length_groups: int = LENGTH_GROUPS):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.dim, self.max_len, self.heads, self.layout = dim, max_len, heads, layout
-        self.attend_padding = attend_padding
+        self.attend_padding, self.length_groups = attend_padding, length_groups
         self.item_scale = dim ** 0.5 if scale_items else 1.0
         self.pos_emb = nn.Embedding(max_len, dim)
         self.dropout = nn.Dropout(dropout)
@@ -88,6 +88,11 @@ class SASRecEncoder(SequenceEncoder):
         self.norm = nn.LayerNorm(dim)  # after the blocks (sasrec, kang) or on the input (s3rec)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        if self.attend_padding:  # then the amount of padding is part of the input: one call
+            return self._encode(x, valid)
+        return encode_by_length(self._encode, x, valid, self.length_groups)
+
+    def _encode(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         pos = self.pos_emb.weight[self.max_len - length:]  # the newest item: the last position
         keys = torch.ones_like(valid) if self.attend_padding else valid
@@ -121,6 +126,9 @@ class SASRec(SequentialRecommender):
         attend_padding: let positions attend to padding (RecTools' SASRec; module docstring).
         scale_items: multiply item vectors by sqrt(dim) before adding positions (the reference code;
             RecTools does not).
+        length_groups: a batch is encoded in up to this many groups of rows of similar length, each
+            cut to its own longest history (:func:`~semrec.encoder.models.sequential.base.encode_by_length`):
+            the same states with less padding to compute; ``1``: one call over the whole batch.
         loss: ``ce`` (full softmax), ``sampled_softmax`` or ``bce`` (the paper, 1 negative).
         negatives: sampled negatives per position for the sampled losses.
         init, init_std, item_text, text_shuffle, text_emb, item_graph,
@@ -132,7 +140,7 @@ class SASRec(SequentialRecommender):
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: Probability = 0.2,
                  layout: choice(*LAYOUTS) = "sasrec", attend_padding: bool = False, scale_items: bool = True,
-                 loss: choice(*LOSSES) = "ce",
+                 length_groups: PositiveInt = LENGTH_GROUPS, loss: choice(*LOSSES) = "ce",
                  negatives: NonNegativeInt = 0, init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
                  item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
                  item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
@@ -142,5 +150,6 @@ class SASRec(SequentialRecommender):
                          item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
                          item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
         self.encoder = SASRecEncoder(dim, max_len, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout,
-                                     layout=layout, attend_padding=attend_padding, scale_items=scale_items)
+                                     layout=layout, attend_padding=attend_padding, scale_items=scale_items,
+                                     length_groups=length_groups)
         self.init_weights()
