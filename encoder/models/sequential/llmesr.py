@@ -156,8 +156,9 @@ class LLMESR(SequentialRecommender):
         self.views, self.uses_id, self.uses_sem = views, uses_id, uses_sem
         self.mask_prob, self.distill_weight, self.teacher = mask_prob, distill_weight, teacher
         self.length_groups = length_groups
-        options = {"layers": layers, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout,
-                   "length_groups": length_groups}
+        # length_groups=1: :meth:`encode` groups the rows by length once, around the cross-attention
+        # and the encoder together; the encoder then gets rows of one length and need not sort them again
+        options = {"layers": layers, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout, "length_groups": 1}
         self.encoder = build_encoder(encoder, dim, max_len, **options)
         # the semantic view's own encoder, unless the views share one (or there is one view)
         self.sem_encoder = None if share_encoder or views != "both" else build_encoder(encoder, dim, max_len, **options)
