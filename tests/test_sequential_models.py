@@ -228,6 +228,46 @@ def test_negatives_per_sequence_give_the_loss_of_the_same_items_per_position(los
     assert batch.negatives_at(targets != PAD).tolist() == per_position[targets != PAD].tolist()
 
 
+@pytest.mark.parametrize("cls,kw", [(GSASRec, {}), (SASRec, {"loss": "sampled_softmax", "negatives": 5}),
+                                    (GRU4Rec, {"loss": "bce", "negatives": 5})])
+def test_per_sequence_negatives_scored_by_length_give_the_loss_of_one_product(cls, kw, monkeypatch):
+    """A batch of mixed lengths: the per-sequence negatives' scores, computed in groups of rows
+    each cut to its scored columns, give the loss and gradients of the same items given to every
+    position (a gather per position), and the products do run on the cut widths."""
+    from semrec.encoder.sampling import SeqBatch
+
+    m = _model(cls, **kw)
+    gen = torch.Generator().manual_seed(5)
+    lengths = torch.cat([torch.randint(1, 3, (100,), generator=gen), torch.randint(3, 9, (28,), generator=gen)])
+    seqs = torch.randint(0, N_ITEMS, (128, 9), generator=gen)
+    seqs[torch.arange(9)[None, :] < 9 - lengths[:, None] - 1] = PAD
+    inputs, targets = seqs[:, :-1], seqs[:, 1:].clone()
+    targets[inputs == PAD] = PAD
+    per_sequence = torch.randint(0, N_ITEMS, (128, 1, 5), generator=gen)
+    per_position = per_sequence.expand(-1, 8, -1).clone()
+    per_position[targets == PAD] = PAD
+    users = torch.arange(128)
+    widths = []
+    bmm = torch.bmm
+
+    def spy(a, b):  # records the width of each product of states (dim 16) with 5 negatives
+        if b.shape[-2:] == (16, 5):
+            widths.append(a.shape[1])
+        return bmm(a, b)
+
+    monkeypatch.setattr(torch, "bmm", spy)
+    grouped, _ = m.loss(SeqBatch(users, inputs, targets, per_sequence))
+    grouped.backward()
+    grad = m.item_emb.weight.grad.clone()
+    m.zero_grad()
+    loss_widths, widths[:] = list(widths), []
+    gathered, _ = m.loss(SeqBatch(users, inputs, targets, per_position))
+    gathered.backward()
+    assert grouped.item() == pytest.approx(gathered.item(), rel=1e-5)
+    assert torch.allclose(grad, m.item_emb.weight.grad, atol=1e-6)
+    assert min(loss_widths) <= 2 and max(loss_widths) == int(lengths.max())
+
+
 @pytest.mark.parametrize("setting", ["train.negatives_per=sequence", "train.length_buckets=32"])
 def test_sampler_settings_from_the_cli_and_only_for_sequence_models(tiny_dir, tmp_path, capsys, setting):
     from semrec.encoder.train_encoder import main

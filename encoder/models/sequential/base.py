@@ -87,11 +87,36 @@ LENGTH_GROUPS = 8
 GROUP_ROWS = 32
 
 
+def length_plan(valid: torch.Tensor, groups: int = LENGTH_GROUPS,
+                min_rows: int = GROUP_ROWS) -> list[tuple[torch.Tensor, int]] | None:
+    """How to cut a left-padded batch into groups of rows of similar length: ``(rows, width)``
+    pairs, each group's rows and the number of last columns that hold all their ``valid``
+    positions; ``None`` where one pass over the whole batch is as good (fewer than two groups of
+    ``min_rows``, or groups that would still cover over 80% of the batch's area).
+
+    A row's length is its span from the first ``valid`` position to the end (for a left-padded
+    history, its number of items; for a cloze batch's masked positions, from the first mask on).
+    Shared by :func:`encode_by_length` and the per-sequence negatives' scores
+    (:meth:`SequentialRecommender.next_item_loss`)."""
+    rows, width = valid.shape
+    parts = min(groups, rows // min_rows)
+    if parts < 2:
+        return None
+    lengths = torch.where(valid.any(1), width - valid.int().argmax(1), 0)
+    order = torch.argsort(lengths, stable=True)
+    chunks = order.tensor_split(parts)
+    last = torch.tensor([c.numel() for c in chunks]).cumsum(0) - 1  # each group's longest row (sorted)
+    widths = lengths[order][last.to(order.device)].clamp(min=1).tolist()  # one device sync, not one a group
+    if sum(c.numel() * w for c, w in zip(chunks, widths)) > 0.8 * rows * width:
+        return None
+    return list(zip(chunks, widths))
+
+
 def encode_by_length(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
                      valid: torch.Tensor, groups: int = LENGTH_GROUPS, min_rows: int = GROUP_ROWS) -> torch.Tensor:
-    """``forward(x, valid)`` of a left-padded batch, run on groups of rows of similar length,
-    each cut to its own longest history; the states go back in the batch's order, zeros at the
-    cut padding.
+    """``forward(x, valid)`` of a left-padded batch, run on groups of rows of similar length
+    (:func:`length_plan`), each cut to its own longest history; the states go back in the batch's
+    order, zeros at the cut padding.
 
     For an encoder whose real positions do not depend on how much padding precedes them (right-
     anchored positions, padding masked as keys), the states of real positions are those of one
@@ -103,19 +128,12 @@ def encode_by_length(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     ``nn.TransformerEncoder`` with an attention mask, and FlexAttention's document masks need
     ``torch.compile``. Rows of near-equal length (the evaluator's, sorted) take one call.
     """
+    plan = length_plan(valid, groups, min_rows)
+    if plan is None:
+        return forward(x, valid)
     rows, width = valid.shape
-    parts = min(groups, rows // min_rows)
-    if parts < 2:
-        return forward(x, valid)
-    lengths = valid.sum(1)
-    order = torch.argsort(lengths, stable=True)
-    chunks = order.tensor_split(parts)
-    last = torch.tensor([c.numel() for c in chunks]).cumsum(0) - 1  # each group's longest row (sorted)
-    widths = lengths[order][last.to(order.device)].clamp(min=1).tolist()  # one device sync, not one a group
-    if sum(c.numel() * w for c, w in zip(chunks, widths)) > 0.8 * rows * width:
-        return forward(x, valid)
     out = None
-    for rows_g, w in zip(chunks, widths):
+    for rows_g, w in plan:
         states = forward(x[rows_g, width - w:], valid[rows_g, width - w:])
         if out is None:
             out = states.new_zeros(rows, width, states.shape[-1])
@@ -394,16 +412,39 @@ class SequentialRecommender(Recommender):
         gather per position)."""
         table = self.item_table() if table is None else table
         scored = targets != self.pad
-        h, pos = states[scored], targets[scored]
-        if self.loss_name == "ce":
-            return full_softmax_ce(h, table, pos)
-        s_pos = (h * table[pos]).sum(-1)
-        if negatives.shape[1] == 1 and targets.shape[1] > 1:
-            s_neg = torch.bmm(states, table[negatives[:, 0]].transpose(1, 2))[scored]
+        if negatives.shape[1] == 1 and targets.shape[1] > 1 and self.loss_name != "ce":
+            s_pos, s_neg = self._sequence_negative_scores(states, targets, negatives[:, 0], table, scored)
         else:
+            h, pos = states[scored], targets[scored]
+            if self.loss_name == "ce":
+                return full_softmax_ce(h, table, pos)
+            s_pos = (h * table[pos]).sum(-1)
             s_neg = torch.einsum("pd,pkd->pk", h, table[negatives[scored]])
         shift = math.log(s_neg.shape[1])  # module docstring
         return self.sampled_loss(s_pos - shift, s_neg - shift)
+
+    def _sequence_negative_scores(self, states: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+                                  table: torch.Tensor, scored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of the targets ``(P,)`` and of each sequence's ``k`` negatives ``(P, k)`` at the
+        scored positions, one matrix product per sequence. The products run on groups of rows of
+        similar length, each over its own scored columns (:func:`length_plan`, as the encoder's
+        ``length_groups``): a random batch's rows are mostly padding, which a product over all
+        columns would score and throw away. The positions come out group by group, the order the
+        mean over positions does not see."""
+        width = scored.shape[1]
+        plan = length_plan(scored, self.loss_groups) or [(torch.arange(len(scored), device=scored.device), width)]
+        s_pos, s_neg = [], []
+        for rows, w in plan:
+            keep = scored[rows, width - w:]
+            st = states[rows, width - w:]
+            s_neg.append(torch.bmm(st, table[negatives[rows]].transpose(1, 2))[keep])
+            s_pos.append((st[keep] * table[targets[rows, width - w:][keep]]).sum(-1))
+        return torch.cat(s_pos), torch.cat(s_neg)
+
+    @property
+    def loss_groups(self) -> int:
+        """The model's ``length_groups`` (its encoder's where the model has none; GRU4Rec: the default)."""
+        return getattr(self, "length_groups", None) or getattr(self.encoder, "length_groups", LENGTH_GROUPS)
 
     def sampled_loss(self, s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:
         if self.loss_name == "bce":

@@ -128,7 +128,8 @@ class SASRec(SequentialRecommender):
             RecTools does not).
         length_groups: a batch is encoded in up to this many groups of rows of similar length, each
             cut to its own longest history (:func:`~semrec.encoder.models.sequential.base.encode_by_length`):
-            the same states with less padding to compute; ``1``: one call over the whole batch.
+            the same states with less padding to compute; per-sequence negatives are scored in the
+            same groups; ``1``: one call over the whole batch.
         loss: ``ce`` (full softmax), ``sampled_softmax`` or ``bce`` (the paper, 1 negative).
         negatives: sampled negatives per position for the sampled losses.
         init, init_std, item_text, text_shuffle, text_emb, item_graph,
