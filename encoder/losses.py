@@ -293,7 +293,8 @@ def gbce(s_pos: torch.Tensor, s_neg: torch.Tensor, num_items: int, t: float) -> 
     ``k + 1`` terms of every position and over positions. ``t = 0`` is plain BCE; ``t = 1``
     calibrates the scores to the full-softmax probabilities. Only the positive term needs float64
     (as in the paper's code); the negatives' softplus is stable in their own precision, and with
-    2,048 negatives their float64 copy and softplus took a quarter of a gSASRec step on a CPU."""
+    2,048 negatives their float64 copy and softplus took a quarter of a gSASRec step on a CPU (a one-off
+    profile, docs/benchmarks.md)."""
     beta = gbce_beta(s_neg.shape[1], num_items, t)
     z = gbce_positive_logit(s_pos, beta)
     per_position = F.softplus(-z) + F.softplus(s_neg).sum(-1).double()

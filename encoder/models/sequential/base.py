@@ -432,7 +432,7 @@ class SequentialRecommender(Recommender):
         columns would score and throw away. The positions come out group by group, the order the
         mean over positions does not see."""
         width = scored.shape[1]
-        plan = length_plan(scored, self.loss_groups) or [(torch.arange(len(scored), device=scored.device), width)]
+        plan = length_plan(scored, self.loss_groups) or [(slice(None), width)]  # one product: views, no copies
         s_pos, s_neg = [], []
         for rows, w in plan:
             keep = scored[rows, width - w:]
