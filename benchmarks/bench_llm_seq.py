@@ -52,6 +52,8 @@ VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
     "sasrec_bce": ("sasrec", ["model.loss=bce", "model.negatives=1"], None),
     "llmesr_bce": ("llmesr", ["model.loss=bce", "model.negatives=1"], "sasrec_bce"),
     "llmesr_pro": ("llmesr", ["model.user_heads=true"], "llmesr"),
+    # the heads trained on the fused state (the form before 2026-12-01) instead of each on its own
+    "llmesr_pro_fused": ("llmesr", ["model.user_heads=true", "model.head_loss=fused"], "llmesr_pro"),
     "llmesr_no_distill": ("llmesr", ["model.distill_weight=0"], "llmesr"),
     "llmesr_no_cross": ("llmesr", ["model.cross_attention=none"], "llmesr"),
     "llmesr_step_teacher": ("llmesr", ["model.teacher=step"], "llmesr"),

@@ -250,6 +250,51 @@ def test_head_and_tail_users_are_routed_to_their_heads():
     assert torch.allclose(out[0], 0.75 * shared[0], atol=1e-6) and torch.allclose(out[1], shared[1], atol=1e-6)
 
 
+def test_separate_head_loss_trains_the_shared_state_and_each_users_head():
+    """``head_loss=separate``: the loss is the mean of the shared state's and the group head's
+    next-item CE (each row through its own group's head); ranking still reads the fused state.
+    ``fused`` trains the fused state alone, a different loss on the same weights."""
+    from semrec.encoder.sampling import SeqBatch
+
+    sep = _model(distill_weight=0.0, user_heads=True, tail_len=3, head_loss="separate")
+    fused = _model(distill_weight=0.0, user_heads=True, tail_len=3, head_loss="fused")
+    with torch.no_grad():
+        for head in sep.group_heads.values():
+            head.weight.add_(0.3 * torch.randn_like(head.weight))
+    fused.load_state_dict(sep.state_dict())
+    inputs = torch.tensor([[N_ITEMS, N_ITEMS, N_ITEMS, 1, 2, 3], [4, 5, 6, 7, 8, 9]])  # a tail user, a head user
+    targets = torch.tensor([[N_ITEMS, N_ITEMS, N_ITEMS, 2, 3, 11], [5, 6, 7, 8, 9, 12]])
+    batch = SeqBatch(torch.tensor([0, 1]), inputs, targets, torch.full((2, 6, 0), N_ITEMS))
+    with torch.no_grad():
+        loss, _ = sep.loss(batch)
+        shared = sep.encode(inputs, fuse=False)
+        group = torch.stack([sep.group_heads["tail"](shared[0]), sep.group_heads["head"](shared[1])])
+        table = sep.item_table()
+        scored = targets != N_ITEMS
+
+        def ce(states):
+            return F.cross_entropy(states[scored] @ table.T, targets[scored])
+
+        assert float(loss) == pytest.approx(float(ce(shared) + ce(group)) / 2, rel=1e-5)
+        mix = 0.5 * shared + 0.5 * group
+        assert torch.allclose(sep.encode(inputs)[scored], mix[scored], atol=1e-6)
+        assert float(fused.loss(batch)[0]) == pytest.approx(float(ce(mix)), rel=1e-5)
+        assert abs(float(fused.loss(batch)[0]) - float(loss)) > 1e-3
+
+
+def test_separate_head_loss_distils_the_shared_state():
+    """The teachers (and each user's distilled representation) are the shared states under
+    ``head_loss=separate``, the fused ones under ``fused``."""
+    for head_loss, fuse in (("separate", False), ("fused", True)):
+        m = _model(user_heads=True, tail_len=3, head_loss=head_loss)
+        with torch.no_grad():
+            m.group_heads["head"].weight.mul_(2.0)  # fused and shared states differ for head users
+        m.start_epoch(0)
+        expected = m.encode(m.histories, fuse=fuse)[:, -1]
+        assert torch.allclose(m.teachers, expected, atol=1e-5), head_loss
+    assert not torch.allclose(m.encode(m.histories, fuse=False)[:, -1], expected, atol=1e-3)
+
+
 def test_head_users_can_skip_distillation():
     m = _model(user_heads=True, tail_len=3, distill_head_users=False).train()
     m.start_epoch(0)

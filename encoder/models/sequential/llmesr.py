@@ -35,8 +35,12 @@ Long-tailed Sequential Recommendation", NeurIPS 2024. https://arxiv.org/abs/2405
 **Head and tail users (LLM-ESR-Pro).** With ``user_heads``, a user whose history (as the model
 reads it, at most ``max_len`` items) has at most ``tail_len`` items is a tail user; a linear
 head per group (started as the identity) maps the shared state, and the state used for
-training and ranking is ``(1 - head_weight) · shared + head_weight · head_of_group(shared)`` (scores
-are linear in the state, so this is the weighted fusion of the shared and the group's scores).
+ranking is ``(1 - head_weight) · shared + head_weight · head_of_group(shared)`` (scores are linear
+in the state, so this is the weighted fusion of the shared and the group's scores). Training:
+``head_loss=separate`` (the default) trains the shared state and the group head's state each on
+the next items (the mean of the two losses), so the shared state stays a recommender for every
+user and only the group head specialises, and distils the shared state; ``fused`` trains the fused
+state, which overfit on Beauty (docs/benchmarks.md, "Head and tail users' heads, trained apart").
 ``distill_head_users=false`` distils tail users only.
 
 Every part has a switch, so the paper's ablations are settings: ``views`` (``both``, or one
@@ -62,6 +66,7 @@ VIEWS = ("both", "collaborative", "semantic")
 TEACHERS = ("epoch", "step", "running")
 CROSS = ("residual", "replace", "none")
 ADAPTERS = ("linear", "mlp")
+HEAD_LOSSES = ("fused", "separate")
 
 
 class LinearAdapter(nn.Module):
@@ -108,6 +113,8 @@ class LLMESR(SequentialRecommender):
             ``running`` (a table that each step updates with its users' representations).
         user_heads: separate heads for head and tail users (LLM-ESR-Pro); ``tail_len``: the
             longest history of a tail user; ``head_weight``: the group head's share of the state.
+        head_loss: ``fused`` (train the fused state) or ``separate`` (train the shared state and
+            each user's group head, each on its own; fused at ranking).
         distill_head_users: distil head users too (``false``: tail users only).
         text_shuffle: permute the LLM item embeddings among items (the control run).
         adapter: ``linear`` (two linear layers, ``s -> s/2 -> dim``, as the reference code) or
@@ -136,7 +143,8 @@ class LLMESR(SequentialRecommender):
                  cross_attention: choice(*CROSS) = "residual", share_encoder: bool = True,
                  distill_weight: NonNegativeFloat = 0.1, neighbors: PositiveInt = 10,
                  teacher: choice(*TEACHERS) = "epoch", user_heads: bool = False, tail_len: PositiveInt = 9,
-                 head_weight: Probability = 0.5, distill_head_users: bool = True, text_shuffle: bool = False,
+                 head_weight: Probability = 0.5, head_loss: choice(*HEAD_LOSSES) = "separate",
+                 distill_head_users: bool = True, text_shuffle: bool = False,
                  adapter: choice(*ADAPTERS) = "linear",
                  item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
                  text_emb: np.ndarray | None = None, user_emb: np.ndarray | None = None,
@@ -194,7 +202,11 @@ class LLMESR(SequentialRecommender):
             self.register_buffer("similar", torch.from_numpy(top_k_cosine(user_emb, self.neighbors)), persistent=False)
             self.register_buffer("histories", torch.as_tensor(histories, dtype=torch.long), persistent=False)
             self.register_buffer("teachers", torch.zeros(0), persistent=False)
+        if head_loss not in HEAD_LOSSES:
+            raise ValueError(f"head_loss must be one of {', '.join(HEAD_LOSSES)}, got {head_loss!r}")
         self.user_heads, self.tail_len, self.head_weight = user_heads, tail_len, head_weight
+        # the state that trains and is distilled: the fused one, or the shared one (heads trained apart)
+        self.fuse_in_training = user_heads and head_loss == "fused"
         self.distill_head_users = distill_head_users
         width = dim * (2 if views == "both" else 1)
         if user_heads:
@@ -286,19 +298,25 @@ class LLMESR(SequentialRecommender):
         out, _ = attn(query, keys, keys, attn_mask=mask, need_weights=False)
         return out * valid[..., None]
 
-    def encode(self, items: torch.Tensor, tables: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """``(B, L)`` ids -> ``(B, L, width)`` states (item rows from ``tables``, default :meth:`view_tables`)."""
+    def encode(self, items: torch.Tensor, tables: list[torch.Tensor] | None = None, fuse: bool = True) -> torch.Tensor:
+        """``(B, L)`` ids -> ``(B, L, width)`` states (item rows from ``tables``, default :meth:`view_tables`);
+        with user heads, fused with each user's group head unless ``fuse`` is false (the shared state)."""
         valid = items != self.pad
         xs = [F.embedding(items, table, padding_idx=self.pad) for table in (tables or self.view_tables())]
         widths = [x.shape[-1] for x in xs]
         # the cross-attention and the encoder, on rows grouped by length (each group cut to its longest)
         states = encode_by_length(lambda x, v: self._encode_views(list(x.split(widths, dim=-1)), v),
                                   torch.cat(xs, dim=-1), valid, self.length_groups)
-        if not self.user_heads:
+        if not self.user_heads or not fuse:
             return states
+        fused = (1 - self.head_weight) * states + self.head_weight * self.group_states(items, states)
+        return fused * valid[..., None]
+
+    def group_states(self, items: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """Each row's shared ``states`` through its user group's head (zero at padding)."""
         tail = self.is_tail(items)[:, None, None]
         grouped = torch.where(tail, self.group_heads["tail"](states), self.group_heads["head"](states))
-        return ((1 - self.head_weight) * states + self.head_weight * grouped) * valid[..., None]
+        return grouped * (items != self.pad)[..., None]
 
     def _encode_views(self, xs: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
         """Each view's ``(B, L, dim)`` item vectors -> ``(B, L, width)`` states."""
@@ -322,7 +340,7 @@ class LLMESR(SequentialRecommender):
     # ----- training ------------------------------------------------------------------------
     def _representations(self, users: torch.Tensor) -> torch.Tensor:
         """The state at the newest position of each user's training window."""
-        return self.encode(self.histories[users])[:, -1]
+        return self.encode(self.histories[users], fuse=self.fuse_in_training)[:, -1]
 
     @torch.no_grad()
     def start_epoch(self, epoch: int) -> None:
@@ -340,7 +358,7 @@ class LLMESR(SequentialRecommender):
         teachers = None
         for chunk in order.split(1024):
             width = max(int(lengths[chunk].max()), 1)
-            states = self.encode(self.histories[chunk, -width:], tables)[:, -1]
+            states = self.encode(self.histories[chunk, -width:], tables, fuse=self.fuse_in_training)[:, -1]
             if teachers is None:
                 teachers = states.new_empty(len(order), states.shape[1])
             teachers[chunk] = states
@@ -359,8 +377,14 @@ class LLMESR(SequentialRecommender):
 
     def loss(self, batch: SeqBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         tables = self.view_tables()  # once a step: the adapter (and any attribute view) read twice
-        states = self.encode(batch.inputs, tables)
-        rec = self.next_item_loss(states, batch.targets, batch.negatives, torch.cat(tables, dim=1)[: self.num_items])
+        states = self.encode(batch.inputs, tables, fuse=self.fuse_in_training)
+        table = torch.cat(tables, dim=1)[: self.num_items]
+        if self.user_heads and not self.fuse_in_training:
+            # the shared and the group states as one batch of twice the rows: the mean of their losses
+            both = torch.cat([states, self.group_states(batch.inputs, states)])
+            rec = self.next_item_loss(both, batch.targets.repeat(2, 1), batch.negatives.repeat(2, 1, 1), table)
+        else:
+            rec = self.next_item_loss(states, batch.targets, batch.negatives, table)
         parts = {self.loss_name: rec}
         if not self.neighbors:
             return rec, parts
