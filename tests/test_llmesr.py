@@ -283,8 +283,8 @@ def test_separate_head_loss_trains_the_shared_state_and_each_users_head():
 
 
 def test_separate_head_loss_distils_the_shared_state():
-    """The teachers (and each user's distilled representation) are the shared states under
-    ``head_loss=separate``, the fused ones under ``fused``."""
+    """The teachers (each user's newest state, encoded at the start of an epoch) are the shared
+    states under ``head_loss=separate``, the fused ones under ``fused``."""
     for head_loss, fuse in (("separate", False), ("fused", True)):
         m = _model(user_heads=True, tail_len=3, head_loss=head_loss)
         with torch.no_grad():
