@@ -151,9 +151,10 @@ class _SequenceSampler:
     all-padding columns on the left changes no model output (unless it attends to padding:
     ``model.attend_padding``), and most histories are far shorter than ``max_len``. With
     ``buckets > 1`` each epoch's shuffled users are taken ``buckets`` batches at a time, sorted by
-    length within that chunk, cut into batches, and the batches are shuffled: less padding, but a batch then holds users of one length, its
-    loss (a mean over positions) weighs users differently from a random batch's, and on Beauty
-    that cost accuracy (:data:`LENGTH_BUCKETS`). ``buckets=1``: plain random batches."""
+    length within that chunk, cut into batches, and the batches are shuffled: less padding, but a
+    batch then holds users of one length, its loss (a mean over positions) weighs users differently
+    from a random batch's, and on Beauty that cost accuracy (:data:`LENGTH_BUCKETS`).
+    ``buckets=1``: plain random batches."""
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int,
                  rank: int, world_size: int, span: int, buckets: int):

@@ -313,10 +313,10 @@ class LLMESR(SequentialRecommender):
         return fused * valid[..., None]
 
     def group_states(self, items: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        """Each row's shared ``states`` through its user group's head (zero at padding)."""
+        """Each row's shared ``states`` through its user group's head (padding positions are left
+        as the head maps them: nothing scores them, and :meth:`encode` zeroes them in the fused state)."""
         tail = self.is_tail(items)[:, None, None]
-        grouped = torch.where(tail, self.group_heads["tail"](states), self.group_heads["head"](states))
-        return grouped * (items != self.pad)[..., None]
+        return torch.where(tail, self.group_heads["tail"](states), self.group_heads["head"](states))
 
     def _encode_views(self, xs: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
         """Each view's ``(B, L, dim)`` item vectors -> ``(B, L, width)`` states."""
