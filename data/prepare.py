@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from semrec.encoder.io import atomic_write, write_json
+from semrec.encoder.io import atomic_write, check_name, write_json
 
 if __package__ in (None, ""):  # run as a script: import the installed package
     from semrec.data.readers import (ATTRIBUTE_FIELDS, PrepareError, RawInteractions, item_attributes, read_amazon,
@@ -290,10 +290,17 @@ def _check(mats: list[sp.csr_matrix], users: np.ndarray, items: np.ndarray, sour
 
 def copy_rlmrec(src: Path, out: Path) -> dict[str, Any]:
     """Validate an RLMRec-layout folder and copy it, recording checksums and statistics."""
-    from semrec.encoder.dataset import DataError, load_dataset
+    from semrec.data.read_profile import read_profiles
+    from semrec.encoder.dataset import PROFILE_FILES, DataError, load_dataset
 
     try:
         data = load_dataset(src)
+        for kind, fname in PROFILE_FILES.items():  # checked as the readers will read them
+            if (src / fname).exists():
+                n = len(read_profiles(src, kind))
+                expected = data.num_users if kind == "user" else data.num_items
+                if n != expected:
+                    raise DataError(f"{src / fname}: {n} {kind} profiles for {expected} {kind}s")
     except DataError as e:
         raise PrepareError(str(e)) from e
     out.mkdir(parents=True, exist_ok=True)
@@ -342,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     src, out = Path(args.path), Path(args.out_dir) / args.name
     t0 = time.perf_counter()
     try:
+        try:
+            check_name(args.name, hint="--name is the folder's own name; choose its parent with --out-dir")
+        except ValueError as e:
+            raise PrepareError(f"--name: {e}") from None
         if not src.exists():
             raise PrepareError(f"{src}: no such file or folder")
         if (out / "trn_mat.pkl").exists() and not args.force and src.resolve() != out.resolve():
@@ -374,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
                             split=args.split, ratios=ratios, seed=args.seed, attribute_fields=fields)
     except PrepareError as e:
         print(f"prepare.py: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only or full output folder: the files written so far are whole (atomic)
+        print(f"prepare.py: {e.filename or out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"prepare.py: {src}: out of memory while converting it", file=sys.stderr)
         return 2
     print_table(stats)
     print(f"wrote {out} in {time.perf_counter() - t0:.1f}s")

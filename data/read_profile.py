@@ -38,6 +38,13 @@ def read_profiles(folder: str | Path, kind: str = "user"):
     return profiles
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences, NUL, ...) shown as
+    ``\\x..`` / ``\\u....`` escapes; line breaks and tabs kept. A profile is an LLM's reply and a
+    pickle anyone may have written: printed raw, it could rewrite the screen."""
+    return "".join(c if c in "\n\t" or (c.isprintable()) else repr(c)[1:-1] for c in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Show user or item profiles.")
     p.add_argument("--dataset", help="a folder name under data/")
@@ -62,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             except (KeyError, IndexError):
                 raise KeyError(f"{kind} {idx} has no profile ({len(profiles)} {kind} profiles)") from None
             print(f"{kind.capitalize()} {idx}'s profile:\n")
-            print(f"PROFILE: {entry['profile']}\n")
-            print(f"REASONING: {entry.get('reasoning', '')}\n")
+            print(f"PROFILE: {printable(entry['profile'])}\n")
+            print(f"REASONING: {printable(str(entry.get('reasoning', '')))}\n")
     except (FileNotFoundError, KeyError, DataError) as e:
         print(f"read_profile.py: error: {e.args[0]}", file=sys.stderr)
         return 2

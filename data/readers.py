@@ -12,13 +12,13 @@ and an optional item-text JSON.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from semrec.encoder.io import int_cell, parse_json, read_text, text_lines
 from semrec.encoder.io import json_lines as _json_lines
 
 
@@ -82,17 +82,18 @@ def _find(folder: Path, patterns: tuple[str, ...], what: str, required: bool = T
 
 # ---------------------------------------------------------------- RecBole atomic files
 def _atomic(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        names = [h.split(":")[0] for h in header]
-        for no, line in enumerate(f, 2):
-            if not line.strip():
-                continue
-            cells = line.rstrip("\n").split("\t")
-            if len(cells) != len(names):
-                raise PrepareError(f"{path}:{no}: expected {len(names)} tab-separated fields "
-                                   f"({', '.join(header)}), got {len(cells)}")
-            yield no, dict(zip(names, cells))
+    lines = text_lines(path, PrepareError)
+    _, first = next(lines, (1, ""))
+    header = first.split("\t")
+    names = [h.split(":")[0] for h in header]
+    for no, line in lines:
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) != len(names):
+            raise PrepareError(f"{path}:{no}: expected {len(names)} tab-separated fields "
+                               f"({', '.join(header)}), got {len(cells)}")
+        yield no, dict(zip(names, cells))
 
 
 def read_recbole(path: Path) -> RawInteractions:
@@ -335,38 +336,84 @@ def read_s3rec(path: Path, item_text: Path | None = None, item_text_offset: int 
     Args:
         item_text: optional JSON ``{key: {"title", "description"}}``; its entry ``key`` describes
             item ``key + item_text_offset`` (GAMER's Yelp texts: offset 1).
+
+    Raises:
+        PrepareError: a malformed line (ids are ASCII digits), a user on two lines (named with
+            both: an S3-Rec file holds one time-ordered line per user), or a malformed JSON file.
     """
     seq_file = path if path.is_file() else _find(path, ("*.txt",), "S3-Rec sequence")
     users, items, times = [], [], []
-    with open(seq_file, encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            cells = line.split()
-            if not cells:
-                continue
-            if len(cells) < 2 or not all(c.isdigit() for c in cells):
-                raise PrepareError(f"{seq_file}:{no}: expected 'user item item ...' with integer ids")
-            u = cells[0]
-            users.extend([u] * (len(cells) - 1))
-            items.extend(cells[1:])
-            times.extend(range(len(cells) - 1))
+    line_of: dict[str, int] = {}
+    for no, line in text_lines(seq_file, PrepareError):
+        cells = line.split()
+        if not cells:
+            continue
+        if len(cells) < 2 or not all(int_cell(c) is not None for c in cells):
+            raise PrepareError(f"{seq_file}:{no}: expected 'user item item ...' with integer ids (ASCII digits)")
+        u = str(int(cells[0]))
+        if u in line_of:
+            raise PrepareError(f"{seq_file}:{no}: user {u} already has a sequence on line {line_of[u]}; an S3-Rec "
+                               "file holds one line per user (join the two in time order)")
+        line_of[u] = no
+        users.extend([u] * (len(cells) - 1))
+        items.extend(str(int(c)) for c in cells[1:])
+        times.extend(range(len(cells) - 1))
     raw = RawInteractions(users, items, np.full(len(users), np.nan), np.asarray(times, dtype=float),
                           time_kind="position")
     attr_file = seq_file.with_name(seq_file.stem + "_item2attributes.json")
     meta: dict[str, dict[str, Any]] = {}
     if attr_file.exists():
-        try:
-            attrs = json.loads(attr_file.read_text())
-        except json.JSONDecodeError as e:
-            raise PrepareError(f"{attr_file}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        attrs = parse_json(read_text(attr_file, PrepareError), str(attr_file), PrepareError)
+        if not isinstance(attrs, dict):
+            raise PrepareError(f"{attr_file}: expected {{item id: [attribute id, ...]}}")
         for iid, a in attrs.items():
-            meta.setdefault(str(iid), {})["attributes"] = a
+            if int_cell(iid) is None or not isinstance(a, list) or not all(isinstance(x, (int, str)) for x in a):
+                raise PrepareError(f"{attr_file}: entry {iid!r}: expected an item id and a list of attribute ids")
+            meta.setdefault(str(int(iid)), {})["attributes"] = a
     if item_text is not None:
-        try:
-            texts = json.loads(Path(item_text).read_text())
-        except json.JSONDecodeError as e:
-            raise PrepareError(f"{item_text}: not valid JSON ({e.msg}, line {e.lineno})") from None
-        for key, entry in texts.items():
-            meta.setdefault(str(int(key) + item_text_offset), {}).update(entry)
+        for key, entry in read_item_text(Path(item_text)).items():
+            meta.setdefault(str(key + item_text_offset), {}).update(entry)
         name_attribute_ids(meta)
     raw.item_meta = meta
     return raw
+
+
+#: item-text fields read as text: a string (or null) each
+TEXT_FIELDS = ("title", "description", "brand", "name")
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """A JSON value metadata may hold: a scalar, or a list of them (category paths: lists of lists)."""
+    if value is None or isinstance(value, (str, int, float)):
+        return True
+    return isinstance(value, list) and depth < 2 and all(_plain(v, depth + 1) for v in value)
+
+
+def read_item_text(path: Path) -> dict[int, dict[str, Any]]:
+    """An item-text JSON, ``{"<integer key>": {"title": str, "description": str, ...}}``, checked:
+    keys are integers, entries are objects, text fields are strings, other fields scalars or lists
+    of them (nothing that would turn into profile text by accident).
+
+    Raises:
+        PrepareError: naming the file, and the entry and field where one is at fault.
+    """
+    texts = parse_json(read_text(path, PrepareError), str(path), PrepareError)
+    if not isinstance(texts, dict):
+        raise PrepareError(f"{path}: expected a JSON object {{item key: {{\"title\": ..., ...}}}}, got a "
+                           f"{type(texts).__name__}")
+    out = {}
+    for key, entry in texts.items():
+        k = int_cell(key)
+        if k is None:
+            raise PrepareError(f"{path}: key {key!r} is not an integer item key")
+        if not isinstance(entry, dict):
+            raise PrepareError(f"{path}: entry {key!r} is a {type(entry).__name__}, not an object of fields")
+        for field_name, value in entry.items():
+            if field_name in TEXT_FIELDS and not (value is None or isinstance(value, str)):
+                raise PrepareError(f"{path}: entry {key!r}: {field_name} must be a string, got "
+                                   f"{type(value).__name__}")
+            if not _plain(value):
+                raise PrepareError(f"{path}: entry {key!r}: field {field_name!r} must be text, a number or a list "
+                                   "of them")
+        out[k] = entry
+    return out

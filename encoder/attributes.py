@@ -13,13 +13,12 @@ attributes (they stay in the graph, isolated). An S3-Rec sequence file's
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from semrec.encoder.io import DataError, json_lines
+from semrec.encoder.io import DataError, int_cell, is_int, json_lines, parse_json, read_text
 
 ATTRIBUTE_FILE = "item_attributes.jsonl"
 #: attribute-coverage buckets of items: number of attributes -> label (used by the benchmarks)
@@ -111,10 +110,12 @@ def read_item_attributes(path: str | Path, num_items: int) -> ItemAttributes:
     per_item: dict[int, dict[str, list[str]]] = {}
     for no, row in json_lines(path):
         iid, attrs = row.get("iid"), row.get("attributes")
-        if not isinstance(iid, int) or isinstance(iid, bool) or not isinstance(attrs, dict) or not all(
+        if not is_int(iid) or not isinstance(attrs, dict) or not all(
                 isinstance(r, str) and isinstance(v, list) and all(isinstance(n, str) for n in v)
                 for r, v in attrs.items()):
             raise DataError(f'{path}:{no}: expected {{"iid": int, "attributes": {{relation: [name, ...]}}}}')
+        if not 0 <= iid < num_items:
+            raise DataError(f"{path}:{no}: item {iid} is outside the dataset's items 0..{num_items - 1}")
         if iid in per_item:
             raise DataError(f"{path}:{no}: item {iid} is listed twice")
         per_item[iid] = attrs
@@ -125,15 +126,16 @@ def read_s3rec_attributes(path: str | Path, num_items: int) -> ItemAttributes:
     """S3-Rec's ``<name>_item2attributes.json`` (``{item id from 1: [attribute id, ...]}``) as
     relation ``attribute``."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    raw = parse_json(read_text(path), str(path))
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected {{item id: [attribute id, ...]}}")
     per_item = {}
     for key, ids in raw.items():
-        if not str(key).isdigit() or not isinstance(ids, list):
+        item = int_cell(str(key))
+        if item is None or not isinstance(ids, list) or not all(is_int(a) or isinstance(a, str) for a in ids):
             raise DataError(f"{path}: entry {key!r}: expected an item id and a list of attribute ids")
-        per_item[int(key) - 1] = {"attribute": [str(a) for a in ids]}
+        if not 1 <= item <= num_items:
+            raise DataError(f"{path}: entry {key!r}: item ids run from 1 to {num_items} (S3-Rec numbers items "
+                            "from 1)")
+        per_item[item - 1] = {"attribute": [str(a) for a in ids]}
     return from_lists(num_items, per_item, str(path))

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, \
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Seed, \
     check_fields, choice, out_of_range, range_of
 from semrec.encoder.sampling import LENGTH_BUCKETS, NEGATIVES_PER
 
@@ -81,7 +81,7 @@ class TrainConfig:
     test_step: PositiveInt = 3
     patience: PositiveInt = 5
     stop_metric: str = "recall@20"
-    seed: int = 2023
+    seed: Seed = 2023
     device: str = "auto"
 
     def __post_init__(self):
@@ -179,6 +179,10 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is int:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("+-").isascii() and value.strip().lstrip("+-").isdigit():
+            return int(value)  # exact: a long integer would lose digits through float
         try:
             f = float(value)
         except (TypeError, ValueError):
@@ -289,11 +293,14 @@ def parse_overrides(items: list[str]) -> list[tuple[str, str, Any]]:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; ConfigError naming the file for anything else (a folder,
+    text that is not UTF-8, invalid YAML)."""
+    from semrec.encoder.io import read_text
+
     try:
-        with open(path, encoding="utf-8") as f:
-            content = yaml.safe_load(f) or {}
+        content = yaml.safe_load(read_text(path, ConfigError)) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({e})") from e
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return content

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from semrec.encoder.attributes import ATTRIBUTE_FILE, ItemAttributes, read_item_attributes, read_s3rec_attributes
-from semrec.encoder.io import DataError, data_root, load_pickle
+from semrec.encoder.io import DataError, load_pickle
 from semrec.encoder.sequences import SequenceData, read_s3rec_sequences, read_sequences_jsonl
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,25 @@ class InteractionData:
                                     "S3-Rec file itself")
             self._sequences_checked = True
         return seq
+
+    def fingerprint(self) -> str:
+        """A SHA-256 of what a model reads (splits, sequences, embeddings, attributes): a run keeps
+        it, so that resuming or evaluating it on data rewritten in place is refused."""
+        import hashlib
+
+        h = hashlib.sha256()
+        parts = [np.asarray(self.train.shape)]
+        for m in (self.train, self.valid, self.test):
+            parts += [m.indptr, m.indices]
+        if self.sequences is not None:
+            parts += [self.sequences.ptr, self.sequences.items]
+        parts += [e for e in (self.user_emb, self.item_emb) if e is not None]
+        if self.attributes is not None:
+            parts += [self.attributes.edge_item, self.attributes.edge_attribute, self.attributes.edge_relation]
+        for a in parts:
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
 
     def split(self, name: str) -> sp.csr_matrix:
         try:
@@ -192,12 +211,16 @@ def load_embeddings(path: Path) -> np.ndarray:
     if sp.issparse(emb):
         emb = emb.toarray()
     emb = np.asarray(emb)
-    if emb.dtype == object or not np.issubdtype(emb.dtype, np.number):
-        raise DataError(f"{path}: expected a numeric array, got dtype {emb.dtype}")
+    if emb.dtype == object or not np.issubdtype(emb.dtype, np.number) or np.iscomplexobj(emb):
+        raise DataError(f"{path}: expected a real-valued numeric array, got dtype {emb.dtype}")
+    if emb.ndim != 2 or 0 in emb.shape:
+        raise DataError(f"{path}: expected a (rows, width) array with at least one row and column, got shape "
+                        f"{emb.shape}")
     return emb.astype(np.float32, copy=False)
 
 
-def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool = False) -> InteractionData:
+def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool = False,
+                 allow_sparse_ids: bool = False) -> InteractionData:
     """Load and validate a dataset.
 
     Args:
@@ -208,6 +231,8 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
             folder holding one such file and no matrices (``data/beauty/Beauty.txt``).
         name: dataset name (default: the folder name, or the file's stem in lower case).
         with_profiles: also load ``usr_prf.pkl`` / ``itm_prf.pkl`` when present.
+        allow_sparse_ids: keep item ids far sparser than the items that occur (sequences without
+            matrices; :func:`~semrec.encoder.sequences.item_count` refuses them by default).
 
     Raises:
         DataError: a missing or malformed file (the message names it).
@@ -217,9 +242,13 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
             and not any((path / n).exists() for n in SPLIT_FILES.values()):
         found = sorted(path.glob("*.txt"))
         if len(found) == 1:  # S3-Rec's files copied into data/<name>/
-            return load_dataset(found[0], name=name or path.name, with_profiles=with_profiles)
+            return load_dataset(found[0], name=name or path.name, with_profiles=with_profiles,
+                                allow_sparse_ids=allow_sparse_ids)
+        if len(found) > 1:
+            raise DataError(f"{path}: holds {len(found)} .txt files ({', '.join(f.name for f in found[:4])}) and no "
+                            f"{SPLIT_FILES['train']}; point --data-dir at the S3-Rec sequence file itself")
     if path.is_file() and path.suffix == ".txt":
-        seqs = read_s3rec_sequences(path)
+        seqs = read_s3rec_sequences(path, allow_sparse_ids)
         seqs.check(str(path))
         train, valid, test = seqs.split_matrices()
         data = InteractionData(train, valid, test, name=name or path.stem.lower(), path=path, sequences=seqs)
@@ -228,6 +257,9 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
             data.attributes = read_s3rec_attributes(attr_file, data.num_items)
         data.check(str(path))
         return data
+    if path.is_file():
+        raise DataError(f"{path}: is a file; a dataset is a folder in RLMRec's layout or an S3-Rec sequence file "
+                        "(.txt); convert other files with `python data/prepare.py` (docs/data.md)")
     if not path.is_dir():
         raise DataError(f"dataset folder {path} does not exist; create it with `python data/prepare.py` "
                         "or fetch RLMRec's data with `python data/download.py NAME`")
@@ -245,7 +277,7 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
         if mats:
             sequences = read_sequences_jsonl(seq_file, *mats["train"].shape)
         else:
-            sequences = read_sequences_jsonl(seq_file, _count_users(seq_file), 0)
+            sequences = read_sequences_jsonl(seq_file, allow_sparse_ids=allow_sparse_ids)
             sequences.check(str(seq_file))
             mats = dict(zip(SPLIT_FILES, sequences.split_matrices()))
     data = InteractionData(**mats, name=name or path.name, path=path, sequences=sequences)
@@ -260,10 +292,3 @@ def load_dataset(path: str | Path, name: str | None = None, with_profiles: bool 
                 setattr(data, f"{kind}_profiles", load_pickle(path / fname))
     data.check(str(path))
     return data
-
-
-def _count_users(path: Path) -> int:
-    import json
-
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip() and json.loads(line).get("uid") is not None)

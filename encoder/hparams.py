@@ -17,23 +17,29 @@ from typing import Annotated, Any
 
 @dataclass(frozen=True)
 class Range:
-    """Closed (or, with ``open_low``, half-open) interval a number must lie in; ``None`` is unbounded."""
+    """Closed (or, with ``open_low`` / ``open_high``, half-open) interval a number must lie in;
+    ``None`` is unbounded. NaN and infinities lie in none: no setting means them."""
 
     low: float | None = None
     high: float | None = None
     open_low: bool = False
+    open_high: bool = False
 
     def describe(self) -> str:
-        lo = "-inf" if self.low is None else f"{self.low:g}"
-        hi = "inf" if self.high is None else f"{self.high:g}"
-        return f"{'(' if self.open_low or self.low is None else '['}{lo}, {hi}{']' if self.high is not None else ')'}"
+        def show(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        lo = "-inf" if self.low is None else show(self.low)
+        hi = "inf" if self.high is None else show(self.high)
+        closed_high = self.high is not None and not self.open_high
+        return f"{'(' if self.open_low or self.low is None else '['}{lo}, {hi}{']' if closed_high else ')'}"
 
     def contains(self, value: float) -> bool:
-        if isinstance(value, float) and math.isnan(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return False
         if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
             return False
-        return self.high is None or value <= self.high
+        return self.high is None or value < self.high or (value == self.high and not self.open_high)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,12 @@ NonNegativeInt = Annotated[int, Range(0)]
 PositiveFloat = Annotated[float, Range(0, open_low=True)]
 NonNegativeFloat = Annotated[float, Range(0)]
 Probability = Annotated[float, Range(0, 1)]
+#: a dropout rate: 1 would zero every activation
+DropoutRate = Annotated[float, Range(0, 1, open_high=True)]
+#: a share of edges kept: 0 would keep none
+KeepRate = Annotated[float, Range(0, 1, open_low=True)]
+#: a random seed (torch takes at most 64 bits)
+Seed = Annotated[int, Range(0, 2**63 - 1)]
 
 
 def range_of(annotation: Any) -> tuple[Any, Range | OneOf | None]:

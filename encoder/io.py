@@ -227,8 +227,18 @@ def atomic_write(path: str | Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` through a temporary file, so a crash never leaves half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(payload)
+        tmp.replace(path)
+    except BaseException:  # a full disk, a read-only folder, a kill: leave no half-written file behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` atomically."""
+    atomic_write(path, text.encode("utf-8"))
 
 
 def write_pickle(path: str | Path, obj: Any) -> None:
@@ -236,23 +246,82 @@ def write_pickle(path: str | Path, obj: Any) -> None:
     atomic_write(path, pickle.dumps(obj, protocol=4))
 
 
-def json_lines(path: str | Path, error: type[Exception] = DataError) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` for each non-empty line of a JSON-lines file (gzipped if it ends
-    in ``.gz``); a line that is not a JSON object raises ``error`` naming the file and line."""
+def _reading(path: Path, error: type[Exception], what: str = "file") -> Exception:
+    """The error to raise when ``path`` cannot be opened (a folder, missing, unreadable)."""
+    if path.is_dir():
+        return error(f"{path}: is a folder, not a {what}")
+    if not path.exists():
+        return error(f"{path}: no such {what}")
+    return error(f"{path}: cannot be read")
+
+
+def text_lines(path: str | Path, error: type[Exception] = DataError) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` for every line of a UTF-8 text file (gzipped if it ends in ``.gz``),
+    without its line break; a leading byte-order mark is dropped. A line that is not UTF-8, or
+    a file that cannot be opened, raises ``error`` naming the file (and line)."""
     import gzip
 
     path = Path(path)
-    with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise error(f"{path}:{no}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise error(f"{path}:{no}: expected a JSON object")
-            yield no, obj
+    try:
+        f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    except OSError as e:
+        raise _reading(path, error) from e
+    with f:
+        try:
+            for no, raw in enumerate(f, 1):
+                if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise error(f"{path}:{no}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                f"{e.start + 1})") from None
+                yield no, line.rstrip("\r\n")
+        except (OSError, EOFError) as e:  # a truncated or corrupt gzip stream
+            raise error(f"{path}: cannot be read ({e})") from None
+
+
+def read_text(path: str | Path, error: type[Exception] = DataError) -> str:
+    """A whole UTF-8 text file (byte-order mark dropped); errors name the file and line."""
+    return "\n".join(line for _, line in text_lines(path, error))
+
+
+def parse_json(text: str, where: str, error: type[Exception] = DataError) -> Any:
+    """``json.loads(text)``; invalid or absurdly nested JSON raises ``error`` naming ``where``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{where}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise error(f"{where}: JSON nested too deeply to be data") from None
+
+
+def json_lines(path: str | Path, error: type[Exception] = DataError) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-empty line of a JSON-lines file (gzipped if it ends
+    in ``.gz``); a line that is not a JSON object raises ``error`` naming the file and line."""
+    path = Path(path)
+    for no, line in text_lines(path, error):
+        if not line.strip():
+            continue
+        obj = parse_json(line, f"{path}:{no}", error)
+        if not isinstance(obj, dict):
+            raise error(f"{path}:{no}: expected a JSON object, got a JSON {_json_kind(obj)}")
+        yield no, obj
+
+
+def _json_kind(obj: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(obj), "number")
+
+
+def is_int(value: Any) -> bool:
+    """Whether a JSON value is an integer (not a bool, a float or a string of digits)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def int_cell(cell: str) -> int | None:
+    """A text cell of ASCII digits as an ``int`` (``None`` otherwise: no sign, ``_``, spaces or
+    other scripts' digits, all of which Python's ``int()`` would accept)."""
+    return int(cell) if cell.isascii() and cell.isdigit() else None
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -295,9 +364,8 @@ def data_root() -> Path:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
-def check_name(name: str, what: str = "dataset") -> str:
+def check_name(name: str, what: str = "dataset", hint: str = "give a folder with --data-dir instead") -> str:
     """``name`` if it is a plain name (letters, digits, ``_ . + -``; no path), else ValueError."""
     if not _NAME.fullmatch(name or "") or ".." in name:
-        raise ValueError(f"{what} name {name!r} is not a plain name (letters, digits, '_', '.', '+', '-'); "
-                         f"give a folder with --data-dir instead")
+        raise ValueError(f"{what} name {name!r} is not a plain name (letters, digits, '_', '.', '+', '-'); {hint}")
     return name

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from semrec.encoder.io import DataError, json_lines
+from semrec.encoder.io import DataError, int_cell, is_int, json_lines, text_lines
 
 SPLITS = ("train", "valid", "test")
 
@@ -102,11 +102,14 @@ class SequenceData:
         return cls(ptr, items, n)
 
     def histories(self, users: np.ndarray, split: str, max_len: int, pad: int) -> np.ndarray:
-        """``(len(users), max_len)``: each user's last ``max_len`` history items for ``split``
-        (see :meth:`history_end`), oldest first, left-padded with ``pad``."""
+        """``(len(users), width)``: each user's last ``max_len`` history items for ``split``
+        (see :meth:`history_end`), oldest first, left-padded with ``pad``; ``width`` is
+        ``max_len``, or the longest of these histories where that is shorter (the columns cut are
+        padding in every row: a huge ``max_len`` costs no memory here)."""
         ends = self.history_end(split)[users]
         starts = np.maximum(self.ptr[users], ends - max_len)
-        return _left_pad(self.items, starts, ends, max_len, pad)
+        width = min(max_len, max(int((ends - starts).max(initial=0)), 1))
+        return _left_pad(self.items, starts, ends, width, pad)
 
 
 def _left_pad(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int, pad: int) -> np.ndarray:
@@ -122,41 +125,99 @@ def _left_pad(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: in
     return out
 
 
-def read_s3rec_sequences(path: str | Path) -> SequenceData:
+#: item ids are refused from here on (no item table of 2**31 rows fits anywhere)
+MAX_ITEM_ID = 2**31 - 1
+#: an id range over this many times the distinct items (and :data:`SPARSE_SLACK` more) is refused
+SPARSE_FACTOR = 2
+SPARSE_SLACK = 1000
+
+
+def item_count(seqs: list[list[int]], where: str, allow_sparse_ids: bool = False) -> int:
+    """The item vocabulary that ids ``0..max`` imply, checked against the distinct ids before
+    anything is allocated: one stray id of 10,000,000 among a few hundred items would otherwise
+    size every item table (and the model's memory) by it.
+
+    Raises:
+        DataError: an id of :data:`MAX_ITEM_ID` or more, or (unless ``allow_sparse_ids``) an id
+            range over ``SPARSE_FACTOR`` times the distinct ids plus ``SPARSE_SLACK``.
+    """
+    top = max((max(s) for s in seqs if s), default=-1)
+    if top >= MAX_ITEM_ID:
+        raise DataError(f"{where}: item id {top} is too large (ids must stay below {MAX_ITEM_ID}); number the "
+                        "items densely, e.g. with `python data/prepare.py s3rec FILE --name NAME`")
+    distinct = len({i for s in seqs for i in s})
+    if not allow_sparse_ids and top + 1 > SPARSE_FACTOR * distinct + SPARSE_SLACK:
+        raise DataError(f"{where}: item ids run up to {top} but only {distinct} distinct items occur, so the item "
+                        f"table would have {top + 1:,} rows; a stray id? Number the items densely (`python "
+                        "data/prepare.py s3rec FILE --name NAME` does), or pass --allow-sparse-ids to keep the ids")
+    return top + 1
+
+
+def read_s3rec_sequences(path: str | Path, allow_sparse_ids: bool = False) -> SequenceData:
     """S3-Rec's ``<name>.txt`` (``user item item ...``, item ids from 1) in file order.
 
     Raises:
-        DataError: a malformed line (named with its number) or an empty file.
+        DataError: a malformed line (named with its number: ids must be ASCII digits), a user on
+            two lines (named with both), an empty file, or ids far sparser than the items
+            (:func:`item_count`).
     """
     path = Path(path)
-    seqs = []
-    with open(path, encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            cells = line.split()
-            if not cells:
-                continue
-            try:
-                ids = [int(c) for c in cells]
-            except ValueError:
-                raise DataError(f"{path}:{no}: expected 'user item item ...' with integer ids") from None
-            if len(ids) < 2 or min(ids[1:]) < 1:
-                raise DataError(f"{path}:{no}: expected a user id and at least one item id >= 1")
-            seqs.append([i - 1 for i in ids[1:]])
+    seqs, line_of = [], {}
+    for no, line in text_lines(path):
+        cells = line.split()
+        if not cells:
+            continue
+        ids = [int_cell(c) for c in cells]
+        if None in ids:
+            raise DataError(f"{path}:{no}: {cells[ids.index(None)]!r} is not an id; expected 'user item item ...' "
+                            "with integer ids (ASCII digits)")
+        if len(ids) < 2 or min(ids[1:]) < 1:
+            raise DataError(f"{path}:{no}: expected a user id and at least one item id >= 1 (S3-Rec numbers "
+                            "items from 1)")
+        if ids[0] in line_of:
+            raise DataError(f"{path}:{no}: user {ids[0]} already has a sequence on line {line_of[ids[0]]}; an "
+                            "S3-Rec file holds one line per user (join the two in time order)")
+        line_of[ids[0]] = no
+        seqs.append([i - 1 for i in ids[1:]])
     if not seqs:
         raise DataError(f"{path}: no sequences")
-    return SequenceData.from_lists(seqs)
+    return SequenceData.from_lists(seqs, item_count(seqs, str(path), allow_sparse_ids))
 
 
-def read_sequences_jsonl(path: str | Path, num_users: int, num_items: int) -> SequenceData:
-    """``sequences.jsonl`` of ``data/prepare.py``: ``{"uid", "items"}`` per line, ids from 0."""
+def read_sequences_jsonl(path: str | Path, num_users: int | None = None, num_items: int | None = None,
+                         allow_sparse_ids: bool = False) -> SequenceData:
+    """``sequences.jsonl`` of ``data/prepare.py``: ``{"uid", "items"}`` per line, ids from 0.
+
+    ``num_users`` / ``num_items``: the matrices' shape, when the folder has them; without them
+    the uids must run ``0..n-1`` and the item count comes from the ids (:func:`item_count`).
+
+    Raises:
+        DataError: a line without integer ``uid`` and ``items`` (strings, floats and booleans
+            are refused, not converted), a uid twice, ids out of range, or no line at all.
+    """
     path = Path(path)
-    seqs: list[list[int]] = [[] for _ in range(num_users)]
+    rows: dict[int, tuple[int, list[int]]] = {}
     for no, row in json_lines(path):
-        try:
-            u, items = int(row["uid"]), [int(i) for i in row["items"]]
-        except (ValueError, KeyError, TypeError):
-            raise DataError(f"{path}:{no}: expected {{\"uid\": int, \"items\": [int, ...]}}") from None
-        if not 0 <= u < num_users:
-            raise DataError(f"{path}:{no}: uid {u} outside 0..{num_users - 1}")
+        u, items = row.get("uid"), row.get("items")
+        if not is_int(u) or not isinstance(items, list) or not all(is_int(i) for i in items):
+            raise DataError(f'{path}:{no}: expected {{"uid": int, "items": [int, ...]}} with integer ids, got uid '
+                            f"{u!r} and items {str(items)[:60]}")
+        if u in rows:
+            raise DataError(f"{path}:{no}: uid {u} already has a sequence on line {rows[u][0]}; one line per user")
+        if u < 0 or any(i < 0 for i in items):
+            raise DataError(f"{path}:{no}: ids start at 0; found a negative id")
+        rows[u] = (no, items)
+    if not rows:
+        raise DataError(f"{path}: no sequences (the file has no lines)")
+    if num_users is None:
+        num_users = len(rows)
+    for u, (no, _) in rows.items():
+        if u >= num_users:
+            raise DataError(f"{path}:{no}: uid {u} outside 0..{num_users - 1}"
+                            + ("" if len(rows) < num_users else " (uids must run from 0 with no gaps)"))
+    seqs: list[list[int]] = [[] for _ in range(num_users)]
+    for u, (_, items) in rows.items():
         seqs[u] = items
+    if num_items is None:
+        num_items = item_count(seqs, str(path), allow_sparse_ids)
     return SequenceData.from_lists(seqs, num_items)

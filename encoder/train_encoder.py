@@ -11,6 +11,7 @@ one-line reason on stderr and a non-zero code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluate", metavar="RUN_DIR",
                    help="evaluate a run's best weights again under other eval.* settings (--set eval.protocol=sampled, "
                         "eval.exclude=none, ...); writes RUN_DIR/eval-<protocol>-<exclude>.json")
+    p.add_argument("--allow-sparse-ids", action="store_true",
+                   help="keep item ids far sparser than the items that occur (refused by default: a stray id "
+                        "would size the item table)")
     p.add_argument("--list-models", action="store_true", help="print the model names, one per line")
     p.add_argument("--quiet", action="store_true", help="only warnings and the final line")
     return p
@@ -78,54 +82,105 @@ def _setup_logging(run_dir: Path | None, quiet: bool) -> None:
 
 #: flags that describe a new run; ``--resume`` continues a run with its saved ``config.yaml`` instead
 _NEW_RUN_FLAGS = {"model": "--model", "dataset": "--dataset", "data_dir": "--data-dir", "seed": "--seed",
-                  "out": "--out", "config": "--config", "overrides": "--set"}
+                  "out": "--out", "config": "--config", "overrides": "--set", "allow_sparse_ids": "--allow-sparse-ids"}
+#: what a run folder may hold besides ``eval-*.json``: a folder with anything else is not a run
+RUN_FILES = {"config.yaml", "config.yaml.tmp", "log.txt", ".lock", "history.jsonl", "history.jsonl.tmp",
+             "checkpoint.pt", "checkpoint.pt.tmp", "results.json", "results.json.tmp"}
 
 
-def _saved_config(run_dir: Path):
-    """The configuration and data folder a run directory was started with (errors name the file)."""
-    from semrec.encoder.config import ConfigError, config_from_dict
-    from semrec.encoder.registry import get_model_class
+def _saved_run(run_dir: Path) -> dict:
+    """A run folder's ``config.yaml`` as saved, checked to be a semrec run's (errors name the file)."""
+    from semrec.encoder.config import ConfigError
+    from semrec.encoder.io import read_text
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: not a run directory (no config.yaml)")
     try:
-        saved = yaml.safe_load(cfg_path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        saved = yaml.safe_load(read_text(cfg_path, ConfigError))
+    except yaml.YAMLError as e:
         raise ConfigError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if (not isinstance(saved, dict) or not isinstance(saved.get("config"), dict)
-            or not isinstance(saved["config"].get("model_name"), str) or not isinstance(saved.get("data_dir"), str)):
-        raise ConfigError(f"{cfg_path}: not a semrec run configuration (expected 'config' with a model_name, "
-                          "and 'data_dir')")
+    config = saved.get("config") if isinstance(saved, dict) else None
+    if (not isinstance(config, dict) or not isinstance(config.get("model_name"), str)
+            or not isinstance(config.get("dataset"), str) or not isinstance(saved.get("data_dir"), str)):
+        raise ConfigError(f"{cfg_path}: not a semrec run configuration (expected 'config' with a model_name and a "
+                          "dataset, and 'data_dir')")
+    from semrec.encoder.config import SECTIONS
+
+    for section in SECTIONS:
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise ConfigError(f"{cfg_path}: section config.{section} must be a mapping, got a "
+                              f"{type(config[section]).__name__}")
+    return saved
+
+
+def _saved_config(run_dir: Path, saved: dict | None = None):
+    """The configuration and data folder a run directory was started with (errors name the file)."""
+    from semrec.encoder.config import ConfigError, config_from_dict
+    from semrec.encoder.registry import get_model_class
+
+    saved = _saved_run(run_dir) if saved is None else saved
     try:
         return config_from_dict(saved["config"], get_model_class(saved["config"]["model_name"])), saved["data_dir"]
     except (ConfigError, KeyError) as e:
-        raise ConfigError(f"{cfg_path}: {e.args[0] if e.args else e}") from None
+        raise ConfigError(f"{run_dir / 'config.yaml'}: {e.args[0] if e.args else e}") from None
 
 
-def _trainer(cfg, data_dir: str, run_dir: Path):
-    """The dataset and a trainer of the configured model for ``run_dir`` (seeded; nothing written)."""
+def _trainer(cfg, data_dir: str, run_dir: Path, allow_sparse_ids: bool = False, fingerprint: str | None = None,
+             doing: str = "trained"):
+    """The dataset and a trainer of the configured model for ``run_dir`` (seeded; nothing written).
+
+    The data is checked before the model is built: against the run's ``fingerprint`` (a run
+    resumed or evaluated on data rewritten since), and the run's memory against what is
+    available (:mod:`semrec.encoder.memory`)."""
     from semrec.encoder.dataset import load_dataset
-    from semrec.encoder.registry import build_model
+    from semrec.encoder.io import DataError
+    from semrec.encoder.memory import check_fits
+    from semrec.encoder.registry import build_model, get_model_class
     from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
 
     device = resolve_device(cfg.train.device)
     sampler = seed_everything(cfg.train.seed)
-    data = load_dataset(data_dir, name=cfg.dataset)
+    data = load_dataset(data_dir, name=cfg.dataset, allow_sparse_ids=allow_sparse_ids)
+    if fingerprint is not None and data.fingerprint() != fingerprint:
+        raise DataError(f"{data_dir}: the data has changed since {run_dir} was trained (its fingerprint differs); "
+                        f"nothing was {doing}. Restore the data, or train a new run on it")
+    check_fits(get_model_class(cfg.model_name), cfg.model, data, cfg.train.batch_size, cfg.eval.batch_size,
+               device.type)
     model = build_model(cfg.model_name, data, cfg.model, cfg.align)
     return data, Trainer(model, data, cfg, run_dir, device, sampler=sampler)
+
+
+def _reopen(run_dir: Path, device: str | None):
+    """A saved run's configuration, data folder and ``config.yaml`` as saved (``device``: instead of its own)."""
+    saved = _saved_run(run_dir)
+    cfg, data_dir = _saved_config(run_dir, saved)
+    if device:
+        cfg.train.device = device
+    return cfg, data_dir, saved
 
 
 def load_run(run_dir: str | Path, device: str | None = None):
     """A run folder's dataset and trainer, with the run's best weights loaded into the model
     (for analyses beyond ``--evaluate``: ``trainer.evaluate("test", items=mask)``)."""
     run_dir = Path(run_dir)
-    cfg, data_dir = _saved_config(run_dir)
-    if device:
-        cfg.train.device = device
-    data, trainer = _trainer(cfg, data_dir, run_dir)
+    cfg, data_dir, saved = _reopen(run_dir, device)
+    data, trainer = _trainer(cfg, data_dir, run_dir, bool(saved.get("allow_sparse_ids")),
+                             saved.get("data_fingerprint"), "loaded")
     trainer.load_best()
     return data, trainer
+
+
+def _check_writable(folder: Path, doing: str) -> None:
+    """Fail before any work when nothing can be written into ``folder`` (read-only, full)."""
+    probe = folder / ".semrec-write-check"
+    try:
+        probe.write_bytes(b"semrec")
+    except OSError as e:
+        raise ValueError(f"{folder}: cannot write there ({e.strerror}); nothing was {doing}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def evaluate_run(args: argparse.Namespace) -> dict:
@@ -139,15 +194,15 @@ def evaluate_run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--evaluate re-reads a run with its saved config.yaml; {', '.join(given or ['--resume'])} "
                          "cannot be given with it (only --set eval.*, --device and --quiet)")
     run_dir = Path(args.evaluate)
-    cfg, data_dir = _saved_config(run_dir)
+    cfg, data_dir, saved = _reopen(run_dir, args.device)
     for section, key, value in parse_overrides(list(args.overrides)):
         if section != "eval":
             raise ConfigError(f"--set {section}.{key}: --evaluate changes eval.* settings only (the weights were "
                               "trained with the run's own settings)")
         cfg.eval = _with_eval(cfg.eval, key, value)
-    if args.device:
-        cfg.train.device = args.device
-    data, trainer = _trainer(cfg, data_dir, run_dir)
+    _check_writable(run_dir, "evaluated")
+    data, trainer = _trainer(cfg, data_dir, run_dir, bool(saved.get("allow_sparse_ids")),
+                             saved.get("data_fingerprint"), "evaluated")
     results = trainer.evaluate_saved()
     out = run_dir / f"eval-{cfg.eval.protocol}-{cfg.eval.exclude}.json"
     write_json(out, results)
@@ -171,22 +226,45 @@ def _with_eval(ec, key: str, value):
     return new
 
 
+def _check_out(run_dir: Path, locked: bool = False) -> None:
+    """Refuse an ``--out`` that is a file, a folder of the user's own files, or (``locked``: once
+    this process holds the folder's lock, so that a run still going is reported as busy) a run
+    with a checkpoint, continued with ``--resume``. A run that stopped before its first
+    checkpoint is started again."""
+    from semrec.encoder.trainer import CHECKPOINT
+
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir}: is a file, not a folder")
+    names = sorted(p.name for p in run_dir.iterdir())
+    other = [n for n in names if n not in RUN_FILES and not (n.startswith("eval-") and n.endswith(".json"))]
+    if other:
+        raise ValueError(f"--out {run_dir}: the folder holds files that are not a semrec run's "
+                         f"({', '.join(other[:4])}{', ...' if len(other) > 4 else ''}); choose a new or empty folder")
+    if "config.yaml" in names:
+        _saved_run(run_dir)  # a config.yaml of some other program is not overwritten
+    if locked and CHECKPOINT in names:
+        raise ValueError(f"--out {run_dir}: already holds a run; continue it with --resume {run_dir}, "
+                         "or choose another --out")
+
+
 def run(args: argparse.Namespace) -> dict:
     from semrec.encoder.config import resolve_config
-    from semrec.encoder.io import check_name, exclusive
+    from semrec.encoder.io import check_name, exclusive, write_text
     from semrec.encoder.registry import get_model_class
+    from semrec.encoder.trainer import CHECKPOINT, HISTORY
 
     _setup_logging(None, args.quiet)
     # 1. everything given is checked before anything is written
     if args.resume:
-        given = [flag for key, flag in _NEW_RUN_FLAGS.items() if getattr(args, key) not in (None, [])]
+        given = [flag for key, flag in _NEW_RUN_FLAGS.items() if getattr(args, key) not in (None, [], False)]
         if given:
             raise ValueError(f"--resume continues a run with its saved config.yaml; {', '.join(given)} cannot "
                              "change it (only --device and --quiet can be given). Start a new run to change settings")
         run_dir = Path(args.resume)
-        cfg, data_dir = _saved_config(run_dir)
-        if args.device:
-            cfg.train.device = args.device
+        cfg, data_dir, saved = _reopen(run_dir, args.device)
+        allow_sparse, fingerprint = bool(saved.get("allow_sparse_ids")), saved.get("data_fingerprint")
     else:
         if not args.model or not args.dataset:
             raise ValueError("--model and --dataset are required (or --resume RUN_DIR)")
@@ -201,9 +279,9 @@ def run(args: argparse.Namespace) -> dict:
         data_dir = str(dataset_path(args.dataset, args.data_dir))
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / args.dataset / args.model / f"seed{cfg.train.seed}-{stamp}"
-        if run_dir.exists() and not run_dir.is_dir():
-            raise ValueError(f"--out {run_dir}: is a file, not a folder")
-    data, trainer = _trainer(cfg, data_dir, run_dir)
+        _check_out(run_dir)
+        allow_sparse, fingerprint = args.allow_sparse_ids, None
+    data, trainer = _trainer(cfg, data_dir, run_dir, allow_sparse, fingerprint, "resumed" if args.resume else "trained")
 
     # 2. the run folder: one process at a time
     try:
@@ -212,16 +290,21 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
     with exclusive(run_dir / ".lock", f"{run_dir} is in use by another semrec-train process; wait for it to "
                                       "finish or choose another --out"):
+        resume = bool(args.resume) and (run_dir / CHECKPOINT).exists()
+        if args.resume and not resume:
+            log.warning("%s has no checkpoint yet (it stopped before its first validation); starting it again",
+                        run_dir)
         if not args.resume:
-            if (run_dir / "history.jsonl").exists():
-                raise ValueError(f"--out {run_dir}: already holds a run; continue it with --resume {run_dir}, "
-                                 "or choose another --out")
-            (run_dir / "config.yaml").write_text(yaml.safe_dump({"config": cfg.to_dict(), "data_dir": data_dir},
-                                                                sort_keys=False))
+            _check_out(run_dir, locked=True)
+            write_text(run_dir / "config.yaml", yaml.safe_dump(
+                {"config": cfg.to_dict(), "data_dir": data_dir, "data_fingerprint": data.fingerprint(),
+                 "allow_sparse_ids": allow_sparse}, sort_keys=False))
+        if not resume:  # the epochs of a run with no checkpoint are all redone
+            (run_dir / HISTORY).unlink(missing_ok=True)
         _setup_logging(run_dir, args.quiet)
         log.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
         log.info("data %s: %s", data_dir, data.stats())
-        results = trainer.fit(resume=bool(args.resume))
+        results = trainer.fit(resume=resume)
     results["run_dir"] = str(run_dir)
     return results
 
@@ -238,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     from semrec.encoder.io import BusyError, DataError
     from semrec.encoder.trainer import TrainingError
 
+    from semrec.encoder.memory import describe_oom
+
     try:
         results = evaluate_run(args) if args.evaluate else run(args)
     except (ConfigError, DataError, BusyError, KeyError, ValueError, FileNotFoundError) as e:
@@ -247,6 +332,17 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as e:
         print(f"semrec-train: training failed: {e}", file=sys.stderr)
         return EXIT_TRAINING_FAILED
+    except OSError as e:  # a read-only folder, a full disk, a folder given as a file
+        where = e.filename or "a file"
+        print(f"semrec-train: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (MemoryError, RuntimeError) as e:
+        oom = describe_oom(e)
+        if oom is None:
+            raise
+        print(f"semrec-train: error: {oom}; lower model.dim, model.max_len, train.batch_size or eval.batch_size "
+              "(the last checkpoint, if any, is kept)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     test = results["test"]
     if args.evaluate:
         shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items() if k.split("@")[0] in ("hit", "recall", "ndcg")

@@ -15,10 +15,10 @@ every ``test_step`` epochs, early stopping on ``stop_metric`` and the run direct
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import math
-import os
 import pickle
 import random
 import time
@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from semrec.encoder.config import RunConfig
 from semrec.encoder.dataset import InteractionData
-from semrec.encoder.io import DataError, write_json
+from semrec.encoder.io import DataError, atomic_write, is_int, write_json
 from semrec.encoder.evaluator import Evaluator
 from semrec.encoder.metrics import parse_metric_key
 from semrec.encoder.sampling import make_sampler
@@ -81,6 +81,21 @@ class _State:
     eval_seconds: list[float] = field(default_factory=list)
 
 
+def _weights_problem(weights: Any, reference: dict[str, torch.Tensor]) -> str | None:
+    """What keeps ``weights`` from loading into a model whose state dict is ``reference``."""
+    if not isinstance(weights, dict):
+        return f"a {type(weights).__name__}, not a dict of tensors"
+    missing, extra = sorted(set(reference) - set(weights)), sorted(set(weights) - set(reference))
+    if missing or extra:
+        return f"other tensors than the model's (missing {missing[:3]}, unexpected {extra[:3]})"
+    for name, ref in reference.items():
+        w = weights[name]
+        if not isinstance(w, torch.Tensor) or w.shape != ref.shape:
+            shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            return f"{name} has shape {shape}, the model's {tuple(ref.shape)}"
+    return None
+
+
 def _schedule(warmup: int, decay: str, total: int):
     """The learning-rate factor at each step: linear warm-up, then constant / linear / cosine decay."""
     def factor(step: int) -> float:
@@ -124,6 +139,11 @@ class Trainer:
         self.sampler = sampler or torch.Generator().manual_seed(tc.seed)  # the batches' random stream
         self.batches = make_sampler(model, data, tc.batch_size, self.sampler, rank=rank, world_size=world_size,
                                     negatives_per=tc.negatives_per, length_buckets=tc.length_buckets)
+        if len(self.batches) == 0:
+            need = ("a sequence model trains on the users with at least 2 training items (4 in all, with the "
+                    "validation and test items), and there are none") if model.batch_kind != "pairwise" \
+                else "the training split has no interactions"
+            raise DataError(f"{data.path or data.name}: nothing to train on: {need}")
         optim = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tc.optimizer]
         self.optimizer = optim(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, tc.adam_beta2))
         total = tc.epochs * max(len(self.batches), 1)
@@ -143,9 +163,9 @@ class Trainer:
             "rng_torch": torch.get_rng_state(), "rng_sampler": self.sampler.get_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
-        tmp = self.run_dir / (CHECKPOINT + ".tmp")
-        torch.save(ckpt, tmp)
-        os.replace(tmp, self.run_dir / CHECKPOINT)
+        buffer = io.BytesIO()  # serialised first: a failed write (full disk) is then an OSError that names the file
+        torch.save(ckpt, buffer)
+        atomic_write(self.run_dir / CHECKPOINT, buffer.getbuffer())
 
     def _read_checkpoint(self, what: str = "resumed") -> dict:
         path = self.run_dir / CHECKPOINT
@@ -153,11 +173,62 @@ class Trainer:
             raise FileNotFoundError(f"{path}: no checkpoint (a run writes one after its first validation); "
                                     f"nothing was {what}")
         try:
-            return torch.load(path, map_location=self.device, weights_only=True)
+            ckpt = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001 - a corrupt or crafted file; torch's advice to unpickle it is wrong here
             kind = "it holds objects a checkpoint never does (refused, nothing was run)" \
                 if isinstance(e, pickle.UnpicklingError) else f"{type(e).__name__}"
             raise DataError(f"{path}: not a readable semrec checkpoint ({kind}); nothing was {what}") from None
+        problem = self._checkpoint_problem(ckpt, full=what == "resumed")
+        if problem:
+            raise DataError(f"{path}: does not match this run's model and config ({problem}); nothing was {what}")
+        return ckpt
+
+    def _checkpoint_problem(self, ckpt: Any, full: bool) -> str | None:
+        """What is wrong with a loaded checkpoint's fields (types, ranges, tensor shapes), or
+        ``None``: everything is checked before any of it is used or any file is touched."""
+        if not isinstance(ckpt, dict):
+            return f"a {type(ckpt).__name__}, not a dict of fields"
+        epochs = self.cfg.train.epochs
+        ints = {"best_epoch": (-1, epochs - 1)}
+        if full:
+            ints.update(epoch=(-1, epochs - 1), bad_evals=(0, None))
+        for name, (low, high) in ints.items():
+            value = ckpt.get(name)
+            if not is_int(value) or value < low or (high is not None and value > high):
+                return f"{name} is {value!r}; expected an integer in [{low}, {'inf' if high is None else high}]"
+        if full and ckpt["best_epoch"] > ckpt["epoch"]:
+            return f"best_epoch {ckpt['best_epoch']} is after the last epoch {ckpt['epoch']}"
+        reference = self.model.state_dict()
+        for name in ("best_weights", "model") if full else ("best_weights",):
+            weights = ckpt.get(name)
+            if weights is None and name == "best_weights":
+                continue
+            problem = _weights_problem(weights, reference)
+            if problem:
+                return f"{name}: {problem}"
+        if not full:
+            return None
+        score = ckpt.get("best_score")
+        if not isinstance(score, (int, float)) or isinstance(score, bool) or math.isnan(score):
+            return f"best_score is {score!r}; expected a number"
+        best_valid = ckpt.get("best_valid")
+        if not isinstance(best_valid, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in best_valid.items()):
+            return "best_valid is not a dict of metric values"
+        for name in ("train_seconds", "eval_seconds"):
+            values = ckpt.get(name)
+            if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+                return f"{name} is not a list of numbers"
+        for name in ("optimizer", "scheduler"):
+            if not isinstance(ckpt.get(name), dict):
+                return f"no {name} state"
+        for name in ("rng_torch", "rng_sampler"):
+            state = ckpt.get(name)
+            if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
+                return f"{name} is not a random generator's state"
+        if not isinstance(ckpt.get("rng_cuda"), list):
+            return "rng_cuda is not a list"
+        return None
 
     def evaluate_saved(self) -> dict[str, Any]:
         """The saved best weights of this run folder, evaluated on validation and test with this
@@ -203,17 +274,27 @@ class Trainer:
             what = f"no {e.args[0]!r} entry" if isinstance(e, KeyError) else str(e).splitlines()[0][:200]
             raise DataError(f"{path}: does not match this run's model and config ({what}); nothing was "
                             "resumed") from None
-        # history lines written after the checkpoint belong to epochs that will be redone
+        self._trim_history()
+
+    def _trim_history(self) -> None:
+        """Drop the history lines of epochs after the checkpoint's (they will be redone) and a
+        last line cut short by a kill; every other line is kept as it is, bytes and all."""
         hist = self.run_dir / HISTORY
-        if hist.exists():
-            lines = []
-            for ln in hist.read_text().splitlines():
-                try:
-                    if ln.strip() and json.loads(ln)["epoch"] <= self.state.epoch:
-                        lines.append(ln)
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by the kill
-            hist.write_text("".join(ln + "\n" for ln in lines))
+        if not hist.exists():
+            return
+        lines = [ln for ln in hist.read_bytes().split(b"\n") if ln.strip()]
+        kept = []
+        for no, ln in enumerate(lines):
+            try:
+                epoch = json.loads(ln).get("epoch")
+            except (ValueError, AttributeError):  # not JSON (or not UTF-8): cut short if last, else kept
+                epoch = None
+            if epoch is None or not is_int(epoch):
+                if no < len(lines) - 1:
+                    kept.append(ln)
+            elif epoch <= self.state.epoch:
+                kept.append(ln)
+        atomic_write(hist, b"".join(ln + b"\n" for ln in kept))
 
     # ----- training ------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -243,7 +324,9 @@ class Trainer:
             for k, v in {"loss": loss, **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float()
             steps += 1
-        return {k: float(v) / max(steps, 1) for k, v in sums.items()}
+        if not steps:
+            raise TrainingError(f"epoch {epoch} had no training batch")
+        return {k: float(v) / steps for k, v in sums.items()}
 
     def evaluate(self, split: str, items: np.ndarray | None = None) -> dict[str, float]:
         """The model's metrics on ``split`` (``items``: only held-out items in this mask count)."""

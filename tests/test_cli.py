@@ -250,7 +250,7 @@ def test_resume_refuses_settings_and_out_must_be_a_folder(finished_run, tiny_dir
 @pytest.mark.parametrize("setting, message", [
     ("model.dim=0", "model.dim: 0 is out of range; valid values: [1, inf)"),
     ("model.layers=-1", "model.layers: -1 is out of range; valid values: [0, inf)"),
-    ("model.keep_rate=1.5", "model.keep_rate: 1.5 is out of range; valid values: [0, 1]"),
+    ("model.keep_rate=1.5", "model.keep_rate: 1.5 is out of range; valid values: (0, 1]"),
     ("train.lr=0", "train.lr: 0.0 is out of range; valid values: (0, inf)"),
     ("train.batch_size=0", "train.batch_size: 0 is out of range"),
     ("eval.ks=[5,-1]", "eval.ks[1]: -1 is out of range"),

@@ -28,12 +28,15 @@ def test_s3rec_file_is_split_leave_one_out(tmp_path):
     # users 0 and 2 repeat their validation item from their training part: a partial overlap, kept
     assert data.overlaps()["train&valid"] == 2
     # the history before each split ends where the S3-Rec code ends it
-    assert seq.histories(np.array([0, 2]), "valid", 4, pad=9).tolist() == [[9, 2, 0, 3], [9, 9, 4, 2]]
+    assert seq.histories(np.array([0, 2]), "valid", 2, pad=9).tolist() == [[0, 3], [4, 2]]
+    # a max_len above the longest history gives that history's width: the columns cut are padding
+    assert seq.histories(np.array([0, 2]), "valid", 4, pad=9).tolist() == [[2, 0, 3], [9, 4, 2]]
+    assert seq.histories(np.array([0, 2]), "valid", 10**9, pad=9).tolist() == [[2, 0, 3], [9, 4, 2]]
     assert seq.histories(np.array([0]), "test", 3, pad=9).tolist() == [[0, 3, 0]]
 
 
 @pytest.mark.parametrize("lines, message", [
-    (["1 2 x\n"], "Shop.txt:1: expected 'user item item ...'"),
+    (["1 2 x\n"], "Shop.txt:1: 'x' is not an id; expected 'user item item ...'"),
     (["1 2 3 4\n", "2 0 3 4\n"], "Shop.txt:2: expected a user id and at least one item id >= 1"),
     (["1 2 3\n", "2 4 5\n"], "2 user(s) have fewer than 3 items"),
     ([], "Shop.txt: no sequences"),

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semrec.encoder.graph import SparseGraph, gather_rows, normalized_adjacency
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
+from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveInt
 from semrec.encoder.losses import l2_of_parameters, weighted_logsumexp_similarity
 from semrec.encoder.models.graph.base import GraphOutput, GraphRecommender
 from semrec.encoder.sampling import PairBatch
@@ -78,7 +78,7 @@ class AutoCF(GraphRecommender):
     """
 
     def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, gcn_layers: NonNegativeInt = 2, gt_layers: NonNegativeInt = 1,
-                 heads: PositiveInt = 4, seed_num: PositiveInt = 100, mask_depth: NonNegativeInt = 2, keep_rate: Probability = 0.2,
+                 heads: PositiveInt = 4, seed_num: PositiveInt = 100, mask_depth: NonNegativeInt = 2, keep_rate: KeepRate = 0.2,
                  fix_steps: PositiveInt = 10, reg_weight: NonNegativeFloat = 1e-6, ssl_reg: NonNegativeFloat = 1.0):
         super().__init__(interactions, dim=dim, reg_weight=reg_weight)
         self.gcn_layers, self.seed_num, self.mask_depth = gcn_layers, seed_num, mask_depth

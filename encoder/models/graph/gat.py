@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.attributes import ItemAttributes
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.hparams import DropoutRate, KeepRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, choice
 from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.graph.base import GraphOutput
 from semrec.encoder.models.graph.lightgcn import LightGCN
@@ -192,9 +192,9 @@ class GAT(LightGCN):
     data_args = ("interactions", "attributes")
 
     def __init__(self, interactions: sp.spmatrix, attributes: ItemAttributes | None = None, dim: PositiveInt = 32,
-                 layers: NonNegativeInt = 3, keep_rate: Probability = 0.8, reg_weight: NonNegativeFloat = 1e-6,
+                 layers: NonNegativeInt = 3, keep_rate: KeepRate = 0.8, reg_weight: NonNegativeFloat = 1e-6,
                  layer_agg: str = "sum", interaction: choice(*INTERACTIONS) = "lightgcn",
-                 attr_layers: PositiveInt = 1, heads: PositiveInt = 2, attn_dropout: Probability = 0.1,
+                 attr_layers: PositiveInt = 1, heads: PositiveInt = 2, attn_dropout: DropoutRate = 0.1,
                  min_attribute_items: PositiveInt = 2, cl_weight: NonNegativeFloat = 0.0,
                  temperature: PositiveFloat = 0.2, cl_items: NonNegativeInt = 1024,
                  cl_negatives: choice(*NEGATIVES) = "batch", attr_fusion: choice(*ATTR_FUSIONS) = "input"):

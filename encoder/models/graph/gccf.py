@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
+from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveInt
 from semrec.encoder.models.graph.base import GraphRecommender
 from semrec.encoder.registry import register
 
@@ -35,7 +35,7 @@ class GCCF(GraphRecommender):
     """
 
     def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 2,
-                 keep_rate: Probability = 1.0, reg_weight: NonNegativeFloat = 1e-6, transform: bool = False):
+                 keep_rate: KeepRate = 1.0, reg_weight: NonNegativeFloat = 1e-6, transform: bool = False):
         super().__init__(interactions, dim=dim, reg_weight=reg_weight)
         if not 0.0 < keep_rate <= 1.0:
             raise ValueError(f"keep_rate must be in (0, 1], got {keep_rate}")

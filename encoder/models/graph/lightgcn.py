@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability
+from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveInt
 from semrec.encoder.models.graph.base import GraphRecommender
 from semrec.encoder.registry import register
 
@@ -36,7 +36,7 @@ class LightGCN(GraphRecommender):
     """
 
     def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 3,
-                 keep_rate: Probability = 0.8, reg_weight: NonNegativeFloat = 1e-6, layer_agg: str = "sum"):
+                 keep_rate: KeepRate = 0.8, reg_weight: NonNegativeFloat = 1e-6, layer_agg: str = "sum"):
         super().__init__(interactions, dim=dim, reg_weight=reg_weight)
         if layer_agg not in ("sum", "mean"):
             raise ValueError(f"layer_agg must be 'sum' or 'mean', got {layer_agg!r}")

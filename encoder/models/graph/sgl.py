@@ -11,7 +11,7 @@ from __future__ import annotations
 import scipy.sparse as sp
 import torch
 
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability
+from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.graph.base import GraphOutput
 from semrec.encoder.sampling import PairBatch
@@ -36,7 +36,7 @@ class SGL(LightGCN):
         cl_negatives: ``all`` (every node, RLMRec) or ``batch`` (the batch's distinct nodes).
     """
 
-    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 3, keep_rate: Probability = 0.8,
+    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 3, keep_rate: KeepRate = 0.8,
                  reg_weight: NonNegativeFloat = 1e-6, augmentation: str = "edge_drop", cl_weight: NonNegativeFloat = 1e-3,
                  temperature: PositiveFloat = 0.1, cl_negatives: str = "all", layer_agg: str = "sum"):
         super().__init__(interactions, dim=dim, layers=layers, keep_rate=keep_rate, reg_weight=reg_weight,

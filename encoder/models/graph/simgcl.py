@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability
+from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.graph.base import GraphOutput
 from semrec.encoder.sampling import PairBatch
@@ -39,7 +39,7 @@ class SimGCL(LightGCN):
         cl_negatives: ``all`` (every node, RLMRec) or ``batch`` (the batch's distinct nodes, as the paper's code).
     """
 
-    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 3, keep_rate: Probability = 1.0,
+    def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 3, keep_rate: KeepRate = 1.0,
                  reg_weight: NonNegativeFloat = 1e-5, eps: NonNegativeFloat = 0.9, cl_weight: NonNegativeFloat = 0.1, temperature: PositiveFloat = 0.2,
                  cl_negatives: str = "all", layer_agg: str = "sum"):
         super().__init__(interactions, dim=dim, layers=layers, keep_rate=keep_rate, reg_weight=reg_weight,

@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.attributes import ItemAttributes
-from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, choice
 from semrec.encoder.losses import full_softmax_ce, sampled_bce, sampled_softmax_ce
 from semrec.encoder.models.base import AlignTarget, Recommender
 from semrec.encoder.sampling import SeqBatch
@@ -223,7 +223,7 @@ class SequentialRecommender(Recommender):
     losses: tuple[str, ...] = LOSSES
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50,
-                 dropout: Probability = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
+                 dropout: DropoutRate = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
                  item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
                  item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
@@ -235,6 +235,9 @@ class SequentialRecommender(Recommender):
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         if loss != "ce" and negatives < 1:
             raise ValueError(f"loss {loss!r} needs negatives >= 1 (sampled items per position)")
+        if loss != "ce" and negatives >= num_items:
+            raise ValueError(f"model.negatives ({negatives}) must be below the number of items ({num_items}): "
+                             "negatives are drawn among the items other than the target")
         self.num_items, self.dim, self.max_len = num_items, dim, max_len
         self.loss_name, self.negatives = loss, negatives if loss != "ce" else 0
         self.pad = num_items

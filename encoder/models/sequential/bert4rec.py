@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.attributes import ItemAttributes
-from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
     LENGTH_GROUPS, encode_by_length, register_encoder
 from semrec.encoder.registry import register
@@ -78,7 +78,7 @@ class BERT4Rec(SequentialRecommender):
     extra_tokens = 1
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
-                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: Probability = 0.2,
+                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: DropoutRate = 0.2,
                  mask_prob: Probability = 0.2, length_groups: PositiveInt = LENGTH_GROUPS,
                  loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from semrec.encoder.attributes import ItemAttributes
-from semrec.encoder.hparams import PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.hparams import DropoutRate, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.losses import gbce
 from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LENGTH_GROUPS
 from semrec.encoder.models.sequential.sasrec import LAYOUTS, SASRec
@@ -40,7 +40,7 @@ class GSASRec(SASRec):
     losses = ("gbce",)
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
-                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: Probability = 0.2,
+                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: DropoutRate = 0.2,
                  layout: choice(*LAYOUTS) = "sasrec", attend_padding: bool = False, scale_items: bool = True,
                  length_groups: PositiveInt = LENGTH_GROUPS, negatives: PositiveInt = 256, t: Probability = 0.75,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
@@ -53,8 +53,6 @@ class GSASRec(SASRec):
                          loss="gbce", negatives=negatives, init=init,
                          init_std=init_std, item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
                          item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
-        if negatives >= num_items:
-            raise ValueError(f"negatives ({negatives}) must be below the number of items ({num_items})")
         self.t = t
 
     def sampled_loss(self, s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:

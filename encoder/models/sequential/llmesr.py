@@ -55,7 +55,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from semrec.encoder.attributes import ItemAttributes
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.hparams import DropoutRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, LENGTH_GROUPS, LOSSES, SequentialRecommender, \
     attention_mask, build_encoder, encode_by_length
 from semrec.encoder.registry import register
@@ -135,7 +135,7 @@ class LLMESR(SequentialRecommender):
 
     def __init__(self, num_items: int, encoder: choice(*SEQUENCE_ENCODERS) = "sasrec", dim: PositiveInt = 64,
                  max_len: PositiveInt = 50, layers: PositiveInt = 2, heads: PositiveInt = 2,
-                 ffn_dim: PositiveInt = 256, dropout: Probability = 0.5, mask_prob: Probability = 0.2,
+                 ffn_dim: PositiveInt = 256, dropout: DropoutRate = 0.5, mask_prob: Probability = 0.2,
                  length_groups: PositiveInt = LENGTH_GROUPS,
                  loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,

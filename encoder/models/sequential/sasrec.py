@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.attributes import ItemAttributes
-from semrec.encoder.hparams import NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.encoder.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, choice
 from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
     LENGTH_GROUPS, attention_mask, encode_by_length, register_encoder
 from semrec.encoder.registry import register
@@ -139,7 +139,7 @@ class SASRec(SequentialRecommender):
     """
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
-                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: Probability = 0.2,
+                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: DropoutRate = 0.2,
                  layout: choice(*LAYOUTS) = "sasrec", attend_padding: bool = False, scale_items: bool = True,
                  length_groups: PositiveInt = LENGTH_GROUPS, loss: choice(*LOSSES) = "ce",
                  negatives: NonNegativeInt = 0, init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
