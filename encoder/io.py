@@ -230,9 +230,11 @@ def atomic_write(path: str | Path, payload: bytes) -> None:
     try:
         tmp.write_bytes(payload)
         tmp.replace(path)
-    except BaseException:  # a full disk, a read-only folder, a kill: leave no half-written file behind
+    except BaseException as e:  # a full disk, a read-only folder, a kill: leave no half-written file behind
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None:  # a failed write() names no file: name it
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 

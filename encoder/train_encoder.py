@@ -189,7 +189,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     from semrec.encoder.io import write_json
 
     _setup_logging(None, args.quiet)
-    given = [flag for key, flag in _NEW_RUN_FLAGS.items() if key != "overrides" and getattr(args, key) not in (None, [])]
+    given = [flag for key, flag in _NEW_RUN_FLAGS.items() if key != "overrides" and getattr(args, key) not in (None, [], False)]
     if given or args.resume:
         raise ValueError(f"--evaluate re-reads a run with its saved config.yaml; {', '.join(given or ['--resume'])} "
                          "cannot be given with it (only --set eval.*, --device and --quiet)")
@@ -264,6 +264,7 @@ def run(args: argparse.Namespace) -> dict:
                              "change it (only --device and --quiet can be given). Start a new run to change settings")
         run_dir = Path(args.resume)
         cfg, data_dir, saved = _reopen(run_dir, args.device)
+        _check_writable(run_dir, "resumed")
         allow_sparse, fingerprint = bool(saved.get("allow_sparse_ids")), saved.get("data_fingerprint")
     else:
         if not args.model or not args.dataset:
