@@ -66,8 +66,9 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path, 
     """One full CLI run in ``workdir/<model>-<seed>`` (``dataset``: the name its config section is
     looked up by, default the folder's name; ``device``: where it trains), or what is left of it.
 
-    The run directory keeps ``bench_run.json`` (the run's model, seed, data and settings) and,
-    once done, ``bench_record.json`` (the returned record). Found again by the same command, a
+    Beside the run directory, ``<model>-<seed>.spec.json`` keeps the run's model, seed, data and
+    settings and, once done, ``<model>-<seed>.record.json`` the returned record (beside it, not in
+    it: a run folder holds a run's files only). Found again by the same command, a
     finished run is read back, a killed one continues from its checkpoint (``--resume``; its
     ``wall_s`` and ``peak_rss_mb`` then cover the resumed part only and it is marked
     ``"resumed": true``), and one killed before its first checkpoint starts over. A directory
@@ -88,8 +89,8 @@ def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str], data
     from semrec.encoder.trainer import CHECKPOINT
 
     spec = {"model": model, "seed": seed, "data": str(data), "settings": extra}
-    spec_file, record_file = out / "bench_run.json", out / "bench_record.json"
-    if out.exists():
+    spec_file, record_file = out.with_name(out.name + ".spec.json"), out.with_name(out.name + ".record.json")
+    if out.exists() or spec_file.exists():
         if not spec_file.exists() or json.loads(spec_file.read_text()) != spec:
             raise RunFailed(f"{model} seed {seed}: {out} holds a run made with other settings, or not by this "
                             f"benchmark ({spec_file.name} differs or is missing); give another --workdir")
@@ -98,7 +99,6 @@ def _run_in(out: Path, model: str, seed: int, data: Path, extra: list[str], data
     resume = (out / CHECKPOINT).exists()
     if not resume:  # nothing finished in it (no checkpoint before the first validation)
         shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
     spec_file.write_text(json.dumps(spec))
     how = (["--resume", str(out)] if resume else
            ["--model", model, "--dataset", dataset, "--data-dir", str(data), "--seed", str(seed), "--out", str(out),

@@ -86,7 +86,7 @@ def test_attribute_files_with_errors_name_the_line(tmp_path):
     with pytest.raises(DataError, match=r":1: expected"):
         read_item_attributes(f, 5)
     f.write_text('{"iid": 9, "attributes": {"brand": ["a"]}}\n')
-    with pytest.raises(DataError, match="item 9 is outside the dataset's 5 items"):
+    with pytest.raises(DataError, match="item_attributes.jsonl:1: item 9 is outside the dataset's items 0..4"):
         read_item_attributes(f, 5)
 
 
