@@ -26,7 +26,8 @@ import yaml
 
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Seed, \
     check_fields, choice, out_of_range, range_of
-from semrec.encoder.sampling import LENGTH_BUCKETS, NEGATIVES_PER
+from semrec.encoder.batches import NEGATIVES_PER
+from semrec.encoder.sampling import LENGTH_BUCKETS
 
 
 class ConfigError(ValueError):
@@ -212,9 +213,16 @@ def _constructor_args(cls: type, skip: set[str]) -> dict[str, inspect.Parameter]
 
 
 def model_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:
-    """The constructor arguments of a model (of its backbone, for aligned models) a config may set."""
+    """The constructor arguments of a model (of its backbone, for aligned models) a config may set;
+    a model that passes ``**table`` on to its item table (``table_cls``) also takes the table's
+    settings."""
     model_cls = getattr(model_cls, "backbone_cls", model_cls)
-    return _constructor_args(model_cls, set(getattr(model_cls, "data_args", ())))
+    params = _constructor_args(model_cls, set(getattr(model_cls, "data_args", ())))
+    table_cls = getattr(model_cls, "table_cls", None)
+    takes_table = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(model_cls.__init__).parameters.values())
+    if table_cls is not None and takes_table:
+        params.update(_constructor_args(table_cls, set(table_cls.model_args) | set(table_cls.data_args)))
+    return params
 
 
 def align_hyperparameters(model_cls: type) -> dict[str, inspect.Parameter]:

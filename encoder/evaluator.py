@@ -28,28 +28,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from semrec.encoder.batches import EvalBatch, Scorer
 from semrec.encoder.dataset import InteractionData
 from semrec.encoder.metrics import get_metric
 
 EXCLUDE = ("train", "history", "none")
 PROTOCOLS = ("full", "sampled")
-
-
-class EvalBatch(NamedTuple):
-    """What a scorer gets: ``users`` ``(B,)`` and, for sequence models, ``history`` ``(B, L)``
-    (items before the split, newest last, left-padded with ``num_items``; else ``None``)."""
-
-    users: torch.Tensor
-    history: torch.Tensor | None = None
-
-
-Scorer = Callable[[EvalBatch], torch.Tensor]
 
 
 @dataclass

@@ -32,52 +32,13 @@ position or per sequence").
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from semrec.encoder.batches import NEGATIVES_PER, PairBatch, SeqBatch
 from semrec.encoder.dataset import InteractionData
-
-
-def _to(batch, device: torch.device):
-    """The batch with every tensor moved to ``device`` (the ``to`` of every batch type)."""
-    return type(batch)(*(t.to(device, non_blocking=True) for t in batch))
-
-
-class PairBatch(NamedTuple):
-    """A batch of BPR triples. Shapes: each ``(B,)`` int64."""
-
-    users: torch.Tensor
-    pos: torch.Tensor
-    neg: torch.Tensor
-
-    to = _to
-
-
-class SeqBatch(NamedTuple):
-    """Training sequences and the item each position must predict.
-
-    Attributes:
-        users: ``(B,)``.
-        inputs: ``(B, L)`` items, left-padded with ``num_items`` (cloze: some replaced by the
-            mask id ``num_items + 1``).
-        targets: ``(B, L)`` the item each position predicts: the next item (next-item batches)
-            or the masked item (cloze batches); ``num_items`` where there is nothing to predict.
-        negatives: ``(B, L, k)`` sampled items per predicting position (``num_items`` elsewhere),
-            or ``(B, 1, k)`` per sequence; ``k = 0`` for a full softmax.
-    """
-
-    users: torch.Tensor
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    negatives: torch.Tensor
-
-    to = _to
-
-    def negatives_at(self, scored: torch.Tensor) -> torch.Tensor:
-        """``(P, k)``: the negatives of the positions where ``scored`` ``(B, L)`` holds."""
-        return self.negatives.expand(*scored.shape, -1)[scored]
 
 
 def _deal(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
@@ -114,7 +75,6 @@ class PairSampler:
             yield PairBatch(self.users[idx], self.items[idx], negs[idx])
 
 
-NEGATIVES_PER = ("position", "sequence")
 #: the default ``train.length_buckets``: plain random batches, as RecBole and RecTools draw them.
 #: Batches sorted by length (e.g. 32) pad less, but cost accuracy: SASRec and gSASRec on Beauty lost
 #: 7-16% test HR@10 (docs/benchmarks.md, "Batches sorted by length"). The Transformer encoders encode
@@ -219,7 +179,7 @@ class NextItemSampler(_SequenceSampler):
             users = self.users[idx]
             yield SeqBatch(users, inputs, targets,
                            _sample_negatives(self.data, users, targets != pad, self.negatives, self.generator,
-                                             self.negatives_per))
+                                             self.negatives_per), self.negatives_per)
 
 
 class ClozeSampler(_SequenceSampler):
@@ -254,8 +214,8 @@ class ClozeSampler(_SequenceSampler):
             labels = torch.where(masked, items, torch.full_like(items, pad))
             users = self.users[idx]
             yield SeqBatch(users, inputs, labels,
-                             _sample_negatives(self.data, users, masked, self.negatives, self.generator,
-                                               self.negatives_per))
+                           _sample_negatives(self.data, users, masked, self.negatives, self.generator,
+                                             self.negatives_per), self.negatives_per)
 
 
 SAMPLERS: dict[str, Callable[..., Any]] = {"pairwise": PairSampler, "next_item": NextItemSampler,

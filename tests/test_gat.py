@@ -165,7 +165,7 @@ def test_the_view_contrast_is_the_hand_computed_info_nce(attr_dir):
 def test_gradients_reach_the_attention_parameters(attr_dir):
     from semrec.encoder.dataset import load_dataset
     from semrec.encoder.models.graph.gat import GAT
-    from semrec.encoder.sampling import PairBatch
+    from semrec.encoder.batches import PairBatch
 
     data = load_dataset(attr_dir)
     torch.manual_seed(0)
@@ -225,10 +225,10 @@ def test_the_fusion_reads_the_attribute_view(attr_dir):
     # the table depends on the attribute embeddings for items with attributes, not for the others
     base = table.detach().clone()
     with torch.no_grad():
-        fused.graph_fusion.graph.attr_emb.add_(1.0)
+        fused.items.fusion.graph.attr_emb.add_(1.0)
     moved = (fused.item_table().detach() - base).abs().sum(1)
     assert torch.all(moved[:20] > 0) and torch.all(moved[20:] == 0)
-    assert plain.item_graph == "none" and not hasattr(plain, "graph_fusion")
+    assert plain.items.item_graph == "none" and plain.items.fusion is None
     # the loss's gradient reaches the attribute view's attention
     h = torch.randint(0, N_ITEMS, (4, 6))
     loss = F.cross_entropy(fused.encode(h)[:, -1] @ fused.item_table().t(), torch.tensor([0, 1, 2, 3]))

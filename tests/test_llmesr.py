@@ -56,20 +56,20 @@ def test_the_collaborative_view_starts_from_the_pca_of_the_llm_embeddings():
     m = _model(init_std=0.05)
     text = _text(N_ITEMS)
     expected = pca(text, 8)
-    assert np.allclose(m.item_emb.weight[:N_ITEMS].detach().numpy(), expected * (0.05 / expected.std()), atol=1e-6)
+    assert np.allclose(m.items.item_emb.weight[:N_ITEMS].detach().numpy(), expected * (0.05 / expected.std()), atol=1e-6)
 
 
 def test_the_semantic_view_is_frozen_and_items_have_both_views():
     m = _model().train()
-    assert "sem_text" not in m.state_dict() and not any(p is m.sem_text for p in m.parameters())
+    assert "sem_text" not in m.state_dict() and not any(p is m.sem.text for p in m.parameters())
     assert m.item_table().shape == (N_ITEMS, 16)
-    before = m.sem_text.clone()
+    before = m.sem.text.clone()
     opt = torch.optim.Adam(m.parameters(), lr=0.1)
     items = torch.tensor([[N_ITEMS, 3, 7, 1], [5, 2, 9, 4]])
     loss = m.encode(items).sum() + m.item_table().sum()
     loss.backward()
     opt.step()
-    assert torch.equal(m.sem_text, before) and m.adapter.inner.weight.grad.abs().sum() > 0
+    assert torch.equal(m.sem.text, before) and m.sem.adapter.inner.weight.grad.abs().sum() > 0
 
 
 def test_the_linear_adapter_is_its_two_layers_one_after_the_other():
@@ -90,8 +90,8 @@ def test_the_linear_adapter_is_its_two_layers_one_after_the_other():
     (in_turn * g).sum().backward()
     assert torch.allclose(adapter(x), in_turn, atol=1e-5)
     assert all(torch.allclose(a, p.grad, atol=1e-4) for a, p in zip(product, adapter.parameters()))
-    assert adapter.inner.out_features == 12 and _model().adapter.inner.out_features == 12  # s/2 of 24-wide text
-    mlp = _model(adapter="mlp").adapter
+    assert adapter.inner.out_features == 12 and _model().sem.adapter.inner.out_features == 12  # s/2 of 24-wide text
+    mlp = _model(adapter="mlp").sem.adapter
     assert isinstance(mlp[1], torch.nn.GELU) and mlp[0].out_features == (24 + 8) // 2
 
 
@@ -254,7 +254,7 @@ def test_separate_head_loss_trains_the_shared_state_and_each_users_head():
     """``head_loss=separate``: the loss is the mean of the shared state's and the group head's
     next-item CE (each row through its own group's head); ranking still reads the fused state.
     ``fused`` trains the fused state alone, a different loss on the same weights."""
-    from semrec.encoder.sampling import SeqBatch
+    from semrec.encoder.batches import SeqBatch
 
     sep = _model(distill_weight=0.0, user_heads=True, tail_len=3, head_loss="separate")
     fused = _model(distill_weight=0.0, user_heads=True, tail_len=3, head_loss="fused")
@@ -298,7 +298,7 @@ def test_separate_head_loss_distils_the_shared_state():
 def test_head_users_can_skip_distillation():
     m = _model(user_heads=True, tail_len=3, distill_head_users=False).train()
     m.start_epoch(0)
-    from semrec.encoder.sampling import SeqBatch
+    from semrec.encoder.batches import SeqBatch
 
     inputs = torch.tensor([[N_ITEMS, N_ITEMS, N_ITEMS, 1, 2, 3], [4, 5, 6, 7, 8, 9]])  # a tail user, a head user
     targets = torch.roll(inputs, -1, 1)
@@ -314,7 +314,7 @@ def test_head_users_can_skip_distillation():
 def test_the_running_teacher_table_takes_each_steps_representations():
     """``teacher=running``: the first table is the users' encoding (as ``epoch``); a step's loss
     reads the neighbours from the table, then writes its own users' representations into it."""
-    from semrec.encoder.sampling import SeqBatch
+    from semrec.encoder.batches import SeqBatch
 
     m = _model(teacher="running", dropout=0.0).train()
     m.start_epoch(0)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from semrec.encoder.config import resolve_config
-from semrec.encoder.evaluator import EvalBatch
+from semrec.encoder.batches import EvalBatch
 from semrec.encoder.sampling import make_sampler
 from semrec.encoder.models import GCCF, LightGCN, PairBatch
 from semrec.encoder.registry import available_models, build_model, get_model_class, register

@@ -9,8 +9,7 @@ import torch
 from helpers import random_sequences, write_sequences
 from semrec.encoder.align import GenerativeAlignment
 from semrec.encoder.models import SASRec
-from semrec.encoder.models.sequential.base import SeqOutput
-from semrec.encoder.sampling import SeqBatch
+from semrec.encoder.batches import SeqBatch
 
 N_ITEMS, N_USERS = 40, 30
 

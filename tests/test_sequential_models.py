@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from helpers import ONE_THREAD, random_sequences, wait_for_lines, write_sequences
-from semrec.encoder.evaluator import EvalBatch
+from semrec.encoder.batches import EvalBatch
 from semrec.encoder.losses import gbce, gbce_beta, gbce_positive_logit, sampled_bce, sampled_softmax_ce
 from semrec.encoder.models import BERT4Rec, GRU4Rec, GSASRec, SASRec
-from semrec.encoder.models.sequential.base import encode_by_length
+from semrec.encoder.models.sequential.encoders import encode_by_length
 
 N_ITEMS, PAD = 30, 30
 SEQUENTIAL = ["sasrec", "gsasrec", "bert4rec", "gru4rec"]
@@ -137,7 +137,7 @@ def test_length_groups_give_the_states_of_one_call(cls, kw):
     lengths = torch.cat([torch.randint(1, 6, (90,), generator=gen), torch.randint(6, 41, (38,), generator=gen)])
     items = torch.randint(0, N_ITEMS, (128, 40), generator=gen)
     items[torch.arange(40)[None, :] < 40 - lengths[:, None]] = PAD
-    x = m.embed_items(items).detach().requires_grad_(True)
+    x = m.items.embed(items).detach().requires_grad_(True)
     valid = items != PAD
     grouped = m.encoder(x, valid)
     (grouped[valid] ** 2).sum().backward()
@@ -170,8 +170,8 @@ def test_initialisation_schemes(cls):
     torch.manual_seed(0)
     extra = {"negatives": 5} if cls is GSASRec else {}
     m = cls(500, dim=64, max_len=8, init="normal", init_std=0.05, **extra)
-    assert m.item_emb.weight[500].abs().max() == 0
-    assert abs(m.item_emb.weight[:500].std().item() - 0.05) < 0.005
+    assert m.items.item_emb.weight[500].abs().max() == 0
+    assert abs(m.items.item_emb.weight[:500].std().item() - 0.05) < 0.005
     for name, p in m.named_parameters():
         if "gru" in name:  # the GRU keeps its own initialisation
             continue
@@ -182,11 +182,11 @@ def test_initialisation_schemes(cls):
         elif p.numel() > 500:
             assert abs(p.std().item() - 0.05) < 0.01, name
     m = cls(500, dim=64, max_len=8, init="torch", **extra)
-    assert m.item_emb.weight[500].abs().max() == 0
-    assert abs(m.item_emb.weight[:500].std().item() - 64 ** -0.5) < 0.01
+    assert m.items.item_emb.weight[500].abs().max() == 0
+    assert abs(m.items.item_emb.weight[:500].std().item() - 64 ** -0.5) < 0.01
     m = cls(500, dim=64, max_len=8, init="xavier", **extra)
-    assert m.item_emb.weight[500].abs().max() == 0
-    assert abs(m.item_emb.weight[:500].std().item() - (2 / (m.item_emb.weight.shape[0] + 64)) ** 0.5) < 0.005
+    assert m.items.item_emb.weight[500].abs().max() == 0
+    assert abs(m.items.item_emb.weight[:500].std().item() - (2 / (m.items.item_emb.weight.shape[0] + 64)) ** 0.5) < 0.005
     for name, p in m.named_parameters():
         if p.dim() == 2 and p.numel() > 2000:  # fan_in, fan_out: a weight's columns and rows
             assert abs(p.std().item() / (2 / sum(p.shape)) ** 0.5 - 1) < 0.1, name
@@ -195,7 +195,7 @@ def test_initialisation_schemes(cls):
 
 
 def test_padded_positions_are_not_in_the_loss():
-    from semrec.encoder.sampling import SeqBatch
+    from semrec.encoder.batches import SeqBatch
 
     m = _model(SASRec)
     inputs = torch.tensor([[PAD, PAD, 3, 7], [5, 2, 8, 1]])
@@ -212,7 +212,7 @@ def test_padded_positions_are_not_in_the_loss():
 def test_negatives_per_sequence_give_the_loss_of_the_same_items_per_position(loss):
     """Per-sequence negatives (one matrix product per sequence) score like the same items given
     to every position of the sequence (a gather per position)."""
-    from semrec.encoder.sampling import SeqBatch
+    from semrec.encoder.batches import SeqBatch
 
     m = _model(GSASRec) if loss == "gbce" else _model(SASRec, loss=loss, negatives=5)
     inputs = torch.tensor([[PAD, 3, 7, 2], [5, 2, 8, 1]])
@@ -221,10 +221,10 @@ def test_negatives_per_sequence_give_the_loss_of_the_same_items_per_position(los
     per_position = per_sequence.expand(-1, 4, -1).clone()
     per_position[targets == PAD] = PAD
     users = torch.tensor([0, 1])
-    a, _ = m.loss(SeqBatch(users, inputs, targets, per_sequence))
+    a, _ = m.loss(SeqBatch(users, inputs, targets, per_sequence, "sequence"))
     b, _ = m.loss(SeqBatch(users, inputs, targets, per_position))
     assert a.item() == pytest.approx(b.item(), rel=1e-6)
-    batch = SeqBatch(users, inputs, targets, per_sequence)
+    batch = SeqBatch(users, inputs, targets, per_sequence, "sequence")
     assert batch.negatives_at(targets != PAD).tolist() == per_position[targets != PAD].tolist()
 
 
@@ -234,7 +234,7 @@ def test_per_sequence_negatives_scored_by_length_give_the_loss_of_one_product(cl
     """A batch of mixed lengths: the per-sequence negatives' scores, computed in groups of rows
     each cut to its scored columns, give the loss and gradients of the same items given to every
     position (a gather per position), and the products do run on the cut widths."""
-    from semrec.encoder.sampling import SeqBatch
+    from semrec.encoder.batches import SeqBatch
 
     m = _model(cls, **kw)
     gen = torch.Generator().manual_seed(5)
@@ -256,15 +256,15 @@ def test_per_sequence_negatives_scored_by_length_give_the_loss_of_one_product(cl
         return bmm(a, b)
 
     monkeypatch.setattr(torch, "bmm", spy)
-    grouped, _ = m.loss(SeqBatch(users, inputs, targets, per_sequence))
+    grouped, _ = m.loss(SeqBatch(users, inputs, targets, per_sequence, "sequence"))
     grouped.backward()
-    grad = m.item_emb.weight.grad.clone()
+    grad = m.items.item_emb.weight.grad.clone()
     m.zero_grad()
     loss_widths, widths[:] = list(widths), []
     gathered, _ = m.loss(SeqBatch(users, inputs, targets, per_position))
     gathered.backward()
     assert grouped.item() == pytest.approx(gathered.item(), rel=1e-5)
-    assert torch.allclose(grad, m.item_emb.weight.grad, atol=1e-6)
+    assert torch.allclose(grad, m.items.item_emb.weight.grad, atol=1e-6)
     assert min(loss_widths) <= 2 and max(loss_widths) == int(lengths.max())
 
 

@@ -48,37 +48,37 @@ def seq_folder(tmp_path):
 def test_pca_initialisation_is_the_projected_table():
     text = _text()
     m = _sasrec("pca", text, init_std=0.05)
-    table = m.item_emb.weight[:N_ITEMS].detach().numpy()
+    table = m.items.item_emb.weight[:N_ITEMS].detach().numpy()
     expected = pca(text, 8)
     scale = 0.05 / expected.std()
     assert np.allclose(table, expected * scale, atol=1e-6)
-    assert m.item_emb.weight[N_ITEMS].abs().max() == 0  # padding
+    assert m.items.item_emb.weight[N_ITEMS].abs().max() == 0  # padding
 
 
 def test_frozen_text_stays_frozen_and_the_projection_learns(seq_folder):
     text = _text()
     m = _sasrec("frozen", text)
-    assert not any(p is m.text_emb for p in m.parameters())  # a buffer, not a weight
+    assert not any(p is m.items.text_rows.text for p in m.parameters())  # a buffer, not a weight
     assert "text_emb" not in m.state_dict()  # data: not saved with the weights
-    before = m.text_proj[0].weight.detach().clone()
+    before = m.items.text_rows.proj[0].weight.detach().clone()
     _one_step(m, seq_folder)
-    assert torch.equal(m.text_emb, torch.from_numpy(text))
-    assert not torch.equal(m.text_proj[0].weight, before)
+    assert torch.equal(m.items.text_rows.text, torch.from_numpy(text))
+    assert not torch.equal(m.items.text_rows.proj[0].weight, before)
     assert m.item_table().shape == (N_ITEMS, 8)
 
 
 def test_trainable_text_table_moves(seq_folder):
     text = _text()
     m = _sasrec("trainable", text)
-    assert torch.equal(m.text_emb.detach(), torch.from_numpy(text))
+    assert torch.equal(m.items.text_rows.text.detach(), torch.from_numpy(text))
     _one_step(m, seq_folder)
-    assert not torch.equal(m.text_emb.detach(), torch.from_numpy(text))
+    assert not torch.equal(m.items.text_rows.text.detach(), torch.from_numpy(text))
 
 
 def test_text_shuffle_gives_items_other_items_vectors():
     text = _text()
     m = _sasrec("frozen", text, text_shuffle=True)
-    rows = m.text_emb.numpy()
+    rows = m.items.text_rows.text.numpy()
     assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, text.tolist()))  # the same vectors ...
     assert (rows != text).any(1).mean() > 0.9  # ... owned by other items
 
@@ -103,7 +103,7 @@ def test_bad_text_tables_are_clear_errors():
         _sasrec("pca", _text(width=4))
     with pytest.raises(ValueError, match="set item_text too"):
         _sasrec("none", _text(), text_shuffle=True)
-    with pytest.raises(ValueError, match="item_text must be one of none, frozen, trainable, pca"):
+    with pytest.raises(ValueError, match="item_text must be one of none, pca, frozen, trainable"):
         _sasrec("bert", _text())
 
 

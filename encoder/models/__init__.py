@@ -2,7 +2,7 @@
 from semrec.encoder.models.base import AlignTarget, Recommender
 from semrec.encoder.models.graph import DCCF, GAT, GCCF, SGL, AutoCF, GraphOutput, GraphRecommender, LightGCN, SimGCL
 from semrec.encoder.models.sequential import LLMESR, BERT4Rec, GRU4Rec, GSASRec, SASRec, SequentialRecommender
-from semrec.encoder.sampling import PairBatch, SeqBatch
+from semrec.encoder.batches import PairBatch, SeqBatch
 
 __all__ = ["AlignTarget", "Recommender", "GraphOutput", "GraphRecommender", "PairBatch", "SeqBatch",
            "LightGCN", "GCCF", "SGL", "SimGCL", "DCCF", "AutoCF", "GAT", "SequentialRecommender", "SASRec", "GSASRec",

@@ -22,7 +22,7 @@ from semrec.encoder.graph import SparseGraph, gather_rows, normalized_adjacency
 from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveInt
 from semrec.encoder.losses import l2_of_parameters, weighted_logsumexp_similarity
 from semrec.encoder.models.graph.base import GraphOutput, GraphRecommender
-from semrec.encoder.sampling import PairBatch
+from semrec.encoder.batches import PairBatch
 from semrec.encoder.registry import register
 
 

@@ -26,10 +26,10 @@ from semrec.encoder.graph import gather_rows, split_nodes
 from semrec.encoder.hparams import NonNegativeFloat, PositiveInt
 from semrec.encoder.losses import bpr_loss, l2_of_parameters
 from semrec.encoder.models.base import AlignTarget, Recommender
-from semrec.encoder.sampling import PairBatch
+from semrec.encoder.batches import PairBatch
 
 if TYPE_CHECKING:
-    from semrec.encoder.evaluator import EvalBatch
+    from semrec.encoder.batches import EvalBatch
 
 
 @dataclass

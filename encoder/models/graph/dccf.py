@@ -19,7 +19,7 @@ from semrec.encoder.graph import SparseGraph, normalized_adjacency
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from semrec.encoder.losses import info_nce, l2_of_parameters
 from semrec.encoder.models.graph.base import GraphOutput, GraphRecommender
-from semrec.encoder.sampling import PairBatch
+from semrec.encoder.batches import PairBatch
 from semrec.encoder.registry import register
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.graph.base import GraphOutput
-from semrec.encoder.sampling import PairBatch
+from semrec.encoder.batches import PairBatch
 from semrec.encoder.models.graph.lightgcn import LightGCN
 from semrec.encoder.models.graph.ssl import NEGATIVES, view_contrast
 from semrec.encoder.registry import register

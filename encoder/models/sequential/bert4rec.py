@@ -13,14 +13,14 @@ embedding space. The loss over the masked positions is the toolkit's next-item l
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
 from torch import nn
 
-from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
-    LENGTH_GROUPS, encode_by_length, register_encoder
+from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS, SequenceEncoder, encode_by_length, register_encoder
 from semrec.encoder.registry import register
 
 
@@ -69,8 +69,8 @@ class BERT4Rec(SequentialRecommender):
         dropout: dropout rate.
         mask_prob: share of training items masked (the paper: 0.2 on Beauty).
         length_groups: see :class:`~semrec.encoder.models.sequential.sasrec.SASRec`.
-        loss, negatives, init, init_std, item_text, text_shuffle, text_emb, item_graph,
-            graph_layers, graph_heads, attributes: see :class:`SequentialRecommender`.
+        loss, negatives, init, init_std: see :class:`SequentialRecommender`.
+        **table: the item table's settings (:class:`~.item_table.ItemTable`).
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, d)``.
     """
@@ -81,14 +81,9 @@ class BERT4Rec(SequentialRecommender):
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: DropoutRate = 0.2,
                  mask_prob: Probability = 0.2, length_groups: PositiveInt = LENGTH_GROUPS,
                  loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
-                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
-                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
-                 item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
-                 attributes: ItemAttributes | None = None):
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02, **table: Any):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
-                         init=init, init_std=init_std,
-                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
-                         item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
+                         init=init, init_std=init_std, **table)
         self.mask_prob = mask_prob
         self.encoder = BERT4RecEncoder(dim, max_len, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout,
                                        length_groups=length_groups)

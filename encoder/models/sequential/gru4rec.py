@@ -12,15 +12,15 @@ toolkit's next-item losses (``ce`` by default), as later re-implementations do.
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
-    register_encoder
+from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.encoders import SequenceEncoder, register_encoder
 from semrec.encoder.registry import register
 
 
@@ -65,21 +65,16 @@ class GRU4Rec(SequentialRecommender):
         max_len: history length.
         layers: stacked GRU layers.
         dropout: dropout on the embeddings and between GRU layers.
-        loss, negatives, init, init_std, item_text, text_shuffle, text_emb, item_graph,
-            graph_layers, graph_heads, attributes: see :class:`SequentialRecommender`.
+        loss, negatives, init, init_std: see :class:`SequentialRecommender`.
+        **table: the item table's settings (:class:`~.item_table.ItemTable`).
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, dim)`` (zeros at padding).
     """
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 1,
                  dropout: DropoutRate = 0.2, loss: choice(*LOSSES) = "ce", negatives: NonNegativeInt = 0,
-                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
-                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
-                 item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
-                 attributes: ItemAttributes | None = None):
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02, **table: Any):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
-                         init=init, init_std=init_std,
-                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
-                         item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
+                         init=init, init_std=init_std, **table)
         self.encoder = GRU4RecEncoder(dim, max_len, layers=layers, dropout=dropout)
         self.init_weights()  # the GRU keeps its own initialisation either way

@@ -13,13 +13,14 @@ the shift, gSASRec on Beauty stayed at popularity's level).
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
 
-from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import DropoutRate, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.losses import gbce
-from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LENGTH_GROUPS
+from semrec.encoder.models.sequential.base import INITS
+from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS
 from semrec.encoder.models.sequential.sasrec import LAYOUTS, SASRec
 from semrec.encoder.registry import register
 
@@ -33,8 +34,7 @@ class GSASRec(SASRec):
             length_groups: as :class:`SASRec`.
         negatives: sampled negatives per position ``k`` (the paper: 256).
         t: gBCE calibration in [0, 1] (0: plain BCE; 1: fully calibrated).
-        init, init_std, item_text, text_shuffle, text_emb, item_graph,
-            graph_layers, graph_heads, attributes: see :class:`SASRec`.
+        init, init_std, **table: see :class:`SASRec`.
     """
 
     losses = ("gbce",)
@@ -43,16 +43,11 @@ class GSASRec(SASRec):
                  heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: DropoutRate = 0.2,
                  layout: choice(*LAYOUTS) = "sasrec", attend_padding: bool = False, scale_items: bool = True,
                  length_groups: PositiveInt = LENGTH_GROUPS, negatives: PositiveInt = 256, t: Probability = 0.75,
-                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
-                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
-                 item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
-                 attributes: ItemAttributes | None = None):
+                 init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02, **table: Any):
         super().__init__(num_items, dim=dim, max_len=max_len, layers=layers, heads=heads, ffn_dim=ffn_dim,
                          dropout=dropout, layout=layout, attend_padding=attend_padding, scale_items=scale_items,
-                         length_groups=length_groups,
-                         loss="gbce", negatives=negatives, init=init,
-                         init_std=init_std, item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
-                         item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
+                         length_groups=length_groups, loss="gbce", negatives=negatives, init=init,
+                         init_std=init_std, **table)
         self.t = t
 
     def sampled_loss(self, s_pos: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:

@@ -56,10 +56,12 @@ from torch.nn import functional as F
 
 from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import DropoutRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, LENGTH_GROUPS, LOSSES, SequentialRecommender, \
-    attention_mask, build_encoder, encode_by_length
+from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS, attention_mask, build_encoder, encode_by_length, \
+    encoder_options
+from semrec.encoder.models.sequential.item_table import ITEM_GRAPH, graph_fusion, text_matrix
 from semrec.encoder.registry import register
-from semrec.encoder.sampling import SeqBatch
+from semrec.encoder.batches import SeqBatch
 
 SEQUENCE_ENCODERS = ("sasrec", "bert4rec", "gru4rec")
 VIEWS = ("both", "collaborative", "semantic")
@@ -84,6 +86,34 @@ class LinearAdapter(nn.Module):
         weight = self.outer.weight @ self.inner.weight  # (d, s)
         bias = self.outer.weight @ self.inner.bias + self.outer.bias
         return torch.addmm(bias, x, weight.t())
+
+
+class SemanticTable(nn.Module):
+    """The semantic view's rows: the items' LLM embeddings, frozen, through a trained adapter
+    (``linear``: :class:`LinearAdapter`, ``s -> s/2 -> dim``, as the reference code; ``mlp``:
+    ``s -> (s + dim)/2 -> dim`` with a GELU); padding zero, never learned; the mask token's row
+    learned where a mask is ever read (``mask_row``).
+
+    Shapes: ``forward(fusion)`` -> ``(I + 2, dim)``, the items first passed through ``fusion``
+    (the attribute view) where given.
+    """
+
+    def __init__(self, text: torch.Tensor, dim: int, adapter: str, mask_row: bool):
+        super().__init__()
+        self.register_buffer("text", text, persistent=False)  # frozen: data, not a weight
+        width = text.shape[1]
+        if adapter == "linear":
+            self.adapter = LinearAdapter(width, max(width // 2, 1), dim)
+        else:
+            self.adapter = nn.Sequential(nn.Linear(width, (width + dim) // 2), nn.GELU(), nn.Linear((width + dim) // 2, dim))
+        self.mask = nn.Parameter(torch.zeros(1, dim)) if mask_row else None
+
+    def forward(self, fusion: nn.Module | None = None) -> torch.Tensor:
+        items = self.adapter(self.text)
+        if fusion is not None:
+            items = fusion(items)
+        pad = items.new_zeros(1, items.shape[1])
+        return torch.cat([items, pad, pad if self.mask is None else self.mask])
 
 
 @register("llmesr")
@@ -157,31 +187,23 @@ class LLMESR(SequentialRecommender):
             raise ValueError("llmesr needs LLM item embeddings (itm_emb_np.pkl)")
         uses_id, uses_sem = views in ("both", "collaborative"), views in ("both", "semantic")
         pca_start = uses_id and id_init == "pca"
+        options = self._encoder_options(encoder, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout)
+        # the collaborative view: ID rows, started from the PCA of the LLM embeddings
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
                          init=init, init_std=init_std, item_text="pca" if pca_start else "none",
-                         text_shuffle=text_shuffle and pca_start, text_emb=text_emb, item_graph=item_graph,
-                         graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
+                         text_shuffle=text_shuffle and pca_start, text_emb=text_emb)
+        # the attribute view, fused into the semantic view's items (the ID view's without one)
+        self.graph_fusion = graph_fusion(item_graph, attributes, num_items, dim, graph_layers, graph_heads, dropout)
         self.views, self.uses_id, self.uses_sem = views, uses_id, uses_sem
         self.mask_prob, self.distill_weight, self.teacher = mask_prob, distill_weight, teacher
         self.length_groups = length_groups
-        # length_groups=1: :meth:`encode` groups the rows by length once, around the cross-attention
-        # and the encoder together; the encoder then gets rows of one length and need not sort them again
-        options = {"layers": layers, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout, "length_groups": 1}
         self.encoder = build_encoder(encoder, dim, max_len, **options)
         # the semantic view's own encoder, unless the views share one (or there is one view)
         self.sem_encoder = None if share_encoder or views != "both" else build_encoder(encoder, dim, max_len, **options)
-        if uses_sem:
-            text = np.asarray(text_emb, dtype=np.float32)
-            if text_shuffle:  # the same permutation as the collaborative view's start
-                text = text[np.random.default_rng(0).permutation(num_items)]
-            self.register_buffer("sem_text", torch.from_numpy(text), persistent=False)  # frozen: data, not a weight
-            if adapter == "linear":
-                self.adapter = LinearAdapter(text.shape[1], max(text.shape[1] // 2, 1), dim)
-            else:
-                hidden = (text.shape[1] + dim) // 2
-                self.adapter = nn.Sequential(nn.Linear(text.shape[1], hidden), nn.GELU(), nn.Linear(hidden, dim))
-            # the mask token's semantic-view vector: learned, and only where a mask is ever read
-            self.sem_mask = nn.Parameter(torch.zeros(1, dim)) if self.encoder.bidirectional else None
+        self.sem = None
+        if uses_sem:  # the same permutation as the collaborative view's start, for the control
+            self.sem = SemanticTable(text_matrix(text_emb, num_items, text_shuffle, "llmesr"), dim, adapter,
+                                     mask_row=self.encoder.bidirectional)
         self.cross = None
         if cross_attention not in CROSS:
             raise ValueError(f"cross_attention must be one of {', '.join(CROSS)}, got {cross_attention!r}")
@@ -213,9 +235,9 @@ class LLMESR(SequentialRecommender):
             self.group_heads = nn.ModuleDict({"head": nn.Linear(width, width), "tail": nn.Linear(width, width)})
         self.init_weights()
         self._init_own_layers()
-        if uses_sem and self.sem_mask is not None:
+        if uses_sem and self.sem.mask is not None:
             with torch.no_grad():
-                self.sem_mask.normal_(std=init_std)
+                self.sem.mask.normal_(std=init_std)
         if user_heads:
             with torch.no_grad():  # both start as the identity: the fused state starts as the shared one
                 for head in self.group_heads.values():
@@ -230,7 +252,7 @@ class LLMESR(SequentialRecommender):
         value and output projections), leaving the items far below the positions the encoder adds
         (Beauty, ``cross_attention=replace``: validation NDCG@10 after 6 epochs 0.029 with N(0, 0.02),
         0.035 with Xavier)."""
-        layers = [m for m in (getattr(self, "adapter", None), self.cross) if m is not None]
+        layers = [m for m in (None if self.sem is None else self.sem.adapter, self.cross) if m is not None]
         for module in (m for layer in layers for m in layer.modules()):
             if isinstance(module, nn.Linear):
                 nn.init.xavier_normal_(module.weight)
@@ -262,7 +284,7 @@ class LLMESR(SequentialRecommender):
         if distill:
             max_len = hparams.get("max_len", defaults["max_len"].default)
             histories = seq.histories(np.arange(data.num_users), "train", max_len, pad=data.num_items)
-        cls._require_attributes(data, hparams)
+        cls.check_data(data, hparams)
         return cls(data.num_items, text_emb=data.item_emb, user_emb=data.user_emb if distill else None,
                    histories=histories, attributes=data.attributes, **hparams)
 
@@ -275,16 +297,12 @@ class LLMESR(SequentialRecommender):
         """Each used view's rows for every id (items, padding, mask): ``(I + 2, dim)`` each."""
         tables = []
         if self.uses_id:
-            ids = self.item_emb.weight
-            if self.item_graph != "none" and not self.uses_sem:
+            ids = self.items.item_emb.weight
+            if self.graph_fusion is not None and not self.uses_sem:
                 ids = torch.cat([self.graph_fusion(ids[: self.num_items]), ids[self.num_items:]])
             tables.append(ids)
         if self.uses_sem:
-            items = self.adapter(self.sem_text)
-            if self.item_graph != "none":
-                items = self.graph_fusion(items)
-            pad = items.new_zeros(1, items.shape[1])  # padding: zero, never learned
-            tables.append(torch.cat([items, pad, pad if self.sem_mask is None else self.sem_mask]))
+            tables.append(self.sem(self.graph_fusion))
         return tables
 
     def item_vectors(self) -> torch.Tensor:
@@ -332,6 +350,26 @@ class LLMESR(SequentialRecommender):
             encoders = [self.encoder, self.sem_encoder or self.encoder] if len(xs) == 2 else [self.encoder]
             states = torch.cat([enc(x, valid) for enc, x in zip(encoders, xs)], dim=-1)
         return states
+
+    @property
+    def loss_groups(self) -> int:
+        return self.length_groups
+
+    @classmethod
+    def _encoder_options(cls, encoder: str, **given) -> dict:
+        """The encoder settings ``encoder`` takes, with ``length_groups=1`` (:meth:`encode` groups
+        the rows by length once, around the cross-attention and the encoder together); a setting
+        it does not take, given other than its default, is an error naming the ones it takes."""
+        import inspect
+
+        valid = encoder_options(encoder)
+        defaults = inspect.signature(cls.__init__).parameters
+        for name, value in given.items():
+            if name not in valid and value != defaults[name].default:
+                raise ValueError(f"model.{name}={value}: the {encoder} encoder takes no {name}; its options: "
+                                 f"{', '.join(n for n in valid if n != 'length_groups')}")
+        return {**{k: v for k, v in given.items() if k in valid}, **({"length_groups": 1} if "length_groups" in valid
+                                                                     else {})}
 
     def is_tail(self, items: torch.Tensor) -> torch.Tensor:
         """``(B,)`` whether each row's history (its real items) is a tail user's (``<= tail_len``)."""
@@ -382,9 +420,10 @@ class LLMESR(SequentialRecommender):
         if self.user_heads and not self.fuse_in_training:
             # the shared and the group states as one batch of twice the rows: the mean of their losses
             both = torch.cat([states, self.group_states(batch.inputs, states)])
-            rec = self.next_item_loss(both, batch.targets.repeat(2, 1), batch.negatives.repeat(2, 1, 1), table)
+            rec = self.next_item_loss(both, batch.targets.repeat(2, 1), batch.negatives.repeat(2, 1, 1),
+                                      batch.per_sequence, table)
         else:
-            rec = self.next_item_loss(states, batch.targets, batch.negatives, table)
+            rec = self.next_item_loss(states, batch.targets, batch.negatives, batch.per_sequence, table)
         parts = {self.loss_name: rec}
         if not self.neighbors:
             return rec, parts

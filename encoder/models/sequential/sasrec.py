@@ -27,14 +27,15 @@ reference code multiplies them by sqrt(d); the ``s3rec`` layout never scales).
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
 from torch import nn
 
-from semrec.encoder.attributes import ItemAttributes
 from semrec.encoder.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, choice
-from semrec.encoder.models.sequential.base import INITS, ITEM_GRAPH, ITEM_TEXT, LOSSES, SequenceEncoder, SequentialRecommender, \
-    LENGTH_GROUPS, attention_mask, encode_by_length, register_encoder
+from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
+from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS, SequenceEncoder, attention_mask, encode_by_length, \
+    register_encoder
 from semrec.encoder.registry import register
 
 
@@ -132,8 +133,8 @@ class SASRec(SequentialRecommender):
             same groups; ``1``: one call over the whole batch.
         loss: ``ce`` (full softmax), ``sampled_softmax`` or ``bce`` (the paper, 1 negative).
         negatives: sampled negatives per position for the sampled losses.
-        init, init_std, item_text, text_shuffle, text_emb, item_graph,
-            graph_layers, graph_heads, attributes: see :class:`SequentialRecommender`.
+        init, init_std: see :class:`SequentialRecommender`.
+        **table: the item table's settings (:class:`~.item_table.ItemTable`: ``item_text``, ``item_graph``, ...).
 
     Shapes: ``encode``: ``(B, L)`` -> ``(B, L, d)``.
     """
@@ -143,13 +144,9 @@ class SASRec(SequentialRecommender):
                  layout: choice(*LAYOUTS) = "sasrec", attend_padding: bool = False, scale_items: bool = True,
                  length_groups: PositiveInt = LENGTH_GROUPS, loss: choice(*LOSSES) = "ce",
                  negatives: NonNegativeInt = 0, init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
-                 item_text: choice(*ITEM_TEXT) = "none", text_shuffle: bool = False, text_emb: np.ndarray | None = None,
-                 item_graph: choice(*ITEM_GRAPH) = "none", graph_layers: PositiveInt = 1, graph_heads: PositiveInt = 2,
-                 attributes: ItemAttributes | None = None):
+                 **table: Any):
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss=loss, negatives=negatives,
-                         init=init, init_std=init_std,
-                         item_text=item_text, text_shuffle=text_shuffle, text_emb=text_emb,
-                         item_graph=item_graph, graph_layers=graph_layers, graph_heads=graph_heads, attributes=attributes)
+                         init=init, init_std=init_std, **table)
         self.encoder = SASRecEncoder(dim, max_len, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout,
                                      layout=layout, attend_padding=attend_padding, scale_items=scale_items,
                                      length_groups=length_groups)
