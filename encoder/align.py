@@ -3,13 +3,9 @@
 Ren et al., "Representation Learning with Large Language Models for Recommendation".
 https://arxiv.org/abs/2310.15950
 
-Two alignment modules, each usable with any backbone (graph or sequential) that exposes
-``input_embeddings() / forward_train(x0) / loss(batch, out)`` for training, ``dim`` /
-``out_dim`` (widths of its layer-0 and output representations), and for the alignment
-``node_kinds`` (the kinds of the rows of ``input_embeddings()``: ``("user", "item")`` for a
-graph, ``("item",)`` for a sequence encoder), ``node_outputs(out, ids)`` (the final
-representations of rows ``ids`` of that table) and ``align_targets(out, batch)`` (the batch's
-:class:`AlignTarget` s):
+Two alignment modules (:class:`Alignment`: ``prepare`` the layer-0 rows, then ``step`` on what
+the backbone's pass returned), each usable with any backbone, graph or sequential, that provides
+:class:`~semrec.encoder.models.base.AlignableBackbone`:
 
 * :class:`ContrastiveAlignment` (RLMRec-Con, ``<backbone>_plus``): an MLP maps the semantic
   embeddings into the collaborative space; InfoNCE pulls each collaborative representation
@@ -23,7 +19,7 @@ representations of rows ``ids`` of that table) and ``align_targets(out, batch)``
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +29,7 @@ from semrec.encoder.dataset import EMBEDDING_FILES, DataError, InteractionData
 from semrec.encoder.graph import gather_rows
 from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability
 from semrec.encoder.losses import grouped_info_nce, info_nce, pad_to_groups
-from semrec.encoder.models.base import AlignTarget, Recommender
+from semrec.encoder.models.base import AlignableBackbone, AlignTarget, Recommender
 from semrec.encoder.linalg import pca
 
 
@@ -109,7 +105,21 @@ def _pool_targets(targets: Sequence[AlignTarget]) -> list[tuple[AlignTarget, int
     return pooled
 
 
-class ContrastiveAlignment(nn.Module):
+class Alignment(nn.Module):
+    """An alignment's step: :meth:`prepare` the backbone's layer-0 rows (returning the rows the
+    pass reads and a context), then :meth:`step` on the pass's output, returning named losses."""
+
+    def prepare(self, x0: torch.Tensor, candidates: torch.Tensor | None = None,
+                in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The rows the backbone's pass reads (``x0`` as it is, by default) and a context for :meth:`step`."""
+        return x0, None
+
+    def step(self, backbone: AlignableBackbone, out: Any, batch: Any,
+             ctx: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class ContrastiveAlignment(Alignment):
     """RLMRec-Con.
 
     Args:
@@ -163,9 +173,6 @@ class ContrastiveAlignment(nn.Module):
         self.mlp = projection(self.user_sem.shape[1], collab_dim)
         self.kd_weight, self.kd_temperature, self.user_negatives = kd_weight, kd_temperature, user_negatives
         self.negatives, self.max_rows = negatives, max_rows
-
-    def prepare(self, x0: torch.Tensor, candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
-        return x0, None
 
     def _term(self, target: AlignTarget) -> torch.Tensor:
         """Mean over the occurrences of InfoNCE(collaborative, projected semantics).
@@ -233,12 +240,13 @@ class ContrastiveAlignment(nn.Module):
             return {"align": self.kd_weight * self._grouped(targets)}
         return {"align": self.kd_weight * sum(self._term(t) for t in targets)}
 
-    def step(self, backbone: nn.Module, out, batch, ctx=None) -> dict[str, torch.Tensor]:
+    def step(self, backbone: AlignableBackbone, out: Any, batch: Any,
+             ctx: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """:meth:`loss` of the targets ``backbone.align_targets(out, batch)``."""
         return self.loss(backbone.align_targets(out, batch))
 
 
-class GenerativeAlignment(nn.Module):
+class GenerativeAlignment(Alignment):
     """RLMRec-Gen.
 
     Args:
@@ -277,10 +285,12 @@ class GenerativeAlignment(nn.Module):
         self.mask_ratio, self.recon_weight, self.re_temperature = mask_ratio, recon_weight, re_temperature
         self.negatives = negatives
 
-    def prepare(self, x0: torch.Tensor, candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare(self, x0: torch.Tensor, candidates: torch.Tensor | None = None,
+                in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Replace a random ``mask_ratio`` of the nodes' inputs with the mask token: of all
         nodes, or of ``candidates`` where the backbone names them (a sequence model: the items
-        its batch reads)."""
+        its batch reads). ``in_place``: ``x0`` is a fresh tensor (the backbone's
+        ``fresh_inputs``), masked without copying the whole table; the seeds are the context."""
         n = x0.shape[0]
         if n != self.sem.shape[0]:
             raise ValueError(f"the layer-0 table has {n} rows, the semantic tables of its node kinds "
@@ -291,9 +301,9 @@ class GenerativeAlignment(nn.Module):
             pick = torch.randperm(candidates.numel(), device=x0.device)[: max(int(candidates.numel() * self.mask_ratio), 1)]
             seeds = candidates[pick]
         token = self.mask_token.expand(seeds.numel(), -1)
-        if x0.grad_fn is not None and x0._base is None:  # a fresh table (a graph's cat of users and items)
-            return x0.index_put_((seeds,), token), seeds  # in place: saves a copy of the whole table
-        return x0.index_put((seeds,), token), seeds  # a parameter, or a view of one: left as it is
+        if in_place:
+            return x0.index_put_((seeds,), token), seeds
+        return x0.index_put((seeds,), token), seeds
 
     def loss(self, masked: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstruction loss of the masked rows ``seeds`` of the layer-0 table from
@@ -305,9 +315,10 @@ class GenerativeAlignment(nn.Module):
             loss = info_nce(recon, target, target, self.re_temperature).mean()
         return {"recon": self.recon_weight * loss}
 
-    def step(self, backbone: nn.Module, out, batch, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:meth:`loss` of ``backbone.node_outputs(out, seeds)``."""
-        return self.loss(backbone.node_outputs(out, seeds), seeds)
+    def step(self, backbone: AlignableBackbone, out: Any, batch: Any,
+             ctx: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`loss` of ``backbone.node_outputs(out, seeds)``, the seeds being :meth:`prepare`'s context."""
+        return self.loss(backbone.node_outputs(out, ctx), ctx)
 
 
 ALIGNMENTS = {"plus": ContrastiveAlignment, "gene": GenerativeAlignment}
@@ -351,9 +362,9 @@ class AlignedModel(Recommender):
         self.backbone.start_epoch(epoch)
 
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        candidates = self.backbone.mask_candidates(batch) if hasattr(self.backbone, "mask_candidates") else None
-        x0, ctx = self.alignment.prepare(self.backbone.input_embeddings(), candidates)
-        out = self.backbone.forward_train(x0)
+        candidates = self.backbone.mask_candidates(batch)
+        x0, ctx = self.alignment.prepare(self.backbone.input_embeddings(), candidates, self.backbone.fresh_inputs)
+        out = self.backbone.forward_train(x0, batch)
         loss, parts = self.backbone.loss(batch, out)
         extra = self.alignment.step(self.backbone, out, batch, ctx)
         return loss + sum(extra.values()), {**parts, **extra}

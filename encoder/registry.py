@@ -43,10 +43,12 @@ ALIGNMENT_SUFFIXES = ("plus", "gene")
 
 
 def _alignable(cls: type) -> bool:
-    """Has what :class:`~semrec.encoder.align.AlignedModel` needs (see :mod:`semrec.encoder.align`)."""
+    """Has what :class:`~semrec.encoder.models.base.AlignableBackbone` lists (``dim`` and ``out_dim``
+    are set per instance, so only the methods and class attributes are looked for)."""
+    from semrec.encoder.models.base import ALIGNABLE_MEMBERS
+
     return getattr(cls, "alignable", True) and all(
-        hasattr(cls, m) for m in ("input_embeddings", "forward_train", "loss", "node_kinds", "node_outputs",
-                                  "align_targets"))
+        hasattr(cls, m) for m in ALIGNABLE_MEMBERS if m not in ("dim", "out_dim"))
 
 
 def available_models() -> list[str]:

@@ -16,6 +16,7 @@ from semrec.encoder.dataset import DataError, load_dataset
 from semrec.encoder.graph import split_nodes
 from semrec.encoder.losses import info_nce
 from semrec.encoder.models import GraphOutput, PairBatch
+from semrec.encoder.models.base import AlignableBackbone
 from semrec.encoder.registry import available_models, get_model_class
 from semrec.encoder.train_encoder import main
 
@@ -153,7 +154,10 @@ class MeanOfHistory(nn.Module):
     masked item's output is not the bare mask token), and user states are one row per sequence."""
 
     batch_kind, registered_name, data_args = "sequence", "mean_of_history", ()
-    node_kinds = ("item",)
+    node_kinds, fresh_inputs = ("item",), False
+
+    def mask_candidates(self, batch):
+        return None
 
     def __init__(self, num_items: int, dim: int = 8):
         super().__init__()
@@ -163,7 +167,7 @@ class MeanOfHistory(nn.Module):
     def input_embeddings(self):
         return self.item_emb
 
-    def forward_train(self, x0):
+    def forward_train(self, x0, batch):
         return 0.5 * (x0 + x0.roll(1, 0))
 
     def states(self, items, history):
@@ -190,6 +194,7 @@ def test_alignment_composes_with_a_non_graph_encoder(kind, negatives):
     user_sem, item_sem = rng.standard_normal((6, 5)), rng.standard_normal((15, 5))
     cls = aligned_model_class(MeanOfHistory, kind)
     backbone = MeanOfHistory(15)
+    assert isinstance(backbone, AlignableBackbone)  # the contract, and all the alignment needs
     given = {"user_sem": user_sem, "item_sem": item_sem, "collab_dim": 8, "input_dim": 8, "node_kinds": ("item",)}
     settings = {"mask_ratio": 0.4} if kind == "gene" else {"user_negatives": "batch"}  # 6 masked items
     settings["negatives"] = negatives
@@ -239,9 +244,9 @@ def test_generative_masking_leaves_the_embeddings_alone():
     al = GenerativeAlignment(us, its, collab_dim=4, input_dim=4, mask_ratio=0.2)
     emb = nn.Parameter(torch.randn(50, 4))
     before, w = emb.detach().clone(), torch.randn(50, 4)
-    for table in (lambda: torch.cat([emb[:30], emb[30:]]), lambda: emb):
+    for table, fresh in ((lambda: torch.cat([emb[:30], emb[30:]]), True), (lambda: emb, False)):
         emb.grad = al.mask_token.grad = None
-        masked, seeds = al.prepare(table())
+        masked, seeds = al.prepare(table(), in_place=fresh)
         assert torch.equal(emb.detach(), before) and torch.equal(masked[seeds], al.mask_token.expand(10, -1))
         (masked * w).sum().backward()
         rest = torch.ones(50, dtype=torch.bool)

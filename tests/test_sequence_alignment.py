@@ -49,8 +49,7 @@ def test_an_item_output_is_the_mean_state_of_the_positions_that_read_it():
     torch.manual_seed(0)
     m = SASRec(N_ITEMS, dim=8, max_len=4, dropout=0.0).eval()
     batch = _batch()
-    out = m.forward_train()
-    m.loss(batch, out)
+    out = m.forward_train(m.input_embeddings(), batch)
     got = m.node_outputs(out, torch.tensor([3, 5]))
     assert torch.allclose(got[0], (out.states[0, 1] + out.states[0, 3]) / 2, atol=1e-6)  # item 3: read twice
     assert torch.allclose(got[1], out.states[1, 0], atol=1e-6)

@@ -14,14 +14,16 @@ The trainer and the evaluator only use these, so any model that has them fits:
 * ``from_data(data, **hparams)``: builds it for a dataset; the constructor arguments named in
   ``data_args`` come from the data, the others are hyperparameters (``model.<name>``).
 
-For the alignment modules (:mod:`semrec.encoder.align`), a backbone also splits its training
-step (``input_embeddings() / forward_train(x0) / loss(batch, out)``) and says what to align
-(``node_kinds``, ``node_outputs(out, ids)`` and ``align_targets(out, batch)`` returning
-:class:`AlignTarget` s). This interface is defined here, once; the alignment modules import it.
+For the alignment modules (:mod:`semrec.encoder.align`), a backbone also provides
+:class:`AlignableBackbone`: its training step split in two (``forward_train(x0, batch)`` returns
+everything the step computed, ``loss(batch, out)`` reads it; nothing is kept on the side) and
+what to align (``node_kinds``, ``node_outputs(out, ids)``, ``align_targets(out, batch)``
+returning :class:`AlignTarget` s). This interface is defined here, once; the alignment modules
+import it.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -45,6 +47,50 @@ class AlignTarget(NamedTuple):
     per_row: bool = False
 
 
+@runtime_checkable
+class AlignableBackbone(Protocol):
+    """What a backbone gives RLMRec's alignment (``<name>_plus``, ``<name>_gene``).
+
+    Attributes:
+        dim, out_dim: widths of the layer-0 rows and of the output representations.
+        node_kinds: what the rows of :meth:`input_embeddings` are, in order (``("user", "item")``
+            for a graph, ``("item",)`` for a sequence model).
+        fresh_inputs: whether :meth:`input_embeddings` returns a new tensor at every call (a
+            generative alignment then masks it in place; a parameter or a view of one is
+            masked out of place).
+    """
+
+    dim: int
+    out_dim: int
+    node_kinds: tuple[str, ...]
+    fresh_inputs: bool
+
+    def input_embeddings(self) -> torch.Tensor:
+        """The layer-0 rows, ``(N, dim)``."""
+
+    def forward_train(self, x0: torch.Tensor | None, batch: Any) -> Any:
+        """The training pass from the layer-0 rows ``x0`` (default: :meth:`input_embeddings`)
+        for ``batch``: every tensor the step needs, returned, not stored."""
+
+    def loss(self, batch: Any, out: Any = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The backbone's own loss of ``batch`` from ``out`` (default: a fresh :meth:`forward_train`)."""
+
+    def mask_candidates(self, batch: Any) -> torch.Tensor | None:
+        """The rows a generative alignment may mask this step (``None``: any)."""
+
+    def node_outputs(self, out: Any, ids: torch.Tensor) -> torch.Tensor:
+        """The output representations of rows ``ids`` of :meth:`input_embeddings`."""
+
+    def align_targets(self, out: Any, batch: Any) -> list[AlignTarget]:
+        """The step's representations to align, by kind."""
+
+
+#: the members of :class:`AlignableBackbone` (the registry composes ``_plus`` / ``_gene`` for a
+#: model class that has them all)
+ALIGNABLE_MEMBERS = ("dim", "out_dim", "node_kinds", "fresh_inputs", "input_embeddings", "forward_train", "loss",
+                     "mask_candidates", "node_outputs", "align_targets")
+
+
 class Recommender(nn.Module):
     """Base of every built-in model: the defaults of the interface above."""
 
@@ -63,6 +109,13 @@ class Recommender(nn.Module):
 
     def start_epoch(self, epoch: int) -> None:
         """Hook called by the trainer before every training epoch; nothing by default."""
+
+    #: see :class:`AlignableBackbone`
+    fresh_inputs: bool = False
+
+    def mask_candidates(self, batch) -> torch.Tensor | None:
+        """See :class:`AlignableBackbone`: any row by default."""
+        return None
 
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError

@@ -163,7 +163,7 @@ class AutoCF(GraphRecommender):
         weights = torch.ones(anchor.shape[0], device=anchor.device, dtype=anchor.dtype) if counts is None else counts
         return weighted_logsumexp_similarity(anchor, candidates, weights) / weights.sum()
 
-    def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:
+    def forward_train(self, x0: torch.Tensor | None = None, batch: PairBatch | None = None) -> GraphOutput:
         """Masked encoder + decoder pass; redraws the mask every ``fix_steps`` steps."""
         x0 = self.input_embeddings() if x0 is None else x0
         extras = {}
@@ -175,7 +175,7 @@ class AutoCF(GraphRecommender):
         return GraphOutput(*self.split(self._forward(x0, *self._masked)), x0=x0, extras=extras)
 
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = out if out is not None else self.forward_train()
+        out = out if out is not None else self.forward_train(None, batch)
         users, items = out.users, out.items
         rec = -(gather_rows(users, batch.users) * gather_rows(items, batch.pos)).sum(-1).mean()
         u_uniq, u_count = torch.unique(batch.users, return_counts=True)

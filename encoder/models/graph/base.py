@@ -1,7 +1,7 @@
 """The shared base of the graph backbones: ID embeddings propagated over the user–item graph.
 
 Graph backbones split their training step so that alignment modules can join any of them:
-``input_embeddings()`` gives the layer-0 node embeddings, ``forward_train(x0)`` runs the
+``input_embeddings()`` gives the layer-0 node embeddings, ``forward_train(x0, batch)`` runs the
 training pass from them (with the backbone's own augmentations) and returns a
 :class:`GraphOutput`, and ``loss(batch, out)`` turns that output into the backbone's loss.
 ``encode(x0)`` is the deterministic pass used for ranking. For the alignment modules
@@ -84,11 +84,11 @@ class GraphRecommender(Recommender):
         """Build the model for an :class:`~semrec.encoder.dataset.InteractionData`."""
         return cls(data.train, **hparams)
 
-    def input_embeddings(self) -> torch.Tensor:
-        """Layer-0 embeddings of all nodes, users first. Shape ``(U+I, dim)``.
+    #: :meth:`input_embeddings` is a new tensor at every call, which ``_gene`` masks in place
+    fresh_inputs = True
 
-        A new tensor at every call, which ``_gene`` masks in place (a model that returns a
-        parameter, or a view of one, is masked out of place instead)."""
+    def input_embeddings(self) -> torch.Tensor:
+        """Layer-0 embeddings of all nodes, users first. Shape ``(U+I, dim)``."""
         return torch.cat([self.user_emb, self.item_emb], dim=0)
 
     def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +107,7 @@ class GraphRecommender(Recommender):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode()
 
-    def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:
+    def forward_train(self, x0: torch.Tensor | None = None, batch: PairBatch | None = None) -> GraphOutput:
         """The training pass (stochastic where the backbone is) from ``x0`` (default: the embeddings)."""
         x0 = self.input_embeddings() if x0 is None else x0
         return GraphOutput(*self.encode(x0), x0=x0)
@@ -125,7 +125,7 @@ class GraphRecommender(Recommender):
 
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """BPR + L2 on ``out`` (default: a fresh :meth:`forward_train`). Returns the total and its terms."""
-        out = out if out is not None else self.forward_train()
+        out = out if out is not None else self.forward_train(None, batch)
         rec = self.bpr(out, batch)
         reg = self.reg_weight * l2_of_parameters(self)
         return rec + reg, {"bpr": rec, "reg": reg}

@@ -74,13 +74,13 @@ class DCCF(GraphRecommender):
     def encode(self, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split(self._layers(self.input_embeddings() if x0 is None else x0)[0])
 
-    def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:
+    def forward_train(self, x0: torch.Tensor | None = None, batch: PairBatch | None = None) -> GraphOutput:
         x0 = self.input_embeddings() if x0 is None else x0
         out, views = self._layers(x0)
         return GraphOutput(*self.split(out), x0=x0, extras={"views": views})
 
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = out if out is not None else self.forward_train()
+        out = out if out is not None else self.forward_train(None, batch)
         views = out.extras["views"]
         rec = self.bpr(out, batch)
         u_nodes = torch.unique(batch.users)

@@ -146,7 +146,7 @@ class GAT(LightGCN):
         users, items, _, _ = self.views(self.input_embeddings() if x0 is None else x0)
         return users, items
 
-    def forward_train(self, x0: torch.Tensor | None = None) -> GraphOutput:
+    def forward_train(self, x0: torch.Tensor | None = None, batch: PairBatch | None = None) -> GraphOutput:
         x0 = self.input_embeddings() if x0 is None else x0
         users, items, interaction, attr = self.views(x0)
         return GraphOutput(users, items, x0=x0, extras={"interaction": interaction, "attribute": attr})
@@ -162,7 +162,7 @@ class GAT(LightGCN):
         return total / items.numel()
 
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = out if out is not None else self.forward_train()
+        out = out if out is not None else self.forward_train(None, batch)
         rec = self.bpr(out, batch)
         reg = self.reg_weight * l2_of_parameters(self)
         terms = {"bpr": rec, "reg": reg}

@@ -62,7 +62,7 @@ class SGL(LightGCN):
         return self.propagate(x, self.keep_rate, per_layer_dropout=self.augmentation == "random_walk")
 
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = out if out is not None else self.forward_train()
+        out = out if out is not None else self.forward_train(None, batch)
         rec = self.bpr(out, batch)
         v1, v2 = self.augmented_view(out.x0), self.augmented_view(out.x0)
         u1, i1 = self.split(v1)

@@ -54,7 +54,7 @@ class SimGCL(LightGCN):
         return self.propagate(x, 1.0, perturb=lambda h: h + uniform_noise(h, self.eps))
 
     def loss(self, batch: PairBatch, out: GraphOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = out if out is not None else self.forward_train()
+        out = out if out is not None else self.forward_train(None, batch)
         rec = self.bpr(out, batch)
         u1, i1 = self.split(self.perturbed_view(out.x0))
         u2, i2 = self.split(self.perturbed_view(out.x0))

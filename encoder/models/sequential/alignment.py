@@ -17,16 +17,20 @@ from semrec.encoder.models.base import AlignTarget
 
 @dataclass
 class SeqOutput:
-    """One training step's item rows and, once the loss has run, its states (for alignment).
+    """What one training pass computed (:meth:`SequentialRecommender.forward_train`).
 
     Attributes:
-        table: ``(num_items, dim)`` the item rows used this step (an alignment may mask some).
         inputs: ``(B, L)`` the batch's input ids; ``states``: ``(B, L, d)`` their states.
+        outputs: ``(num_items, dim)`` the item rows that score the states, where they were
+            computed this step (``None``: read from the ID rows).
+        table: ``(num_items, dim)`` the item rows the inputs were read from, where the
+            alignment gave them (it may have masked some).
     """
 
-    table: torch.Tensor
-    inputs: torch.Tensor | None = None
-    states: torch.Tensor | None = None
+    inputs: torch.Tensor
+    states: torch.Tensor
+    outputs: torch.Tensor | None = None
+    table: torch.Tensor | None = None
 
 
 class SequenceAlignment:
@@ -43,8 +47,13 @@ class SequenceAlignment:
         """The item rows, ``(num_items, dim)``."""
         return self.item_table()
 
-    def forward_train(self, x0: torch.Tensor | None = None) -> SeqOutput:
-        return SeqOutput(self.input_embeddings() if x0 is None else x0)
+    def forward_train(self, x0: torch.Tensor | None = None, batch: SeqBatch | None = None) -> SeqOutput:
+        """The batch's states, its inputs read from the item rows ``x0`` where given (an alignment's,
+        some masked), the outputs from the item table either way."""
+        vectors = self.item_vectors() if self.items.computed or x0 is not None else None
+        rows = vectors if x0 is None else torch.cat([x0, vectors[self.num_items:]])
+        states = self.encode(batch.inputs, rows)
+        return SeqOutput(batch.inputs, states, None if vectors is None else vectors[: self.num_items], x0)
 
     def mask_candidates(self, batch: SeqBatch) -> torch.Tensor:
         """The items a generative alignment may mask this step: those the batch reads (an item

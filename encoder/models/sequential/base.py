@@ -169,16 +169,9 @@ class SequentialRecommender(SequenceAlignment, Recommender):
         return self.encoder(self.items.embed(items, table), items != self.pad)
 
     def loss(self, batch: SeqBatch, out: SeqOutput | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The next-item loss of the batch. With ``out`` (alignment), the inputs are read from its
-        item rows (a generative alignment masks some) while the outputs stay the item table, and
-        the states are kept in it."""
-        vectors = self.item_vectors() if self.items.computed or out is not None else None
-        table = vectors if out is None else torch.cat([out.table, vectors[self.num_items:]])
-        states = self.encode(batch.inputs, table)
-        if out is not None:
-            out.inputs, out.states = batch.inputs, states
-        rec = self.next_item_loss(states, batch.targets, batch.negatives, batch.per_sequence,
-                                  None if vectors is None else vectors[: self.num_items])
+        """The next-item loss of the batch, from ``out`` (default: :meth:`forward_train` of it)."""
+        out = self.forward_train(None, batch) if out is None else out
+        rec = self.next_item_loss(out.states, batch.targets, batch.negatives, batch.per_sequence, out.outputs)
         return rec, {self.loss_name: rec}
 
     def next_item_loss(self, states: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
