@@ -27,7 +27,7 @@ from torch import nn
 
 from semrec.encoder.dataset import EMBEDDING_FILES, DataError, InteractionData
 from semrec.encoder.graph import gather_rows
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability
+from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, OpenUnit, PositiveFloat, choice
 from semrec.encoder.losses import grouped_info_nce, info_nce, pad_to_groups
 from semrec.encoder.models.base import AlignableBackbone, AlignTarget, Recommender
 from semrec.encoder.linalg import pca
@@ -45,7 +45,7 @@ def projection(in_dim: int, out_dim: int) -> nn.Sequential:
 
 #: settings of the semantic inputs themselves, set as ``align.<name>`` beside the alignment's
 #: own arguments: name -> (type, default)
-TABLE_OPTIONS = {"shuffle": (bool, False), "sem_dim": (int, 0)}
+TABLE_OPTIONS = {"shuffle": (bool, False), "sem_dim": (NonNegativeInt, 0)}
 
 
 def semantic_tables(data: InteractionData, shuffle: bool = False, sem_dim: int = 0,
@@ -153,7 +153,7 @@ class ContrastiveAlignment(Alignment):
     data_args = ("user_sem", "item_sem", "collab_dim")
 
     def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, kd_weight: NonNegativeFloat = 1e-2,
-                 kd_temperature: PositiveFloat = 0.2, user_negatives: str = "all", negatives: NonNegativeInt = 0,
+                 kd_temperature: PositiveFloat = 0.2, user_negatives: choice("all", "batch") = "all", negatives: NonNegativeInt = 0,
                  max_rows: NonNegativeInt = 0):
         super().__init__()
         if user_negatives not in ("all", "batch"):
@@ -269,7 +269,7 @@ class GenerativeAlignment(Alignment):
     data_args = ("user_sem", "item_sem", "collab_dim", "input_dim", "node_kinds")
 
     def __init__(self, user_sem: np.ndarray, item_sem: np.ndarray, collab_dim: int, input_dim: int,
-                 node_kinds: tuple[str, ...] = ("user", "item"), mask_ratio: Probability = 0.1,
+                 node_kinds: tuple[str, ...] = ("user", "item"), mask_ratio: OpenUnit = 0.1,
                  recon_weight: NonNegativeFloat = 0.1, re_temperature: PositiveFloat = 0.2, negatives: NonNegativeInt = 0):
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:

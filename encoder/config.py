@@ -326,13 +326,17 @@ def resolve_config(model_name: str, dataset: str, model_cls: type, overrides: li
         backbone = getattr(model_cls, "backbone_cls", None)
         names = ([backbone.registered_name] if backbone is not None else []) + [model_name]
         files = [p for p in (config_dir() / f"{n}.yaml" for n in names) if p.exists()]
-    for path in files:
-        layer = read_yaml(path)
+    layers = [(path, read_yaml(path)) for path in files]
+    for path, layer in layers:  # every file's top level (the backbone's, then the aligned model's) ...
         b.apply(layer, str(path), allow_datasets=True)
+    for path, layer in layers:  # ... then every file's section for this dataset
         per_dataset = layer.get("datasets") or {}
         if not isinstance(per_dataset, dict):
             raise ConfigError(f"{path}: 'datasets' must map dataset names to sections")
-        b.apply(per_dataset.get(dataset) or {}, f"{path} [datasets.{dataset}]")
+        section = per_dataset.get(dataset) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: datasets.{dataset} must be a mapping of sections")
+        b.apply(section, f"{path} [datasets.{dataset}]")
     for section, key, value in parse_overrides(list(overrides)):
         if section not in SECTIONS:
             raise ConfigError(f"--set {section}.{key}: unknown section {section!r}; valid sections: "
@@ -346,15 +350,6 @@ def config_from_dict(d: dict[str, Any], model_cls: type) -> RunConfig:
     """Rebuild a saved (resolved) configuration, re-checking every key."""
     b = _Builder(d["model_name"], d["dataset"], model_cls)
     layers = {s: dict(d.get(s) or {}) for s in SECTIONS}
-    if "mask_valid_at_test" in layers["eval"]:  # runs saved before eval.exclude replaced it
-        layers["eval"]["exclude"] = "history" if layers["eval"].pop("mask_valid_at_test") else "train"
-    from semrec.encoder.models.sequential.base import SequentialRecommender  # here: the model package is heavy
-
-    if "length_buckets" not in layers["train"] and issubclass(getattr(model_cls, "backbone_cls", model_cls),
-                                                                SequentialRecommender):
-        layers["train"]["length_buckets"] = 32  # runs saved before the key, when sequence batches were always sorted
-    if "length_groups" in b.params["model"] and "length_groups" not in layers["model"]:
-        layers["model"]["length_groups"] = 1  # runs saved before the key encoded a batch in one call (same states)
     b.apply(layers, "saved config")
     b.check_complete()
     return b.cfg

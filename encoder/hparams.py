@@ -69,6 +69,8 @@ Probability = Annotated[float, Range(0, 1)]
 DropoutRate = Annotated[float, Range(0, 1, open_high=True)]
 #: a share of edges kept: 0 would keep none
 KeepRate = Annotated[float, Range(0, 1, open_low=True)]
+#: a share strictly between none and all (a mask ratio)
+OpenUnit = Annotated[float, Range(0, 1, open_low=True, open_high=True)]
 #: a random seed (torch takes at most 64 bits)
 Seed = Annotated[int, Range(0, 2**63 - 1)]
 

@@ -12,8 +12,7 @@ A model says what it trains on with ``batch_kind`` and, where the sampler has op
   token, to be recovered (BERT4Rec).
 
 Every sampler draws from one ``torch.Generator`` (saved in checkpoints, so a resumed run sees
-the same batches) and takes ``rank`` / ``world_size``: the epoch's shuffled order is dealt out
-so that process ``rank`` of ``world_size`` gets every ``world_size``-th example.
+the same batches).
 
 Sequence batches are ``(B, L)`` item-id tensors, left-padded: the last column holds each
 sequence's newest item. The padding id is ``num_items`` (one past the last item); the cloze
@@ -41,12 +40,6 @@ from semrec.encoder.batches import NEGATIVES_PER, PairBatch, SeqBatch
 from semrec.encoder.dataset import InteractionData
 
 
-def _deal(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank must lie in 0..{world_size - 1}, got {rank}")
-    return order[rank::world_size]
-
-
 class PairSampler:
     """Every training interaction once per epoch, as (user, item, unseen item), shuffled.
 
@@ -54,22 +47,18 @@ class PairSampler:
         data: the dataset.
         batch_size: triples per batch.
         generator: drives the negatives and the order (negatives first, then the order).
-        rank, world_size: this process's share of the epoch.
     """
 
-    def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, rank: int = 0,
-                 world_size: int = 1):
+    def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator):
         self.data, self.batch_size, self.generator = data, batch_size, generator
-        self.rank, self.world_size = rank, world_size
         self.users, self.items = data.train_pairs()
 
     def __len__(self) -> int:
-        n = len(range(self.rank, self.users.numel(), self.world_size))
-        return -(-n // self.batch_size)
+        return -(-self.users.numel() // self.batch_size)
 
     def __iter__(self) -> Iterator[PairBatch]:
         negs = self.data.sample_negatives(self.users, generator=self.generator)
-        order = _deal(torch.randperm(self.users.numel(), generator=self.generator), self.rank, self.world_size)
+        order = torch.randperm(self.users.numel(), generator=self.generator)
         for lo in range(0, order.numel(), self.batch_size):
             idx = order[lo:lo + self.batch_size]
             yield PairBatch(self.users[idx], self.items[idx], negs[idx])
@@ -117,12 +106,12 @@ class _SequenceSampler:
     ``buckets=1``: plain random batches."""
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int,
-                 rank: int, world_size: int, span: int, buckets: int):
+                 span: int, buckets: int):
         seq = data.require_sequences()
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         self.data, self.batch_size, self.generator = data, batch_size, generator
-        self.rank, self.world_size, self.max_len, self.buckets = rank, world_size, max_len, max(1, buckets)
+        self.max_len, self.buckets = max_len, max(1, buckets)
         ends = seq.history_end("train")
         users = np.flatnonzero(ends - seq.ptr[:-1] >= 2)
         window = seq.histories(users, "train", max_len + span, pad=data.num_items)
@@ -131,11 +120,10 @@ class _SequenceSampler:
         self.lengths = (self.window != data.num_items).sum(1)
 
     def __len__(self) -> int:
-        n = len(range(self.rank, self.users.numel(), self.world_size))
-        return -(-n // self.batch_size)
+        return -(-self.users.numel() // self.batch_size)
 
     def _batches(self) -> list[torch.Tensor]:
-        order = _deal(torch.randperm(self.users.numel(), generator=self.generator), self.rank, self.world_size)
+        order = torch.randperm(self.users.numel(), generator=self.generator)
         chunk = self.batch_size * self.buckets
         batches = []
         for lo in range(0, order.numel(), chunk):
@@ -165,9 +153,9 @@ class NextItemSampler(_SequenceSampler):
     """
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
-                 negatives: int = 0, rank: int = 0, world_size: int = 1, buckets: int = LENGTH_BUCKETS,
+                 negatives: int = 0, buckets: int = LENGTH_BUCKETS,
                  negatives_per: str = "position"):
-        super().__init__(data, batch_size, generator, max_len, rank, world_size, span=1, buckets=buckets)
+        super().__init__(data, batch_size, generator, max_len, span=1, buckets=buckets)
         self.negatives, self.negatives_per = negatives, _check_negatives_per(negatives_per)
 
     def __iter__(self) -> Iterator[SeqBatch]:
@@ -194,9 +182,9 @@ class ClozeSampler(_SequenceSampler):
     """
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
-                 mask_prob: float = 0.2, negatives: int = 0, rank: int = 0, world_size: int = 1,
+                 mask_prob: float = 0.2, negatives: int = 0,
                  buckets: int = LENGTH_BUCKETS, negatives_per: str = "position"):
-        super().__init__(data, batch_size, generator, max_len, rank, world_size, span=0, buckets=buckets)
+        super().__init__(data, batch_size, generator, max_len, span=0, buckets=buckets)
         if not 0.0 < mask_prob <= 1.0:
             raise ValueError(f"mask_prob must lie in (0, 1], got {mask_prob}")
         self.mask_prob, self.negatives = mask_prob, negatives
@@ -223,7 +211,7 @@ SAMPLERS: dict[str, Callable[..., Any]] = {"pairwise": PairSampler, "next_item":
 
 
 def make_sampler(model: Any, data: InteractionData, batch_size: int, generator: torch.Generator,
-                 rank: int = 0, world_size: int = 1, negatives_per: str = "position",
+                 negatives_per: str = "position",
                  length_buckets: int = LENGTH_BUCKETS):
     """The sampler for ``model.batch_kind`` with ``model.sampler_options()``;
     ``negatives_per``: ``position`` or ``sequence``; ``length_buckets``: batches sorted by
@@ -242,4 +230,4 @@ def make_sampler(model: Any, data: InteractionData, batch_size: int, generator: 
             raise ValueError(f"train.length_buckets={length_buckets} applies to sequence models; "
                              f"{type(model).__name__} trains on BPR triples")
         options["buckets"] = length_buckets
-    return SAMPLERS[kind](data, batch_size, generator, rank=rank, world_size=world_size, **options)
+    return SAMPLERS[kind](data, batch_size, generator, **options)

@@ -121,8 +121,7 @@ class Trainer:
     """
 
     def __init__(self, model: torch.nn.Module, data: InteractionData, cfg: RunConfig,
-                 run_dir: str | Path, device: torch.device, sampler: torch.Generator | None = None,
-                 rank: int = 0, world_size: int = 1):
+                 run_dir: str | Path, device: torch.device, sampler: torch.Generator | None = None):
         self.model, self.data, self.cfg = model.to(device), data, cfg
         self.device = device
         self.run_dir = Path(run_dir)
@@ -137,7 +136,7 @@ class Trainer:
             raise ValueError(f"train.stop_metric {self.stop_metric!r} is not computed; it must be one of "
                              f"eval.metrics at one of eval.ks ({ec.metrics} @ {ec.ks})")
         self.sampler = sampler or torch.Generator().manual_seed(tc.seed)  # the batches' random stream
-        self.batches = make_sampler(model, data, tc.batch_size, self.sampler, rank=rank, world_size=world_size,
+        self.batches = make_sampler(model, data, tc.batch_size, self.sampler,
                                     negatives_per=tc.negatives_per, length_buckets=tc.length_buckets)
         if len(self.batches) == 0:
             need = ("a sequence model trains on the users with at least 2 training items (4 in all, with the "
@@ -263,8 +262,7 @@ class Trainer:
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
-            if "scheduler" in ckpt:  # absent from checkpoints of semrec before schedules (constant rate)
-                self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
             torch.set_rng_state(ckpt["rng_torch"].cpu())
             self.sampler.set_state(ckpt["rng_sampler"].cpu())
             if ckpt["rng_cuda"]:

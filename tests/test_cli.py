@@ -270,28 +270,3 @@ class Exploit:
         return os.system, ("echo pwned > /dev/null",)
 
 
-def test_a_run_saved_before_eval_exclude_still_resumes(finished_run):
-    cfg = finished_run / "config.yaml"
-    text = cfg.read_text()
-    assert "exclude: train" in text
-    cfg.write_text(text.replace("exclude: train", "mask_valid_at_test: false"))
-    assert main(["--resume", str(finished_run), "--quiet"]) == 0
-
-
-def test_runs_saved_before_length_buckets_resume_with_sorted_sequence_batches(finished_run, tiny_dir, tmp_path):
-    """... and with one encoder call a batch (model.length_groups: 1), as they were trained."""
-    from semrec.encoder.train_encoder import _saved_config
-
-    seq = tmp_path / "seq"
-    assert main(["--model", "sasrec", "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out", str(seq),
-                 "--set", "train.epochs=1", "--quiet"]) == 0
-    assert "length_groups: 8" in (seq / "config.yaml").read_text()
-    for run, before in ((seq, 32), (finished_run, 1)):
-        path = run / "config.yaml"
-        assert "length_buckets: 1" in path.read_text()  # the default is written into every run's config
-        text = path.read_text().replace("    length_buckets: 1\n", "").replace("    length_groups: 8\n", "")
-        path.write_text(text)  # as runs before the keys were
-        assert _saved_config(run)[0].train.length_buckets == before  # graph models have no sequence batches
-    assert _saved_config(seq)[0].model["length_groups"] == 1
-    assert "length_groups" not in _saved_config(finished_run)[0].model
-    assert main(["--resume", str(finished_run), "--quiet"]) == 0

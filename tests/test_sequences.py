@@ -7,8 +7,7 @@ import torch
 
 from helpers import random_sequences, shared_path, write_sequences
 from semrec.encoder.dataset import DataError, load_dataset
-from semrec.encoder.sampling import ClozeSampler, NextItemSampler, PairSampler
-from semrec.encoder.sequences import SequenceData
+from semrec.encoder.sampling import ClozeSampler, NextItemSampler
 
 
 def _s3rec(tmp_path, lines):
@@ -150,21 +149,6 @@ def test_cloze_batches_mask_at_least_one_real_item(seq_data):
         masked = b.inputs == mask
         assert masked.any(1).all() and (masked == (b.targets != pad)).all()
         assert not (masked & (b.targets == pad)).any()
-
-
-@pytest.mark.parametrize("make", [
-    lambda d, r, w: PairSampler(d, 16, torch.Generator().manual_seed(0), rank=r, world_size=w),
-    lambda d, r, w: NextItemSampler(d, 4, torch.Generator().manual_seed(0), max_len=5, rank=r, world_size=w),
-])
-def test_ranks_share_an_epoch_without_overlap(seq_data, make):
-    def users(r, w):
-        return sorted(u for b in make(seq_data, r, w) for u in b.users.tolist())
-
-    whole = users(0, 1)
-    parts = users(0, 3) + users(1, 3) + users(2, 3)
-    assert sorted(parts) == whole
-    with pytest.raises(ValueError, match="rank must lie in 0..2"):
-        list(make(seq_data, 3, 3))
 
 
 def test_shared_s3rec_beauty_has_the_published_statistics():

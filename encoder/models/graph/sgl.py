@@ -37,8 +37,8 @@ class SGL(LightGCN):
     """
 
     def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 3, keep_rate: KeepRate = 0.8,
-                 reg_weight: NonNegativeFloat = 1e-6, augmentation: str = "edge_drop", cl_weight: NonNegativeFloat = 1e-3,
-                 temperature: PositiveFloat = 0.1, cl_negatives: str = "all", layer_agg: str = "sum"):
+                 reg_weight: NonNegativeFloat = 1e-5, augmentation: str = "edge_drop", cl_weight: NonNegativeFloat = 0.1,
+                 temperature: PositiveFloat = 0.2, cl_negatives: str = "all", layer_agg: str = "sum"):
         super().__init__(interactions, dim=dim, layers=layers, keep_rate=keep_rate, reg_weight=reg_weight,
                          layer_agg=layer_agg)
         if augmentation not in AUGMENTATIONS:

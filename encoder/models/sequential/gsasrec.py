@@ -40,7 +40,7 @@ class GSASRec(SASRec):
     losses = ("gbce",)
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
-                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: DropoutRate = 0.2,
+                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: DropoutRate = 0.5,
                  layout: choice(*LAYOUTS) = "sasrec", attend_padding: bool = False, scale_items: bool = True,
                  length_groups: PositiveInt = LENGTH_GROUPS, negatives: PositiveInt = 256, t: Probability = 0.75,
                  init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02, **table: Any):

@@ -140,7 +140,7 @@ class SASRec(SequentialRecommender):
     """
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
-                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 64, dropout: DropoutRate = 0.2,
+                 heads: PositiveInt = 2, ffn_dim: PositiveInt = 256, dropout: DropoutRate = 0.5,
                  layout: choice(*LAYOUTS) = "sasrec", attend_padding: bool = False, scale_items: bool = True,
                  length_groups: PositiveInt = LENGTH_GROUPS, loss: choice(*LOSSES) = "ce",
                  negatives: NonNegativeInt = 0, init: choice(*INITS) = "normal", init_std: PositiveFloat = 0.02,
