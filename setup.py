@@ -1,12 +1,14 @@
 """Install semrec: the repository's top-level folders become the ``semrec.*`` packages.
 
-``encoder/`` -> ``semrec.encoder``, ``generation/`` -> ``semrec.generation``,
+``encoder/`` -> ``semrec.encoder`` (and ``encoder/common/`` -> ``semrec.common``, the helpers every
+package imports), ``generation/`` -> ``semrec.generation``,
 ``data/`` -> ``semrec.data`` and ``configs/`` -> ``semrec.configs`` (YAML only), so nothing
 with a generic name (``encoder``, ``data``) lands in site-packages.
 """
 from setuptools import setup
 
 PACKAGES = {
+    "semrec.common": "encoder/common",  # helpers every package imports (the top level is fixed, so it sits here)
     "semrec.encoder": "encoder",
     "semrec.encoder.models": "encoder/models",
     "semrec.encoder.models.graph": "encoder/models/graph",

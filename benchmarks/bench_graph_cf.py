@@ -76,7 +76,7 @@ def run_one(model: str, seed: int, data: Path, extra: list[str], workdir: Path, 
     another command is making at the same time.
     """
     out = workdir / f"{model}-{seed}"
-    from semrec.encoder.io import BusyError, exclusive
+    from semrec.common.io import BusyError, exclusive
 
     try:
         with exclusive(workdir / f"{out.name}.lock", f"{model} seed {seed}: {out} is in use by another process"):

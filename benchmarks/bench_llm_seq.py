@@ -218,7 +218,7 @@ COST_CHILD = """
 import json, sys, time, torch
 from semrec.encoder.config import resolve_config
 from semrec.encoder.dataset import load_dataset
-from semrec.encoder.linalg import top_k_cosine
+from semrec.common.linalg import top_k_cosine
 from semrec.encoder.registry import build_model, get_model_class
 from semrec.encoder.sampling import make_sampler
 folder, epochs, pairs = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from semrec.encoder.io import atomic_write, check_name, write_json
+from semrec.common.io import atomic_write, check_name, write_json
 
 if __package__ in (None, ""):  # run as a script: import the installed package
     from semrec.data.readers import (ATTRIBUTE_FIELDS, PrepareError, RawInteractions, item_attributes, read_amazon,

@@ -24,7 +24,7 @@ def read_profiles(folder: str | Path, kind: str = "user"):
         FileNotFoundError: no profile file.
         DataError: a refused or unreadable pickle, or one that is not ``{id: {"profile": ...}}``.
     """
-    from semrec.encoder.io import DataError, load_pickle
+    from semrec.common.io import DataError, load_pickle
 
     path = Path(folder) / FILES[kind]
     if not path.exists():
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.data_dir and not args.dataset:
         p.error("give --dataset NAME or --data-dir DIR")
-    from semrec.encoder.io import DataError, data_root
+    from semrec.common.io import DataError, data_root
 
     folder = Path(args.data_dir) if args.data_dir else data_root() / args.dataset
     wanted = [("user", i) for i in args.user] + [("item", i) for i in args.item]

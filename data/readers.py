@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from semrec.encoder.io import int_cell, parse_json, read_text, text_lines
-from semrec.encoder.io import json_lines as _json_lines
+from semrec.common.io import int_cell, parse_json, read_text, text_lines
+from semrec.common.io import json_lines as _json_lines
 
 
 class PrepareError(ValueError):

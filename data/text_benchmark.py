@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semrec.encoder.io import load_pickle, write_pickle
+from semrec.common.io import load_pickle, write_pickle
 
 if __package__ in (None, ""):
     from semrec.data.prepare import convert

@@ -27,10 +27,10 @@ from torch import nn
 
 from semrec.encoder.dataset import EMBEDDING_FILES, DataError, InteractionData
 from semrec.encoder.graph import gather_rows
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, OpenUnit, PositiveFloat, choice
+from semrec.common.hparams import NonNegativeFloat, NonNegativeInt, OpenUnit, PositiveFloat, choice
 from semrec.encoder.losses import grouped_info_nce, info_nce, pad_to_groups
 from semrec.encoder.models.base import AlignableBackbone, AlignTarget, Recommender
-from semrec.encoder.linalg import pca
+from semrec.common.linalg import pca
 
 
 def projection(in_dim: int, out_dim: int) -> nn.Sequential:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semrec.encoder.io import DataError, int_cell, is_int, json_lines, parse_json, read_text
+from semrec.common.io import DataError, int_cell, is_int, json_lines, parse_json, read_text
 
 ATTRIBUTE_FILE = "item_attributes.jsonl"
 #: attribute-coverage buckets of items: number of attributes -> label (used by the benchmarks)

@@ -1,15 +1,18 @@
 """Layered, typed run configuration.
 
-Precedence, lowest first: the dataclass defaults below (and the model constructor's own
-defaults) < ``configs/<model>.yaml`` < that file's ``datasets: <dataset>:`` section <
-``--set key=value`` on the command line. An aligned model (``lightgcn_plus``) first applies
-its backbone's file (``lightgcn.yaml``), then its own if there is one. Every key is checked: an unknown section or key
-is an error that lists the valid ones, and values are converted to the declared type.
+Precedence, lowest first: the dataclass defaults below and the model constructor's own defaults
+(the one source of a model's defaults) < every config file's top level < every file's
+``datasets: <dataset>:`` section < ``--set key=value`` on the command line. The files are
+``configs/<model>.yaml``, or for an aligned model (``lightgcn_plus``) its backbone's file
+(``lightgcn.yaml``) then its own, so a dataset section of either beats both top levels. A file
+holds a model's training recipe (``train``, ``eval``) and its departures from the defaults, each
+with its reason. Every key is checked: an unknown section or key is an error that lists the
+valid ones, and values are converted to the declared type and checked against its range.
 
 A model YAML file looks like::
 
     train: {lr: 1.0e-3, batch_size: 4096}
-    model: {layers: 3, reg_weight: 1.0e-6}   # the model constructor's arguments
+    model: {reg_weight: 1.0e-7}   # the model constructor's arguments, where they depart
     datasets:
       steam: {model: {layers: 2}}
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Seed, \
+from semrec.common.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Seed, \
     check_fields, choice, out_of_range, range_of
 from semrec.encoder.batches import NEGATIVES_PER
 from semrec.encoder.sampling import LENGTH_BUCKETS
@@ -148,7 +151,7 @@ def config_dir() -> Path:
 
 def coerce(value: Any, annotation: Any, key: str) -> Any:
     """Convert ``value`` to ``annotation`` (int, float, bool, str, list[...], optionally with a
-    :class:`~semrec.encoder.hparams.Range`) or raise ConfigError."""
+    :class:`~semrec.common.hparams.Range`) or raise ConfigError."""
     inner, rng = range_of(annotation)
     if rng is not None:
         value = coerce(value, inner, key)
@@ -243,9 +246,12 @@ class _Builder:
         self.params = {"model": model_hyperparameters(model_cls), "align": align_hyperparameters(model_cls)}
         for section, params in self.params.items():
             setattr(self.cfg, section, {n: p.default for n, p in params.items() if p.default is not p.empty})
+        #: where each set value came from, ``"section.key" -> origin`` (the rest are defaults)
+        self.origins: dict[str, str] = {}
 
     def set(self, section: str, key: str, value: Any, origin: str) -> None:
         where = f"{origin}: {section}.{key}"
+        self.origins[f"{section}.{key}"] = origin
         if section in self.params:
             params = self.params[section]
             if not params and section == "align":
@@ -303,7 +309,7 @@ def parse_overrides(items: list[str]) -> list[tuple[str, str, Any]]:
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML file's top-level mapping; ConfigError naming the file for anything else (a folder,
     text that is not UTF-8, invalid YAML)."""
-    from semrec.encoder.io import read_text
+    from semrec.common.io import read_text
 
     try:
         content = yaml.safe_load(read_text(path, ConfigError)) or {}
@@ -315,9 +321,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def resolve_config(model_name: str, dataset: str, model_cls: type, overrides: list[str] = (),
-                   config_file: Path | None = None) -> RunConfig:
-    """Build the run configuration from all layers (see the module docstring)."""
+                   config_file: Path | None = None, origins: dict[str, str] | None = None) -> RunConfig:
+    """Build the run configuration from all layers (see the module docstring); ``origins``, when
+    given, is filled with where each value not left at its default came from."""
     b = _Builder(model_name, dataset, model_cls)
+    if origins is not None:
+        b.origins = origins
     if config_file is not None:
         if not Path(config_file).exists():
             raise ConfigError(f"config file {config_file} does not exist")

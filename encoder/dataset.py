@@ -5,7 +5,7 @@ sparse ``users × items`` matrices, any sparse format; non-zero means "interacte
 optionally, the semantic embeddings ``usr_emb_np.pkl`` / ``itm_emb_np.pkl`` (``users × d``
 and ``items × d`` arrays) and the text profiles ``usr_prf.pkl`` / ``itm_prf.pkl``.
 
-Pickles are read with :func:`semrec.encoder.io.load_pickle`: a downloaded pickle can neither
+Pickles are read with :func:`semrec.common.io.load_pickle`: a downloaded pickle can neither
 run code nor crash the process (every sparse matrix in it is checked before use).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from semrec.encoder.attributes import ATTRIBUTE_FILE, ItemAttributes, read_item_attributes, read_s3rec_attributes
-from semrec.encoder.io import DataError, load_pickle
+from semrec.common.io import DataError, load_pickle
 from semrec.encoder.sequences import SequenceData, read_s3rec_sequences, read_sequences_jsonl
 
 log = logging.getLogger(__name__)

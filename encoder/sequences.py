@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from semrec.encoder.io import DataError, int_cell, is_int, json_lines, text_lines
+from semrec.common.io import DataError, int_cell, is_int, json_lines, text_lines
 
 SPLITS = ("train", "valid", "test")
 

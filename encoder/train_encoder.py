@@ -26,11 +26,11 @@ EXIT_TRAINING_FAILED = 3
 
 
 def dataset_path(name: str, data_dir: str | None) -> Path:
-    from semrec.encoder.io import data_root
+    from semrec.common.io import data_root
 
     path = Path(data_dir) if data_dir else data_root() / name
     if name == "demo" and not data_dir and not (path / "trn_mat.pkl").exists():
-        from semrec.data.demo import make_demo
+        from semrec.common.demo import make_demo
 
         log.info("creating the demo dataset in %s", path)
         make_demo(path)
@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-sparse-ids", action="store_true",
                    help="keep item ids far sparser than the items that occur (refused by default: a stray id "
                         "would size the item table)")
-    p.add_argument("--list-models", action="store_true", help="print the model names, one per line")
+    p.add_argument("--list-models", action="store_true", help="print the model names by family, one line each")
+    p.add_argument("--show-config", metavar="MODEL",
+                   help="print every setting of MODEL as a run would resolve it (with --dataset: for that dataset): "
+                        "value, type and range, where it comes from, and what it means")
     p.add_argument("--quiet", action="store_true", help="only warnings and the final line")
     return p
 
@@ -91,7 +94,7 @@ RUN_FILES = {"config.yaml", "config.yaml.tmp", "log.txt", ".lock", "history.json
 def _saved_run(run_dir: Path) -> dict:
     """A run folder's ``config.yaml`` as saved, checked to be a semrec run's (errors name the file)."""
     from semrec.encoder.config import ConfigError
-    from semrec.encoder.io import read_text
+    from semrec.common.io import read_text
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
@@ -134,7 +137,7 @@ def _trainer(cfg, data_dir: str, run_dir: Path, allow_sparse_ids: bool = False, 
     resumed or evaluated on data rewritten since), and the run's memory against what is
     available (:mod:`semrec.encoder.memory`)."""
     from semrec.encoder.dataset import load_dataset
-    from semrec.encoder.io import DataError
+    from semrec.common.io import DataError
     from semrec.encoder.memory import check_fits
     from semrec.encoder.registry import build_model, get_model_class
     from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
@@ -186,7 +189,7 @@ def _check_writable(folder: Path, doing: str) -> None:
 def evaluate_run(args: argparse.Namespace) -> dict:
     """``--evaluate``: a finished (or running) run's best weights under other evaluation settings."""
     from semrec.encoder.config import ConfigError, parse_overrides
-    from semrec.encoder.io import write_json
+    from semrec.common.io import write_json
 
     _setup_logging(None, args.quiet)
     given = [flag for key, flag in _NEW_RUN_FLAGS.items() if key != "overrides" and getattr(args, key) not in (None, [], False)]
@@ -216,7 +219,7 @@ def _with_eval(ec, key: str, value):
     import typing
 
     from semrec.encoder.config import ConfigError, coerce
-    from semrec.encoder.hparams import check_fields
+    from semrec.common.hparams import check_fields
 
     hints = typing.get_type_hints(type(ec), include_extras=True)
     if key not in hints:
@@ -251,7 +254,7 @@ def _check_out(run_dir: Path, locked: bool = False) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     from semrec.encoder.config import resolve_config
-    from semrec.encoder.io import check_name, exclusive, write_text
+    from semrec.common.io import check_name, exclusive, write_text
     from semrec.encoder.registry import get_model_class
     from semrec.encoder.trainer import CHECKPOINT, HISTORY
 
@@ -314,17 +317,22 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.list_models:
-        from semrec.encoder.registry import available_models
+        from semrec.encoder.describe import list_models
 
-        print("\n".join(available_models()))
+        list_models()
         return 0
     from semrec.encoder.config import ConfigError
-    from semrec.encoder.io import BusyError, DataError
+    from semrec.common.io import BusyError, DataError
     from semrec.encoder.trainer import TrainingError
 
     from semrec.encoder.memory import describe_oom
 
     try:
+        if args.show_config:
+            from semrec.encoder.describe import show_config
+
+            show_config(args.show_config, args.dataset or "default")
+            return 0
         results = evaluate_run(args) if args.evaluate else run(args)
     except (ConfigError, DataError, BusyError, KeyError, ValueError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

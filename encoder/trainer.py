@@ -30,9 +30,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from semrec.encoder.checkpoint import checkpoint_problem
 from semrec.encoder.config import RunConfig
 from semrec.encoder.dataset import InteractionData
-from semrec.encoder.io import DataError, atomic_write, is_int, write_json
+from semrec.common.io import DataError, atomic_write, is_int, write_json
 from semrec.encoder.evaluator import Evaluator
 from semrec.encoder.metrics import parse_metric_key
 from semrec.encoder.sampling import make_sampler
@@ -79,21 +80,6 @@ class _State:
     bad_evals: int = 0
     train_seconds: list[float] = field(default_factory=list)
     eval_seconds: list[float] = field(default_factory=list)
-
-
-def _weights_problem(weights: Any, reference: dict[str, torch.Tensor]) -> str | None:
-    """What keeps ``weights`` from loading into a model whose state dict is ``reference``."""
-    if not isinstance(weights, dict):
-        return f"a {type(weights).__name__}, not a dict of tensors"
-    missing, extra = sorted(set(reference) - set(weights)), sorted(set(weights) - set(reference))
-    if missing or extra:
-        return f"other tensors than the model's (missing {missing[:3]}, unexpected {extra[:3]})"
-    for name, ref in reference.items():
-        w = weights[name]
-        if not isinstance(w, torch.Tensor) or w.shape != ref.shape:
-            shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-            return f"{name} has shape {shape}, the model's {tuple(ref.shape)}"
-    return None
 
 
 def _schedule(warmup: int, decay: str, total: int):
@@ -177,57 +163,10 @@ class Trainer:
             kind = "it holds objects a checkpoint never does (refused, nothing was run)" \
                 if isinstance(e, pickle.UnpicklingError) else f"{type(e).__name__}"
             raise DataError(f"{path}: not a readable semrec checkpoint ({kind}); nothing was {what}") from None
-        problem = self._checkpoint_problem(ckpt, full=what == "resumed")
+        problem = checkpoint_problem(ckpt, self.model.state_dict(), self.cfg.train.epochs, full=what == "resumed")
         if problem:
             raise DataError(f"{path}: does not match this run's model and config ({problem}); nothing was {what}")
         return ckpt
-
-    def _checkpoint_problem(self, ckpt: Any, full: bool) -> str | None:
-        """What is wrong with a loaded checkpoint's fields (types, ranges, tensor shapes), or
-        ``None``: everything is checked before any of it is used or any file is touched."""
-        if not isinstance(ckpt, dict):
-            return f"a {type(ckpt).__name__}, not a dict of fields"
-        epochs = self.cfg.train.epochs
-        ints = {"best_epoch": (-1, epochs - 1)}
-        if full:
-            ints.update(epoch=(-1, epochs - 1), bad_evals=(0, None))
-        for name, (low, high) in ints.items():
-            value = ckpt.get(name)
-            if not is_int(value) or value < low or (high is not None and value > high):
-                return f"{name} is {value!r}; expected an integer in [{low}, {'inf' if high is None else high}]"
-        if full and ckpt["best_epoch"] > ckpt["epoch"]:
-            return f"best_epoch {ckpt['best_epoch']} is after the last epoch {ckpt['epoch']}"
-        reference = self.model.state_dict()
-        for name in ("best_weights", "model") if full else ("best_weights",):
-            weights = ckpt.get(name)
-            if weights is None and name == "best_weights":
-                continue
-            problem = _weights_problem(weights, reference)
-            if problem:
-                return f"{name}: {problem}"
-        if not full:
-            return None
-        score = ckpt.get("best_score")
-        if not isinstance(score, (int, float)) or isinstance(score, bool) or math.isnan(score):
-            return f"best_score is {score!r}; expected a number"
-        best_valid = ckpt.get("best_valid")
-        if not isinstance(best_valid, dict) or not all(
-                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in best_valid.items()):
-            return "best_valid is not a dict of metric values"
-        for name in ("train_seconds", "eval_seconds"):
-            values = ckpt.get(name)
-            if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
-                return f"{name} is not a list of numbers"
-        for name in ("optimizer", "scheduler"):
-            if not isinstance(ckpt.get(name), dict):
-                return f"no {name} state"
-        for name in ("rng_torch", "rng_sampler"):
-            state = ckpt.get(name)
-            if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
-                return f"{name} is not a random generator's state"
-        if not isinstance(ckpt.get("rng_cuda"), list):
-            return "rng_cuda is not a list"
-        return None
 
     def evaluate_saved(self) -> dict[str, Any]:
         """The saved best weights of this run folder, evaluated on validation and test with this

@@ -117,7 +117,7 @@ class OpenAIEncoder:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     async def _encode(self, batches: list[list[str]]) -> list[np.ndarray]:
-        from semrec.encoder.io import atomic_write
+        from semrec.common.io import atomic_write
         from semrec.generation.llm import LLMError, call_with_backoff, make_client, run_bounded
 
         client = make_client(self.settings)

@@ -133,7 +133,7 @@ async def run_batch(job: Job, pending: list, poll_seconds: float = 30.0, log=pri
     The batch id is saved next to the cache before waiting, so an interrupted run resumes the
     same batch (no second submission) when started again.
     """
-    from semrec.encoder.io import write_json
+    from semrec.common.io import write_json
     from semrec.generation.llm import call_with_backoff
 
     client = make_client(job.settings)
@@ -224,7 +224,7 @@ def write_outputs(job: Job, profiles: dict[int, dict[str, str]]) -> tuple[Path, 
 
 
 def write_profiles(folder: Path, kind: str, profiles: dict[int, dict[str, str]]) -> tuple[Path, Path]:
-    from semrec.encoder.io import atomic_write, write_pickle
+    from semrec.common.io import atomic_write, write_pickle
 
     pkl, jsonl = (folder / f for f in OUTPUTS[kind])
     write_pickle(pkl, profiles)
@@ -319,7 +319,7 @@ def settings_from_args(args: argparse.Namespace) -> LLMSettings:
 
 
 def dataset_folder(args: argparse.Namespace) -> Path:
-    from semrec.encoder.io import data_root
+    from semrec.common.io import data_root
 
     return Path(args.data_dir) if getattr(args, "data_dir", None) else data_root() / args.dataset
 
@@ -331,7 +331,7 @@ def generate(kind: str, folder: Path, settings: LLMSettings, options: ProfileOpt
     ``text``: the dataset's :class:`DatasetText`, when the caller has it already (read once for
     both kinds by ``generate_all.py``).
     """
-    from semrec.encoder.io import load_pickle
+    from semrec.common.io import load_pickle
 
     text = text if text is not None else DatasetText(folder)
     if options.source == "metadata":
@@ -373,7 +373,7 @@ def generate(kind: str, folder: Path, settings: LLMSettings, options: ProfileOpt
             f"<= {est['completion_tokens_max']:,} completion tokens{cost}; model {settings.model}")
         if options.dry_run:
             return 0
-        from semrec.encoder.io import write_json
+        from semrec.common.io import write_json
 
         # the resolved settings of this run, next to its replies (never the key)
         write_json(cache.path.with_name(f"{kind}_run.json"),

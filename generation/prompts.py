@@ -70,7 +70,7 @@ class DatasetText:
     """
 
     def __init__(self, folder: str | Path):
-        from semrec.encoder.io import load_pickle
+        from semrec.common.io import load_pickle
 
         self.folder = Path(folder)
         for need in ("trn_mat.pkl", "items.jsonl"):

@@ -357,7 +357,7 @@ def test_aligned_cli_run_with_any_semantic_width(name, sem_dim, extra, tmp_path)
 def test_alignment_helps_on_the_demo_and_the_shuffled_control_does_not(tmp_path):
     """The demo's semantic embeddings carry real signal: aligning with them beats the base model,
     aligning with shuffled ones does not."""
-    from semrec.data.demo import make_demo
+    from semrec.common.demo import make_demo
 
     data = make_demo(tmp_path / "demo")
     recall = {}

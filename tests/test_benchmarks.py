@@ -26,7 +26,7 @@ def start_on_demo(tmp_path, epochs, history_lines):
     """A benchmark of a LightGCN run on the demo data, started in the background and left
     running once its run has ``history_lines`` epochs. Returns the demo folder, the workdir,
     the settings and the process (its own process group: ``killpg`` stops its child too)."""
-    from semrec.data.demo import make_demo
+    from semrec.common.demo import make_demo
 
     data = make_demo(tmp_path / "demo")
     settings = [f"train.epochs={epochs}", "train.batch_size=64", "train.test_step=2", "train.patience=100"]

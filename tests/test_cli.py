@@ -40,9 +40,14 @@ def test_one_epoch_run_writes_results(name, tiny_dir, tmp_path, capsys):
     assert "best epoch 0" in capsys.readouterr().out
 
 
-def test_list_models(capsys):
+def test_list_models_by_family(capsys):
     assert main(["--list-models"]) == 0
-    assert capsys.readouterr().out.split() == available_models()
+    out = capsys.readouterr().out.splitlines()
+    assert [ln for ln in out if not ln.startswith(" ")] == ["graph:", "sequential:", "aligned (RLMRec):"]
+    listed = [ln.split()[0] for ln in out if ln.startswith("  ")]
+    assert sorted(listed) == available_models()  # every name once, each on its own line
+    assert any(ln.split() [:2] == ["sasrec", "SASRec:"] for ln in out)
+    assert "  lightgcn_plus  " in "\n".join(out) and "lightgcn with contrastive alignment" in "\n".join(out)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -81,7 +86,7 @@ def _run_args(data_dir, out):
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
-    from semrec.data.demo import make_demo
+    from semrec.common.demo import make_demo
 
     data_dir = make_demo(tmp_path / "demo")
     killed = tmp_path / "killed"
@@ -175,8 +180,8 @@ def test_nothing_is_written_before_the_data_is_valid(tmp_path, capsys):
 
 
 def test_a_run_folder_in_use_is_refused(tmp_path):
-    from semrec.data.demo import make_demo
-    from semrec.encoder.io import exclusive
+    from semrec.common.demo import make_demo
+    from semrec.common.io import exclusive
 
     data_dir = make_demo(tmp_path / "demo")
     out = tmp_path / "shared-out"

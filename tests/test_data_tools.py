@@ -14,7 +14,7 @@ import pytest
 
 from helpers import random_splits
 from semrec.data import download, read_profile
-from semrec.data.demo import make_demo
+from semrec.common.demo import make_demo
 from semrec.encoder.dataset import load_dataset
 
 

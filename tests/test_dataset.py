@@ -135,7 +135,7 @@ def test_corrupt_sparse_pickle_is_a_data_error(tmp_path, fmt, how):
 
 
 def test_checked_pickle_keeps_good_matrices_of_every_format(tmp_path):
-    from semrec.encoder.io import load_pickle
+    from semrec.common.io import load_pickle
 
     m = random_splits()[0].tocsr()
     for fmt in ("coo", "csr", "csc", "bsr", "dia", "lil", "dok"):

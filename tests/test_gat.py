@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from helpers import TINY_ATTRIBUTES as ATTRS
 from helpers import shared_path, write_attributes
 from semrec.encoder.attributes import read_item_attributes
-from semrec.encoder.io import DataError
+from semrec.common.io import DataError
 from semrec.encoder.models.graph.base import GraphOutput
 
 N_USERS, N_ITEMS = 30, 40

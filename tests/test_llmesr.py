@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from helpers import random_sequences, write_sequences
-from semrec.encoder.linalg import pca, top_k_cosine
+from semrec.common.linalg import pca, top_k_cosine
 from semrec.encoder.models import LLMESR
 
 N_ITEMS, N_USERS = 40, 30
@@ -75,7 +75,7 @@ def test_the_semantic_view_is_frozen_and_items_have_both_views():
 def test_the_linear_adapter_is_its_two_layers_one_after_the_other():
     """The product form gives the same vectors and the same gradients as the reference code's
     two linear layers applied in turn."""
-    from semrec.encoder.models.sequential.llmesr import LinearAdapter
+    from semrec.encoder.models.sequential.item_table import LinearAdapter
 
     torch.manual_seed(0)
     adapter = LinearAdapter(24, 12, 8)

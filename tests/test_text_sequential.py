@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import random_sequences, write_sequences
-from semrec.encoder.linalg import pca
+from semrec.common.linalg import pca
 from semrec.encoder.models import BERT4Rec, GRU4Rec, GSASRec, SASRec
 from semrec.encoder.sampling import NextItemSampler
 

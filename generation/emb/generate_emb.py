@@ -105,8 +105,8 @@ def make_encoder(settings: EmbeddingSettings, folder: Path):
 
 def embed_dataset(folder: Path, settings: EmbeddingSettings, log=print) -> None:
     """Encode ``usr_prf.pkl`` / ``itm_prf.pkl`` of ``folder`` into ``usr_emb_np.pkl`` / ``itm_emb_np.pkl``."""
-    from semrec.encoder.io import load_pickle, write_pickle
-    from semrec.encoder.linalg import pca
+    from semrec.common.io import load_pickle, write_pickle
+    from semrec.common.linalg import pca
 
     prf = {k: folder / f for k, (f, _) in KINDS.items()}
     absent = [str(f) for f in prf.values() if not f.exists()]
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--data-dir", help="a dataset folder")
     add_emb_arguments(p)
     args = p.parse_args(argv)
-    from semrec.encoder.io import data_root
+    from semrec.common.io import data_root
     from semrec.generation.llm import LLMError
 
     folder = Path(args.data_dir) if args.data_dir else data_root() / args.dataset

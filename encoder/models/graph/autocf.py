@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semrec.encoder.graph import SparseGraph, gather_rows, normalized_adjacency
-from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveInt
+from semrec.common.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveInt
 from semrec.encoder.losses import l2_of_parameters, weighted_logsumexp_similarity
 from semrec.encoder.models.graph.base import GraphOutput, GraphRecommender
 from semrec.encoder.batches import PairBatch

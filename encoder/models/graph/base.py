@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.graph import gather_rows, split_nodes
-from semrec.encoder.hparams import NonNegativeFloat, PositiveInt
+from semrec.common.hparams import NonNegativeFloat, PositiveInt
 from semrec.encoder.losses import bpr_loss, l2_of_parameters
 from semrec.encoder.models.base import AlignTarget, Recommender
 from semrec.encoder.batches import PairBatch

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
-from semrec.encoder.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from semrec.common.hparams import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from semrec.encoder.losses import info_nce, l2_of_parameters
 from semrec.encoder.models.graph.base import GraphOutput, GraphRecommender
 from semrec.encoder.batches import PairBatch

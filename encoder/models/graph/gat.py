@@ -34,7 +34,7 @@ import scipy.sparse as sp
 import torch
 
 from semrec.encoder.attributes import ItemAttributes
-from semrec.encoder.hparams import DropoutRate, KeepRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, choice
+from semrec.common.hparams import DropoutRate, KeepRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, choice
 from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.graph.base import GraphOutput
 from semrec.encoder.models.graph.lightgcn import LightGCN
@@ -113,7 +113,7 @@ class GAT(LightGCN):
     @classmethod
     def from_data(cls, data, **hparams) -> "GAT":
         if data.attributes is None:
-            from semrec.encoder.io import DataError
+            from semrec.common.io import DataError
 
             raise DataError(f"{data.path or data.name}: gat needs item attributes: item_attributes.jsonl (written by "
                             "`python data/prepare.py` from the source's metadata; docs/data.md) or an S3-Rec file "

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 
 from semrec.encoder.graph import SparseGraph, normalized_adjacency
-from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveInt
+from semrec.common.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveInt
 from semrec.encoder.models.graph.base import GraphRecommender
 from semrec.encoder.registry import register
 

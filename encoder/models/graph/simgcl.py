@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from semrec.encoder.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from semrec.common.hparams import KeepRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from semrec.encoder.losses import l2_of_parameters
 from semrec.encoder.models.graph.base import GraphOutput
 from semrec.encoder.batches import PairBatch

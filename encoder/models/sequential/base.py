@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from semrec.encoder.batches import EvalBatch, SeqBatch
-from semrec.encoder.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, choice
+from semrec.common.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, choice
 from semrec.encoder.losses import full_softmax_ce, sampled_bce, sampled_softmax_ce
 from semrec.encoder.models.base import Recommender
 from semrec.encoder.models.sequential.alignment import SeqOutput, SequenceAlignment
@@ -52,7 +52,8 @@ class SequentialRecommender(SequenceAlignment, Recommender):
         dropout: dropout rate.
         loss: ``ce``, ``sampled_softmax`` or ``bce`` (above).
         negatives: sampled negatives per position for ``sampled_softmax`` and ``bce``.
-        init: ``normal``, ``torch`` or ``xavier`` (module docstring); ``init_std``: the normal's deviation.
+        init: ``normal``, ``torch`` or ``xavier`` (module docstring).
+        init_std: the deviation of ``normal``'s draws (and of the PCA start).
         **table: the item table's settings and data (:class:`~.item_table.ItemTable`: ``item_text``,
             ``text_shuffle``, ``item_graph``, ``graph_layers``, ``graph_heads``; ``text_emb``,
             ``attributes``), checked against its signature.
@@ -126,7 +127,7 @@ class SequentialRecommender(SequenceAlignment, Recommender):
     @classmethod
     def check_data(cls, data, hparams: dict) -> None:
         """DataError naming what the settings need and the dataset lacks (text, attributes)."""
-        from semrec.encoder.io import DataError
+        from semrec.common.io import DataError
 
         if hparams.get("item_text", "none") != "none" and data.item_emb is None:
             raise DataError(f"{data.path or data.name}: model.item_text={hparams['item_text']} needs item text "

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from semrec.encoder.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.common.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
 from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS, SequenceEncoder, encode_by_length, register_encoder
 from semrec.encoder.registry import register

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from semrec.encoder.hparams import DropoutRate, PositiveFloat, PositiveInt, Probability, choice
+from semrec.common.hparams import DropoutRate, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.losses import gbce
 from semrec.encoder.models.sequential.base import INITS
 from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS

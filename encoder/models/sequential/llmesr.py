@@ -22,7 +22,7 @@ Long-tailed Sequential Recommendation", NeurIPS 2024. https://arxiv.org/abs/2405
   cross-attention), so by default it is added to the view's items (``residual``);
   ``cross_attention=replace`` is the reference's form.
 * **Retrieval-augmented self-distillation.** Each user's ``neighbors`` most similar users by
-  LLM user embedding (cosine, computed once: :func:`~semrec.encoder.linalg.top_k_cosine`) are
+  LLM user embedding (cosine, computed once: :func:`~semrec.common.linalg.top_k_cosine`) are
   the teacher: the mean of their (detached) representations, matched by MSE with weight
   ``distill_weight``. A representation is the state at the newest position of the user's
   training sequence. ``teacher=step`` encodes the neighbours at every step, as the reference
@@ -55,11 +55,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from semrec.encoder.attributes import ItemAttributes
-from semrec.encoder.hparams import DropoutRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
+from semrec.common.hparams import DropoutRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, choice
 from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
 from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS, attention_mask, build_encoder, encode_by_length, \
     encoder_options
-from semrec.encoder.models.sequential.item_table import ITEM_GRAPH, graph_fusion, text_matrix
+from semrec.encoder.models.sequential.item_table import ITEM_GRAPH, SemanticTable, graph_fusion, text_matrix
 from semrec.encoder.registry import register
 from semrec.encoder.batches import SeqBatch
 
@@ -69,51 +69,6 @@ TEACHERS = ("epoch", "step", "running")
 CROSS = ("residual", "replace", "none")
 ADAPTERS = ("linear", "mlp")
 HEAD_LOSSES = ("fused", "separate")
-
-
-class LinearAdapter(nn.Module):
-    """Two linear maps with no activation between, ``s -> s/2 -> d`` (the reference code's adapter),
-    applied as their product: every step maps the whole frozen ``(I, s)`` table, and one ``(s, d)``
-    matrix does that with under a third of the operations of the two layers one after the other
-    (s = 384, d = 64: 24,576 against 86,016 a row); the gradients of both layers are the same
-    either way."""
-
-    def __init__(self, width: int, hidden: int, dim: int):
-        super().__init__()
-        self.inner, self.outer = nn.Linear(width, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.outer.weight @ self.inner.weight  # (d, s)
-        bias = self.outer.weight @ self.inner.bias + self.outer.bias
-        return torch.addmm(bias, x, weight.t())
-
-
-class SemanticTable(nn.Module):
-    """The semantic view's rows: the items' LLM embeddings, frozen, through a trained adapter
-    (``linear``: :class:`LinearAdapter`, ``s -> s/2 -> dim``, as the reference code; ``mlp``:
-    ``s -> (s + dim)/2 -> dim`` with a GELU); padding zero, never learned; the mask token's row
-    learned where a mask is ever read (``mask_row``).
-
-    Shapes: ``forward(fusion)`` -> ``(I + 2, dim)``, the items first passed through ``fusion``
-    (the attribute view) where given.
-    """
-
-    def __init__(self, text: torch.Tensor, dim: int, adapter: str, mask_row: bool):
-        super().__init__()
-        self.register_buffer("text", text, persistent=False)  # frozen: data, not a weight
-        width = text.shape[1]
-        if adapter == "linear":
-            self.adapter = LinearAdapter(width, max(width // 2, 1), dim)
-        else:
-            self.adapter = nn.Sequential(nn.Linear(width, (width + dim) // 2), nn.GELU(), nn.Linear((width + dim) // 2, dim))
-        self.mask = nn.Parameter(torch.zeros(1, dim)) if mask_row else None
-
-    def forward(self, fusion: nn.Module | None = None) -> torch.Tensor:
-        items = self.adapter(self.text)
-        if fusion is not None:
-            items = fusion(items)
-        pad = items.new_zeros(1, items.shape[1])
-        return torch.cat([items, pad, pad if self.mask is None else self.mask])
 
 
 @register("llmesr")
@@ -218,7 +173,7 @@ class LLMESR(SequentialRecommender):
             if user_emb is None or histories is None:
                 raise ValueError("self-distillation (distill_weight > 0) needs LLM user embeddings (usr_emb_np.pkl); "
                                  "set model.distill_weight=0 to train without it")
-            from semrec.encoder.linalg import top_k_cosine
+            from semrec.common.linalg import top_k_cosine
 
             self.neighbors = min(neighbors, len(user_emb) - 1)
             self.register_buffer("similar", torch.from_numpy(top_k_cosine(user_emb, self.neighbors)), persistent=False)

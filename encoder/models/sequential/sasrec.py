@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from semrec.encoder.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, choice
+from semrec.common.hparams import DropoutRate, NonNegativeInt, PositiveFloat, PositiveInt, choice
 from semrec.encoder.models.sequential.base import INITS, LOSSES, SequentialRecommender
 from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS, SequenceEncoder, attention_mask, encode_by_length, \
     register_encoder

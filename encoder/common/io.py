@@ -1,8 +1,7 @@
 """File helpers every part of semrec uses: safe pickles, atomic writes, exclusive run folders.
 
-Nothing here knows about recommenders; :mod:`semrec.encoder.dataset`, ``generation/``,
-``data/`` and the benchmarks import from here (data flows one way: utilities <- data <- models
-<- training <- CLI).
+Nothing here knows about recommenders; the encoder, ``generation/``, ``data/`` and the
+benchmarks import from here (data flows one way: these helpers <- data <- models <- training <- CLI).
 
 Pickles are read with :class:`SafeUnpickler`, which only admits numpy, scipy.sparse and plain
 builtin types, so a pickle downloaded from the internet cannot run code. It cannot crash the
@@ -356,11 +355,12 @@ def exclusive(lock: str | Path, busy: str) -> Iterator[None]:
 
 
 def data_root() -> Path:
-    """Where dataset names are looked up: ``$SEMREC_DATA_DIR`` or the repository's ``data/``."""
-    import semrec.data
+    """Where dataset names are looked up: ``$SEMREC_DATA_DIR`` or the repository's ``data/``
+    (found by name, not imported: the helpers import none of the packages that use them)."""
+    import importlib.util
 
     env = os.environ.get("SEMREC_DATA_DIR")
-    return Path(env) if env else Path(next(iter(semrec.data.__path__)))
+    return Path(env) if env else Path(importlib.util.find_spec("semrec.data").submodule_search_locations[0])
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
