@@ -225,7 +225,7 @@ def _craft(run: Path, **fields) -> None:
     (lambda r: _craft(r, rng_sampler=torch.zeros(3)), "rng_sampler is not a random generator's state", False),
     (lambda r: _craft(r, best_weights={k: v[..., :1] if v.dim() else v for k, v in
                                        torch.load(r / "checkpoint.pt", weights_only=True)["best_weights"].items()}),
-     "best_weights: item_emb.weight has shape (61, 1), the model's (61, 16)", True),
+     "best_weights: items.item_emb.weight has shape (61, 1), the model's (61, 16)", True),
     (lambda r: _craft(r, best_weights={"x": torch.zeros(1)}), "best_weights: other tensors than the model's", True),
     (lambda r: torch.save([1, 2, 3], r / "checkpoint.pt"), "a list, not a dict of fields", True),
 ])
