@@ -56,13 +56,10 @@ class TrainConfig:
         amp: bfloat16 autocast on CUDA (ignored on CPU, where it does not help).
         negatives_per: how sequence models with sampled negatives draw them: ``position`` (``k``
             per position; the papers' way) or ``sequence`` (``k`` per sequence, shared by its
-            positions: several times faster an epoch on a CPU with many negatives, the same
-            learning curve; :mod:`semrec.encoder.sampling`).
+            positions: faster with many negatives; docs/benchmarks.md).
         length_buckets: sequence models: ``1`` (the default) draws plain random batches, as
-            RecBole and RecTools do; ``n > 1`` takes each epoch's shuffled users ``n`` batches
-            at a time and sorts them by length before cutting batches: less padding (1.3x faster an
-            epoch on a CPU than plain batches, whose rows the Transformer encoders already group by
-            length: ``model.length_groups``), 7-16% lower test HR@10 on Beauty (:mod:`semrec.encoder.sampling`).
+            RecBole and RecTools do; ``n > 1`` sorts each epoch's users by length ``n`` batches at a
+            time before cutting batches: less padding, lower accuracy (docs/benchmarks.md).
         test_step: validate every this many epochs (after epochs 0, test_step, 2·test_step, ...).
         patience: stop after this many validations without improvement.
         stop_metric: validation metric that selects the best epoch, ``NAME@K``.

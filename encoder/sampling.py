@@ -24,10 +24,9 @@ mask id is ``num_items + 1``. Sampled negatives are drawn in one of two ways (``
 * ``sequence``: ``k`` items per sequence, none of them the user's training items, shared by its
   positions: ``(B, 1, k)``; the loss is one matrix product per sequence.
 
-Sharing further, one set of negatives for a whole batch, was tried and dropped: on Beauty it made
-gSASRec's validation NDCG@10 fall as its loss fell (every position pushed down the same items);
-per sequence, the validation curves match per position's (docs/benchmarks.md, "Negatives per
-position or per sequence").
+One set of negatives for a whole batch is not offered: every position then pushes down the same
+items, and validation fell as the loss fell (docs/benchmarks.md, "Negatives per position or per
+sequence").
 """
 from __future__ import annotations
 
@@ -65,10 +64,8 @@ class PairSampler:
 
 
 #: the default ``train.length_buckets``: plain random batches, as RecBole and RecTools draw them.
-#: Batches sorted by length (e.g. 32) pad less, but cost accuracy: SASRec and gSASRec on Beauty lost
-#: 7-16% test HR@10 (docs/benchmarks.md, "Batches sorted by length"). The Transformer encoders encode
-#: a plain batch's rows in groups of similar length instead (``model.length_groups``), which keeps the
-#: batch and most of the speed: sorted batches are 1.3x faster an epoch than that on a CPU.
+#: Batches sorted by length pad less but cost accuracy (docs/benchmarks.md, "Batches sorted by
+#: length"); the Transformer encoders group a plain batch's rows by length instead (``model.length_groups``).
 LENGTH_BUCKETS = 1
 
 

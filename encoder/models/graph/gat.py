@@ -8,8 +8,7 @@ Two views of every item:
 * **Interaction view**: the user–item graph, propagated as in LightGCN with semrec's sparse
   matrices (``interaction="lightgcn"``, the default), or with multi-head GAT layers over the
   user→item and item→user relations (``interaction="gat"``). The fixed normalised propagation
-  stays the default because attention over every user–item edge costs far more per step (issue 20
-  puts PyG's edge-list LightGCN at about 10x slower on CPU; not re-measured here).
+  stays the default because attention over every user–item edge costs far more per step.
 * **Attribute view**: multi-head GAT layers (PyTorch Geometric's ``GATConv`` in ``HeteroConv``)
   over the item→attribute and attribute→item edges, typed by a relation embedding in each
   edge's attention score. An item's attribute view is the sum of what its layers bring in
@@ -20,9 +19,8 @@ Items enter the interaction graph as their ID embedding plus their attribute vie
 two views are added after propagation (``"output"``). The training loss is BPR + L2 +
 ``cl_weight`` × InfoNCE between the two views of the batch's distinct positive items that have
 attributes (at most ``cl_items`` of them, drawn at random; cosine, ``temperature``; candidates:
-those items' interaction views, or every item's). On MovieLens-100K's validation split the
-contrast lowered Recall@20 at every weight tried (0.01, 0.1; docs/benchmarks.md), so its default
-weight is 0. The layers are linear (no activation between them), as in LightGCN: ID embeddings
+those items' interaction views, or every item's). Its default weight is 0: on validation it
+lowered accuracy at every weight tried (docs/benchmarks.md). The layers are linear (no activation between them), as in LightGCN: ID embeddings
 need no feature transform.
 
 The GAT layers themselves (:class:`~semrec.encoder.models.layers.AttributeGAT`, the attribute

@@ -70,9 +70,8 @@ def encode_by_length(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     For an encoder whose real positions do not depend on how much padding precedes them (right-
     anchored positions, padding masked as keys), the states of real positions are those of one
     call on the whole batch: the batch's composition, and so its loss, stay those of a random
-    batch, while the encoder works on far fewer padded positions (on Beauty a random batch of 256
-    is padded to about 50 columns around histories of 9 items on average; sorting batches by
-    length instead changes the loss and cost accuracy, :data:`semrec.encoder.sampling.LENGTH_BUCKETS`).
+    batch, while the encoder works on far fewer padded positions (a random batch of short
+    histories is mostly padding; sorting batches by length instead changes the loss).
     Written by hand: PyTorch's nested tensors, which drop padding, do not train through
     ``nn.TransformerEncoder`` with an attention mask, and FlexAttention's document masks need
     ``torch.compile``. Rows of near-equal length (the evaluator's, sorted) take one call.

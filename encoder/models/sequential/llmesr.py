@@ -17,9 +17,8 @@ Long-tailed Sequential Recommendation", NeurIPS 2024. https://arxiv.org/abs/2405
   items of the other view, its own target among them; here the attention is causal for a
   causal encoder (a position sees itself and earlier positions), bidirectional for BERT4Rec.
   The reference code then feeds the encoder the cross-attention's output alone; with causal
-  attention that blurs each position's own item into a mix of earlier ones and slowed learning
-  on Beauty to a crawl (validation NDCG@10 0.039 after 8 epochs, against 0.060 without
-  cross-attention), so by default it is added to the view's items (``residual``);
+  attention that blurs each position's own item into a mix of earlier ones, which slowed
+  learning (docs/benchmarks.md), so by default it is added to the view's items (``residual``);
   ``cross_attention=replace`` is the reference's form.
 * **Retrieval-augmented self-distillation.** Each user's ``neighbors`` most similar users by
   LLM user embedding (cosine, computed once: :func:`~semrec.common.linalg.top_k_cosine`) are
@@ -203,10 +202,8 @@ class LLMESR(SequentialRecommender):
     def _init_own_layers(self) -> None:
         """The adapter's and the cross-attention's weights by Xavier-normal (the reference code's
         start), whatever ``init`` says for the encoder and the ID table: N(0, 0.02) there would
-        shrink every vector that passes through by ~0.16 a layer (0.025 through the attention's
-        value and output projections), leaving the items far below the positions the encoder adds
-        (Beauty, ``cross_attention=replace``: validation NDCG@10 after 6 epochs 0.029 with N(0, 0.02),
-        0.035 with Xavier)."""
+        shrink every vector that passes through, leaving the items far below the positions the
+        encoder adds (docs/benchmarks.md)."""
         layers = [m for m in (None if self.sem is None else self.sem.adapter, self.cross) if m is not None]
         for module in (m for layer in layers for m in layer.modules()):
             if isinstance(module, nn.Linear):
