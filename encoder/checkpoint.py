@@ -68,7 +68,7 @@ def checkpoint_problem(ckpt: Any, reference: dict[str, torch.Tensor], epochs: in
     for name in ("optimizer", "scheduler"):
         if not isinstance(ckpt.get(name), dict):
             return f"no {name} state"
-    for name in ("rng_torch", "rng_sampler"):
+    for name in ("rng_torch", "rng_batches"):
         state = ckpt.get(name)
         if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
             return f"{name} is not a random generator's state"

@@ -213,10 +213,10 @@ def make_sampler(model: Any, data: InteractionData, batch_size: int, generator: 
     """The sampler for ``model.batch_kind`` with ``model.sampler_options()``;
     ``negatives_per``: ``position`` or ``sequence``; ``length_buckets``: batches sorted by
     length together (1: plain random batches). Both for sequence samplers only (module docstring)."""
-    kind = getattr(model, "batch_kind", "pairwise")
+    kind = model.batch_kind
     if kind not in SAMPLERS:
         raise ValueError(f"no sampler for batch kind {kind!r}; valid kinds: {', '.join(SAMPLERS)}")
-    options = model.sampler_options() if hasattr(model, "sampler_options") else {}
+    options = model.sampler_options()
     if negatives_per != "position":
         if kind == "pairwise":
             raise ValueError(f"train.negatives_per={negatives_per} applies to sequence models; "

@@ -143,7 +143,7 @@ def _trainer(cfg, data_dir: str, run_dir: Path, allow_sparse_ids: bool = False, 
     from semrec.encoder.trainer import Trainer, resolve_device, seed_everything
 
     device = resolve_device(cfg.train.device)
-    sampler = seed_everything(cfg.train.seed)
+    generator = seed_everything(cfg.train.seed)
     data = load_dataset(data_dir, name=cfg.dataset, allow_sparse_ids=allow_sparse_ids)
     if fingerprint is not None and data.fingerprint() != fingerprint:
         raise DataError(f"{data_dir}: the data has changed since {run_dir} was trained (its fingerprint differs); "
@@ -151,7 +151,7 @@ def _trainer(cfg, data_dir: str, run_dir: Path, allow_sparse_ids: bool = False, 
     check_fits(get_model_class(cfg.model_name), cfg.model, data, cfg.train.batch_size, cfg.eval.batch_size,
                device.type)
     model = build_model(cfg.model_name, data, cfg.model, cfg.align)
-    return data, Trainer(model, data, cfg, run_dir, device, sampler=sampler)
+    return data, Trainer(model, data, cfg, run_dir, device, generator=generator)
 
 
 def _reopen(run_dir: Path, device: str | None):

@@ -107,7 +107,7 @@ class Trainer:
     """
 
     def __init__(self, model: torch.nn.Module, data: InteractionData, cfg: RunConfig,
-                 run_dir: str | Path, device: torch.device, sampler: torch.Generator | None = None):
+                 run_dir: str | Path, device: torch.device, generator: torch.Generator | None = None):
         self.model, self.data, self.cfg = model.to(device), data, cfg
         self.device = device
         self.run_dir = Path(run_dir)
@@ -121,8 +121,8 @@ class Trainer:
         if self.stop_metric not in {f"{m}@{k}" for m in ec.metrics for k in ec.ks}:
             raise ValueError(f"train.stop_metric {self.stop_metric!r} is not computed; it must be one of "
                              f"eval.metrics at one of eval.ks ({ec.metrics} @ {ec.ks})")
-        self.sampler = sampler or torch.Generator().manual_seed(tc.seed)  # the batches' random stream
-        self.batches = make_sampler(model, data, tc.batch_size, self.sampler,
+        self.generator = generator or torch.Generator().manual_seed(tc.seed)  # the batches' random stream
+        self.batches = make_sampler(model, data, tc.batch_size, self.generator,
                                     negatives_per=tc.negatives_per, length_buckets=tc.length_buckets)
         if len(self.batches) == 0:
             need = ("a sequence model trains on the users with at least 2 training items (4 in all, with the "
@@ -145,7 +145,7 @@ class Trainer:
             "train_seconds": s.train_seconds, "eval_seconds": s.eval_seconds,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng_torch": torch.get_rng_state(), "rng_sampler": self.sampler.get_state(),
+            "rng_torch": torch.get_rng_state(), "rng_batches": self.generator.get_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
         buffer = io.BytesIO()  # serialised first: a failed write (full disk) is then an OSError that names the file
@@ -203,7 +203,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
             torch.set_rng_state(ckpt["rng_torch"].cpu())
-            self.sampler.set_state(ckpt["rng_sampler"].cpu())
+            self.generator.set_state(ckpt["rng_batches"].cpu())
             if ckpt["rng_cuda"]:
                 torch.cuda.set_rng_state_all([t.cpu() for t in ckpt["rng_cuda"]])
             self.state = _State(**{k: ckpt[k] for k in _State.__dataclass_fields__})
@@ -237,8 +237,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the sampler's batches; returns the mean of each loss term."""
         self.model.train()
-        if hasattr(self.model, "start_epoch"):
-            self.model.start_epoch(epoch)
+        self.model.start_epoch(epoch)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         clip = self.cfg.train.grad_clip
@@ -269,7 +268,7 @@ class Trainer:
         """The model's metrics on ``split`` (``items``: only held-out items in this mask count)."""
         self.model.eval()
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.evaluator.evaluate(self.model.scorer(), split, getattr(self.model, "history_len", 0), items)
+            return self.evaluator.evaluate(self.model.scorer(), split, self.model.history_len, items)
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train until ``epochs`` or early stopping, then test the best weights.

@@ -260,9 +260,15 @@ def test_resume_refuses_settings_and_out_must_be_a_folder(finished_run, tiny_dir
     ("train.batch_size=0", "train.batch_size: 0 is out of range"),
     ("eval.ks=[5,-1]", "eval.ks[1]: -1 is out of range"),
     ("eval.ks=[100000]", "eval.ks [100000]: every cut-off must lie in [1, 40]"),
+    # alignment ranges, checked when the config is read
+    ("align.sem_dim=-1", "align.sem_dim: -1 is out of range; valid values: [0, inf)"),
+    ("align.kd_temperature=0", "align.kd_temperature: 0.0 is out of range; valid values: (0, inf)"),
+    ("align.user_negatives=some", "align.user_negatives: 'some' is not a valid choice; valid values: all, batch"),
+    ("align.mask_ratio=1", "align.mask_ratio: 1.0 is out of range; valid values: (0, 1)"),
 ])
 def test_impossible_hyperparameters_are_refused(setting, message, tiny_dir, tmp_path, capsys):
-    code = main(["--model", "lightgcn", "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out",
+    model = "sasrec_gene" if "mask_ratio" in setting else "sasrec_plus" if setting.startswith("align") else "lightgcn"
+    code = main(["--model", model, "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out",
                  str(tmp_path / "r"), "--set", setting, "--quiet"])
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

@@ -83,23 +83,6 @@ def test_an_unknown_encoder_option_names_the_valid_ones(tiny_dir, tmp_path, caps
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("align.sem_dim=-1", "align.sem_dim: -1 is out of range; valid values: [0, inf)"),
-    ("align.kd_temperature=0", "align.kd_temperature: 0.0 is out of range; valid values: (0, inf)"),
-    ("align.user_negatives=some", "align.user_negatives: 'some' is not a valid choice; valid values: all, batch"),
-])
-def test_alignment_ranges_are_checked_when_the_config_is_read(tiny_dir, tmp_path, capsys, setting, message):
-    code = main(["--model", "sasrec_plus", "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out",
-                 str(tmp_path / "r"), "--set", setting, "--quiet"])
-    assert code == 2 and message in capsys.readouterr().err
-
-
-def test_an_out_of_range_mask_ratio_is_a_config_error(tiny_dir, tmp_path, capsys):
-    code = main(["--model", "lightgcn_gene", "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out",
-                 str(tmp_path / "r"), "--set", "align.mask_ratio=1", "--quiet"])
-    assert code == 2 and "align.mask_ratio: 1.0 is out of range; valid values: (0, 1)" in capsys.readouterr().err
-
-
 def test_show_config_lists_every_constructor_argument_with_its_default(capsys):
     import inspect
 

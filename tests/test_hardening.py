@@ -222,7 +222,7 @@ def _craft(run: Path, **fields) -> None:
     (lambda r: _craft(r, best_score="high"), "best_score is 'high'", False),
     (lambda r: _craft(r, best_valid=[0.1]), "best_valid is not a dict of metric values", False),
     (lambda r: _craft(r, train_seconds="1s"), "train_seconds is not a list of numbers", False),
-    (lambda r: _craft(r, rng_sampler=torch.zeros(3)), "rng_sampler is not a random generator's state", False),
+    (lambda r: _craft(r, rng_batches=torch.zeros(3)), "rng_batches is not a random generator's state", False),
     (lambda r: _craft(r, best_weights={k: v[..., :1] if v.dim() else v for k, v in
                                        torch.load(r / "checkpoint.pt", weights_only=True)["best_weights"].items()}),
      "best_weights: items.item_emb.weight has shape (61, 1), the model's (61, 16)", True),
