@@ -87,7 +87,7 @@ def _setup_logging(run_dir: Path | None, quiet: bool) -> None:
 _NEW_RUN_FLAGS = {"model": "--model", "dataset": "--dataset", "data_dir": "--data-dir", "seed": "--seed",
                   "out": "--out", "config": "--config", "overrides": "--set", "allow_sparse_ids": "--allow-sparse-ids"}
 #: what a run folder may hold besides ``eval-*.json``: a folder with anything else is not a run
-RUN_FILES = {"config.yaml", "config.yaml.tmp", "log.txt", ".lock", "history.jsonl", "history.jsonl.tmp",
+RUN_FILES = {"config.yaml", "config.yaml.tmp", "log.txt", ".lock", ".semrec-write-check", "history.jsonl", "history.jsonl.tmp",
              "checkpoint.pt", "checkpoint.pt.tmp", "results.json", "results.json.tmp"}
 
 
