@@ -241,3 +241,11 @@ def test_side_by_side_benchmarks_print_every_setting(tmp_path, command, extra, n
     assert f"Command: `python benchmarks/bench_seq.py {command}" in md.read_text()
     saved = json.loads((tmp_path / "n.json").read_text())
     assert list(saved) == names and all(len(saved[n]["epoch_s"]) == 1 for n in names)
+
+
+def test_scan_benchmark_prints_each_method_against_the_loop():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_scan.py"), "--batch", "2", "--inner", "4",
+                           "--state", "2", "--lengths", "5", "--repeats", "1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("L 5: loop ") and "(1.0x)" in line and " parallel " in line

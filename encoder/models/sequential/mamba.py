@@ -1,0 +1,155 @@
+"""Mamba's selective state-space block, on any machine.
+
+Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", 2023.
+https://arxiv.org/abs/2312.00752 (reference code: https://github.com/state-spaces/mamba)
+
+The selective scan is the recurrence, per channel ``d`` and state ``n``::
+
+    h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t x_t        y_t = C_t · h_t + D x_t
+
+with input-dependent ``Δ``, ``B``, ``C``. ``mamba-ssm`` computes it with CUDA kernels only;
+:func:`selective_scan` uses them where the package is installed and the tensors are on CUDA, and
+otherwise computes the same function in PyTorch by one of two methods:
+
+* ``parallel``: a Hillis–Steele scan, ``log2 L`` steps, each combining every position with the one
+  ``2^k`` before it (decays multiply, inputs accumulate): no loop over positions, but every step
+  reads and writes the whole ``(batch, L, d, n)`` state;
+* ``loop``: one position at a time, each step one batched operation over batch, channels and states.
+
+On a CPU the loop is the faster by several times at recommendation lengths (the parallel scans,
+this one and mambapy's, move ``log L`` times the state through memory; docs/benchmarks.md,
+"Selective scan"), so ``auto`` takes it there, and the parallel scan on a GPU without ``mamba-ssm``,
+where each step's kernel launches cost more than its memory traffic (not measured here: no GPU).
+
+:class:`MambaBlock` is the block around the scan (input projection, causal depthwise convolution,
+SiLU, the input-dependent ``Δ``, ``B``, ``C``, the gate, the output projection), for left-padded
+batches: padding is zeroed before the convolution and given ``Δ = 0`` (no decay, no input), so a
+real position's output is that of the unpadded sequence.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _reference_scan_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        import mamba_ssm.ops.selective_scan_interface  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+SCANS = ("auto", "parallel", "loop")
+
+
+def selective_scan(x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   D: torch.Tensor | None = None, method: str = "auto") -> torch.Tensor:
+    """The selective scan (module docstring).
+
+    Shapes:
+        x, delta: ``(batch, L, d)``; A: ``(d, n)`` (negative for a decay); B, C: ``(batch, L, n)``;
+        D: ``(d,)``. Returns ``(batch, L, d)``.
+    """
+    if method not in SCANS:
+        raise ValueError(f"scan method must be one of {', '.join(SCANS)}, got {method!r}")
+    if method == "auto" and _reference_scan_available(x.device):
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+        y = selective_scan_fn(x.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(), A.contiguous(),
+                              B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(),
+                              None if D is None else D.float(), delta_softplus=False)
+        return y.transpose(1, 2)
+    if method == "loop" or (method == "auto" and x.device.type == "cpu"):
+        y = _loop_scan(x, delta, A, B, C)
+    else:
+        y = _parallel_scan(x, delta, A, B, C)
+    return y if D is None else y + x * D
+
+
+def _parallel_scan(x, delta, A, B, C) -> torch.Tensor:
+    decay = torch.exp(delta.unsqueeze(-1) * A)  # (b, L, d, n), in (0, 1]
+    h = (delta * x).unsqueeze(-1) * B.unsqueeze(2)  # (b, L, d, n): the inputs
+    length, step = x.shape[1], 1
+    while step < length:  # after this step, position t holds the scan over (t - 2*step, t]
+        h = torch.cat([h[:, :step], h[:, step:] + decay[:, step:] * h[:, :-step]], dim=1)
+        decay = torch.cat([decay[:, :step], decay[:, step:] * decay[:, :-step]], dim=1)
+        step *= 2
+    return torch.einsum("bldn,bln->bld", h, C)
+
+
+def _loop_scan(x, delta, A, B, C) -> torch.Tensor:
+    h = x.new_zeros(x.shape[0], x.shape[2], A.shape[1])
+    out = []
+    for t in range(x.shape[1]):
+        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * x[:, t])[..., None] * B[:, t, None, :]
+        out.append((h * C[:, t, None, :]).sum(-1))
+    return torch.stack(out, dim=1)
+
+
+def naive_scan(x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+               D: torch.Tensor | None = None) -> torch.Tensor:
+    """The recurrence as written, in float64, one position at a time: the definition the scans are
+    tested against."""
+    x, delta, A, B, C = (t.double() for t in (x, delta, A, B, C))
+    h = x.new_zeros(x.shape[0], x.shape[2], A.shape[1])
+    out = []
+    for t in range(x.shape[1]):
+        h = torch.exp(delta[:, t, :, None] * A) * h + delta[:, t, :, None] * x[:, t, :, None] * B[:, t, None, :]
+        out.append(torch.einsum("bdn,bn->bd", h, C[:, t]))
+    y = torch.stack(out, dim=1)
+    return y if D is None else y + x * D.double()
+
+
+class MambaBlock(nn.Module):
+    """Mamba's block on ``(batch, L, dim)`` vectors of a left-padded batch.
+
+    Args:
+        dim: model width.
+        state: the state size ``n`` per channel (the paper: 16).
+        conv: width of the causal depthwise convolution (the paper: 4).
+        expand: inner width as a multiple of ``dim`` (the paper: 2).
+        dt_rank: rank of ``Δ``'s projection (default ``ceil(dim / 16)``, the paper's).
+        scan: how the selective scan runs (:func:`selective_scan`: ``auto``, ``parallel``, ``loop``).
+    """
+
+    def __init__(self, dim: int, state: int = 16, conv: int = 4, expand: int = 2, dt_rank: int | None = None,
+                 scan: str = "auto"):
+        super().__init__()
+        if scan not in SCANS:
+            raise ValueError(f"scan must be one of {', '.join(SCANS)}, got {scan!r}")
+        self.scan = scan
+        inner = expand * dim
+        self.inner, self.state, self.conv_width = inner, state, conv
+        self.dt_rank = dt_rank or math.ceil(dim / 16)
+        self.in_proj = nn.Linear(dim, 2 * inner, bias=False)
+        self.conv = nn.Conv1d(inner, inner, conv, groups=inner, padding=conv - 1)
+        self.x_proj = nn.Linear(inner, self.dt_rank + 2 * state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, inner)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, state + 1, dtype=torch.float32)).repeat(inner, 1))
+        self.D = nn.Parameter(torch.ones(inner))
+        self.out_proj = nn.Linear(inner, dim, bias=False)
+        self.reset_dt()
+
+    @torch.no_grad()
+    def reset_dt(self, dt_min: float = 1e-3, dt_max: float = 0.1) -> None:
+        """The paper's start for ``Δ``: its bias so that softplus gives steps log-uniform in
+        ``[dt_min, dt_max]`` (a model's own initialisation may overwrite the other layers)."""
+        dt = torch.exp(torch.rand(self.inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # the inverse of softplus
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        keep = valid[..., None].to(x.dtype)
+        u, z = self.in_proj(x).chunk(2, dim=-1)
+        u = self.conv((u * keep).transpose(1, 2))[..., :length].transpose(1, 2)  # causal: the first L outputs
+        u = F.silu(u)
+        dt, B, C = self.x_proj(u).split([self.dt_rank, self.state, self.state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt)) * keep  # padding: no decay, no input
+        y = selective_scan(u, delta, -torch.exp(self.A_log.float()), B, C, self.D, self.scan)
+        return self.out_proj(y * F.silu(z)) * keep
