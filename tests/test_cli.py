@@ -23,6 +23,8 @@ def test_one_epoch_run_writes_results(name, tiny_dir, tmp_path, capsys):
     extra = ["--set", "model.negatives=8"] if name.startswith("gsasrec") else []
     if name == "llmesr":  # its ID view starts from the PCA of the tiny 16-wide item embeddings
         extra = ["--set", "model.dim=16"]
+    if name == "sear":  # its output rows start from the PCA of the 16-wide item embeddings, 2 x dim wide
+        extra = ["--set", "model.dim=8", "--set", "model.heads=2"]
     code = main(["--model", name, "--dataset", "tiny", "--data-dir", str(tiny_dir), "--out", str(out),
                  "--device", "cpu", "--set", "train.epochs=1", "--set", "eval.ks=[5,10,20]",
                  "--set", "eval.metrics=[recall,ndcg,precision,mrr,hit]", "--quiet", *extra])

@@ -13,7 +13,8 @@ from semrec.encoder.registry import available_models, build_model, get_model_cla
 # AutoCF's default 100 seeds would mask every edge of a 70-node graph; gSASRec's 256 negatives
 # per position exceed the 40 items
 TINY_SETTINGS = {"autocf": ["model.seed_num=5"], "gsasrec": ["model.negatives=8"],
-                 "llmesr": ["model.dim=16"]}  # its ID view starts from the PCA of 16-wide item embeddings
+                 "llmesr": ["model.dim=16"],  # its ID view starts from the PCA of 16-wide item embeddings
+                 "sear": ["model.dim=8", "model.heads=2"]}  # its output rows: the PCA of the text, 2 x dim wide
 
 
 def batch_for(data, n=16, seed=0):

@@ -1,9 +1,9 @@
 """Built-in recommenders, by family. Importing this package registers them by name."""
 from semrec.encoder.models.base import AlignTarget, Recommender
 from semrec.encoder.models.graph import DCCF, GAT, GCCF, SGL, AutoCF, GraphOutput, GraphRecommender, LightGCN, SimGCL
-from semrec.encoder.models.sequential import LLMESR, BERT4Rec, GRU4Rec, GSASRec, SASRec, SequentialRecommender
+from semrec.encoder.models.sequential import LLMESR, SEAR, BERT4Rec, GRU4Rec, GSASRec, SASRec, SequentialRecommender
 from semrec.encoder.batches import PairBatch, SeqBatch
 
 __all__ = ["AlignTarget", "Recommender", "GraphOutput", "GraphRecommender", "PairBatch", "SeqBatch",
            "LightGCN", "GCCF", "SGL", "SimGCL", "DCCF", "AutoCF", "GAT", "SequentialRecommender", "SASRec", "GSASRec",
-           "BERT4Rec", "GRU4Rec", "LLMESR"]
+           "BERT4Rec", "GRU4Rec", "LLMESR", "SEAR"]
