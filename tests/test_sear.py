@@ -34,20 +34,19 @@ def test_the_soft_label_weighs_the_next_items_by_distance():
 
 
 def test_the_loss_is_the_kl_divergence_to_the_soft_label():
-    m = _model(soft_targets=2, decay=2.0)
-    inputs = torch.tensor([[PAD, 3, 5, 3], [1, 2, 4, 6]])
-    targets = torch.tensor([[PAD, 5, 3, 8], [2, 4, 6, 7]])
+    m = _model(soft_targets=3, decay=2.0)
+    inputs = torch.tensor([[PAD, 3, 5, 3], [1, 2, 4, 2]])
+    targets = torch.tensor([[PAD, 5, 3, 8], [2, 4, 2, 7]])  # item 2 twice within a label: its weights add
     batch = SeqBatch(torch.tensor([0, 1]), inputs, targets, torch.full((2, 4, 0), PAD))
     loss, parts = m.loss(batch)
     states = m.encode(inputs)
-    w = torch.tensor([1.0, math.exp(-2.0)])
-    w = w / w.sum()
+    w = torch.tensor([1.0, math.exp(-2.0), math.exp(-4.0)])
     want = []
     for b in range(2):
         for t in range(4):
             if targets[b, t] == PAD:
                 continue
-            nxt = [int(i) for i in targets[b, t:t + 2] if i != PAD]
+            nxt = [int(i) for i in targets[b, t:t + 3] if i != PAD]
             label = torch.zeros(N_ITEMS)
             for j, item in enumerate(nxt):
                 label[item] += (w[j] / w[: len(nxt)].sum())

@@ -204,8 +204,11 @@ class SEAR(SequentialRecommender):
         scored = batch.targets != self.pad
         ahead, weights = self.soft_labels(batch.targets)
         log_probs = F.log_softmax(states[scored] @ self.output.t(), dim=-1)  # (P, I)
-        ahead, weights = ahead[scored], weights[scored]
+        ahead, weights = ahead[scored], weights[scored]  # (P, k)
         ahead = torch.where(ahead == self.pad, torch.zeros_like(ahead), ahead)  # weight 0 there
-        soft = torch.zeros_like(log_probs).scatter_add_(1, ahead, weights)
-        kl = (torch.xlogy(soft, soft) - soft * log_probs).sum(-1).mean()
+        # KL(soft || q) over the k labelled items only (the label is 0 elsewhere): an item named twice
+        # has the sum of its weights, m, so sum_items soft log soft = sum_j w_j log m_j
+        same = ahead[:, :, None] == ahead[:, None, :]  # (P, k, k)
+        merged = (same * weights[:, None, :]).sum(-1)
+        kl = (torch.xlogy(weights, merged) - weights * log_probs.gather(1, ahead)).sum(-1).mean()
         return kl, {self.loss_name: kl}
