@@ -126,7 +126,7 @@ class SEAR(SequentialRecommender):
         length_groups: a batch is encoded in up to this many groups of rows of similar length, each
             cut to its longest history (the same states; see :class:`~.sasrec.SASRec`).
         init_std: the deviation of every weight's normal start.
-        text_emb: ``(I, s)`` the items' text embeddings (from the data; ``s`` at least 3 ``dim``).
+        text_emb: ``(I, s)`` the items' text embeddings (from the data; ``s`` at least ``streams × dim``).
     """
 
     data_args = ("num_items", "text_emb")
