@@ -248,9 +248,13 @@ def convert(raw: RawInteractions, out: Path, *, source: str, options: dict[str, 
         if raw.reviews is not None and raw.reviews[idx]:
             row["review"] = raw.reviews[idx]
         inter_rows.append(row)
-        s = seqs.setdefault(uu, {"uid": uu, "items": [], "timestamps": []})
+        s = seqs.setdefault(uu, {"uid": uu, "items": [], "timestamps": [], "ratings": []})
         s["items"].append(ii)
         s["timestamps"].append(_to_py(raw.times[idx]) if raw.time_kind != "none" else None)
+        s["ratings"].append(_to_py(raw.ratings[idx]))
+    if not all(r is not None for s in seqs.values() for r in s["ratings"]):  # ratings only where all have one
+        for s in seqs.values():
+            del s["ratings"]
     files["interactions.jsonl"] = _jsonl(inter_rows)
     files["sequences.jsonl"] = _jsonl(seqs[k] for k in sorted(seqs))
     stats = {"source": source, "options": options, "raw_interactions": n_raw,

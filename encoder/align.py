@@ -355,6 +355,10 @@ class AlignedModel(Recommender):
     def history_len(self) -> int:
         return self.backbone.history_len
 
+    @property
+    def history_ratings(self) -> bool:
+        return self.backbone.history_ratings
+
     def sampler_options(self) -> dict:
         return self.backbone.sampler_options()
 

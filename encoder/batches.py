@@ -48,6 +48,7 @@ class SeqBatch(NamedTuple):
         negatives: ``(B, L, k)`` sampled items per predicting position (``num_items`` elsewhere),
             or ``(B, 1, k)`` per sequence; ``k = 0`` for a full softmax.
         negatives_per: which of the two layouts ``negatives`` has (:data:`NEGATIVES_PER`).
+        ratings: ``(B, L)`` the rating of each input (0 at padding), for a model that reads them.
     """
 
     users: torch.Tensor
@@ -55,6 +56,7 @@ class SeqBatch(NamedTuple):
     targets: torch.Tensor
     negatives: torch.Tensor
     negatives_per: str = "position"
+    ratings: torch.Tensor | None = None
 
     to = _to
 
@@ -71,10 +73,12 @@ class SeqBatch(NamedTuple):
 
 class EvalBatch(NamedTuple):
     """What a scorer gets: ``users`` ``(B,)`` and, for sequence models, ``history`` ``(B, L)``
-    (items before the split, newest last, left-padded with ``num_items``; else ``None``)."""
+    (items before the split, newest last, left-padded with ``num_items``; else ``None``) and, for a
+    model that reads them, the history's ``ratings`` ``(B, L)`` (0 at padding)."""
 
     users: torch.Tensor
     history: torch.Tensor | None = None
+    ratings: torch.Tensor | None = None
 
 
 #: a ranking function: a batch of users (and histories) -> ``(B, num_items)`` scores

@@ -199,7 +199,7 @@ class Evaluator:
     # ----- ranking ---------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, scorer: Scorer, split: str = "valid", history_len: int = 0,
-                 items: np.ndarray | None = None) -> dict[str, float]:
+                 items: np.ndarray | None = None, ratings: bool = False) -> dict[str, float]:
         """Mean of every ``metric@k`` (and of its groups) over the users with held-out items.
 
         Args:
@@ -207,6 +207,7 @@ class Evaluator:
             split: ``"valid"`` or ``"test"``.
             history_len: the history width the scorer wants (0: no history).
             items: a boolean mask over items: only held-out items in it count (module docstring).
+            ratings: also hand the scorer the history's ratings.
         """
         idx = self._split_index(split, items)
         n = len(idx.users)
@@ -217,12 +218,15 @@ class Evaluator:
         for lo in range(0, n, self.batch_size):
             hi = min(lo + self.batch_size, n)
             users = idx.users[lo:hi]
-            history = None
+            history = rated = None
             if history_len:
                 h = seq.histories(users, split, history_len, self.data.num_items)
                 width = max(1, int((h != self.data.num_items).sum(1).max()))  # all-padding columns change nothing
                 history = torch.from_numpy(h[:, -width:]).to(self.device)
-            scores = scorer(EvalBatch(torch.from_numpy(users.astype(np.int64)).to(self.device), history)).float()
+                if ratings:
+                    rated = torch.from_numpy(seq.rating_histories(users, split, history_len)[:, -width:]).to(self.device)
+            scores = scorer(EvalBatch(torch.from_numpy(users.astype(np.int64)).to(self.device), history,
+                                      rated)).float()
             if idx.candidates is not None:
                 hits, num_rel = self._sampled_hits(scores, idx.candidates[lo:hi])
             else:

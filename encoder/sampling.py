@@ -103,7 +103,7 @@ class _SequenceSampler:
     ``buckets=1``: plain random batches."""
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int,
-                 span: int, buckets: int):
+                 span: int, buckets: int, ratings: bool = False):
         seq = data.require_sequences()
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
@@ -115,6 +115,11 @@ class _SequenceSampler:
         self.users = torch.from_numpy(users)
         self.window = torch.from_numpy(window)  # (U', max_len + span)
         self.lengths = (self.window != data.num_items).sum(1)
+        self.rating_window = None  # the same places' ratings, for a model that reads them
+        if ratings:
+            if seq.ratings is None:
+                raise ValueError("this model reads ratings, and the dataset's sequences carry none")
+            self.rating_window = torch.from_numpy(seq.rating_histories(users, "train", max_len + span))
 
     def __len__(self) -> int:
         return -(-self.users.numel() // self.batch_size)
@@ -147,12 +152,13 @@ class NextItemSampler(_SequenceSampler):
         negatives: sampled negatives per position (``1`` for SASRec's BCE, ``k`` for gBCE or a
             sampled softmax, ``0`` for a full softmax).
         negatives_per: ``position`` or ``sequence`` (module docstring).
+        ratings: also hand the inputs' ratings (the sequences must carry them).
     """
 
     def __init__(self, data: InteractionData, batch_size: int, generator: torch.Generator, max_len: int = 50,
                  negatives: int = 0, buckets: int = LENGTH_BUCKETS,
-                 negatives_per: str = "position"):
-        super().__init__(data, batch_size, generator, max_len, span=1, buckets=buckets)
+                 negatives_per: str = "position", ratings: bool = False):
+        super().__init__(data, batch_size, generator, max_len, span=1, buckets=buckets, ratings=ratings)
         self.negatives, self.negatives_per = negatives, _check_negatives_per(negatives_per)
 
     def __iter__(self) -> Iterator[SeqBatch]:
@@ -162,9 +168,10 @@ class NextItemSampler(_SequenceSampler):
             inputs, targets = w[:, :-1], w[:, 1:].clone()
             targets[inputs == pad] = pad  # a padded position predicts nothing (not even the oldest item)
             users = self.users[idx]
+            ratings = None if self.rating_window is None else self.rating_window[idx, -w.shape[1]:-1]
             yield SeqBatch(users, inputs, targets,
                            _sample_negatives(self.data, users, targets != pad, self.negatives, self.generator,
-                                             self.negatives_per), self.negatives_per)
+                                             self.negatives_per), self.negatives_per, ratings)
 
 
 class ClozeSampler(_SequenceSampler):

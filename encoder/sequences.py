@@ -36,11 +36,13 @@ class SequenceData:
         ptr: ``(U+1,)`` row pointers into ``items``.
         items: ``(N,)`` item ids (0-based), users' sequences one after another.
         num_items: size of the item vocabulary.
+        ratings: ``(N,)`` float32, the rating of each interaction, where the source has them.
     """
 
     ptr: np.ndarray
     items: np.ndarray
     num_items: int
+    ratings: np.ndarray | None = None
 
     @property
     def num_users(self) -> int:
@@ -94,29 +96,41 @@ class SequenceData:
             raise DataError(f"{where}: item ids must lie in 0..{self.num_items - 1}")
 
     @classmethod
-    def from_lists(cls, seqs: list[list[int]], num_items: int | None = None) -> "SequenceData":
+    def from_lists(cls, seqs: list[list[int]], num_items: int | None = None,
+                   ratings: list[list[float]] | None = None) -> "SequenceData":
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         ptr = np.concatenate([[0], np.cumsum(lengths)])
         items = np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(ptr[-1]))
         n = int(num_items) if num_items else (int(items.max()) + 1 if len(items) else 0)
-        return cls(ptr, items, n)
+        flat = None if ratings is None else \
+            np.fromiter((r for s in ratings for r in s), dtype=np.float32, count=int(ptr[-1]))
+        return cls(ptr, items, n, flat)
 
     def histories(self, users: np.ndarray, split: str, max_len: int, pad: int) -> np.ndarray:
         """``(len(users), width)``: each user's last ``max_len`` history items for ``split``
         (see :meth:`history_end`), oldest first, left-padded with ``pad``; ``width`` is
         ``max_len``, or the longest of these histories where that is shorter (the columns cut are
         padding in every row: a huge ``max_len`` costs no memory here)."""
+        return self._windows(self.items, users, split, max_len, pad)
+
+    def rating_histories(self, users: np.ndarray, split: str, max_len: int) -> np.ndarray:
+        """The ratings of :meth:`histories`' items, in the same places, 0 at padding."""
+        if self.ratings is None:
+            raise ValueError("these sequences carry no ratings")
+        return self._windows(self.ratings, users, split, max_len, 0.0)
+
+    def _windows(self, values: np.ndarray, users: np.ndarray, split: str, max_len: int, pad) -> np.ndarray:
         ends = self.history_end(split)[users]
         starts = np.maximum(self.ptr[users], ends - max_len)
         width = min(max_len, max(int((ends - starts).max(initial=0)), 1))
-        return _left_pad(self.items, starts, ends, width, pad)
+        return _left_pad(values, starts, ends, width, pad)
 
 
 def _left_pad(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int, pad: int) -> np.ndarray:
     """Rows ``items[starts[r]:ends[r]]`` (each at most ``width`` long) right-aligned in a
     ``(rows, width)`` array filled with ``pad``."""
     n = len(starts)
-    out = np.full((n, width), pad, dtype=np.int64)
+    out = np.full((n, width), pad, dtype=items.dtype)
     lengths = ends - starts
     rows = np.repeat(np.arange(n), lengths)
     offs = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
@@ -197,8 +211,20 @@ def read_sequences_jsonl(path: str | Path, num_users: int | None = None, num_ite
     """
     path = Path(path)
     rows: dict[int, tuple[int, list[int]]] = {}
+    rated: dict[int, list[float]] = {}
+    with_ratings = None  # whether the lines carry ratings: as the first says
     for no, row in json_lines(path):
         u, items = row.get("uid"), row.get("items")
+        with_ratings = "ratings" in row if with_ratings is None else with_ratings
+        if ("ratings" in row) != with_ratings:
+            raise DataError(f"{path}:{no}: {'has' if 'ratings' in row else 'lacks'} \"ratings\", unlike the lines "
+                            "before it: give every line ratings, or none")
+        if with_ratings:
+            r = row["ratings"]
+            if not isinstance(r, list) or not isinstance(items, list) or len(r) != len(items) or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in r):
+                raise DataError(f"{path}:{no}: \"ratings\" must be finite numbers, one per item")
+            rated[u if is_int(u) else -1] = r
         if not is_int(u) or not isinstance(items, list) or not all(is_int(i) for i in items):
             raise DataError(f'{path}:{no}: expected {{"uid": int, "items": [int, ...]}} with integer ids, got uid '
                             f"{u!r} and items {str(items)[:60]}")
@@ -218,6 +244,11 @@ def read_sequences_jsonl(path: str | Path, num_users: int | None = None, num_ite
     seqs: list[list[int]] = [[] for _ in range(num_users)]
     for u, (_, items) in rows.items():
         seqs[u] = items
+    ratings = None
+    if rated:
+        ratings = [[] for _ in range(num_users)]
+        for u, r in rated.items():
+            ratings[u] = r
     if num_items is None:
         num_items = item_count(seqs, str(path), allow_sparse_ids)
-    return SequenceData.from_lists(seqs, num_items)
+    return SequenceData.from_lists(seqs, num_items, ratings)

@@ -268,7 +268,8 @@ class Trainer:
         """The model's metrics on ``split`` (``items``: only held-out items in this mask count)."""
         self.model.eval()
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.evaluator.evaluate(self.model.scorer(), split, self.model.history_len, items)
+            return self.evaluator.evaluate(self.model.scorer(), split, self.model.history_len, items,
+                                           ratings=self.model.history_ratings)
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train until ``epochs`` or early stopping, then test the best weights.

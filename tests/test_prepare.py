@@ -191,6 +191,10 @@ def test_movielens_100k_leave_one_out_feeds_the_sequential_models(tmp_path):
     data = load_dataset(out)
     seq = data.require_sequences()
     assert seq.num_users == 943 and int(seq.lengths.sum()) == 100000
+    # the ratings come along, one per interaction, in the same order (user 0's first rating in the file)
+    assert seq.ratings is not None and seq.ratings.shape == seq.items.shape and set(np.unique(seq.ratings)) == {1, 2, 3, 4, 5}
+    first = jsonl(out / "sequences.jsonl")[0]
+    assert seq.ratings[: len(first["items"])].tolist() == first["ratings"]
     assert train(["--model", "sasrec", "--dataset", "ml100k", "--data-dir", str(out), "--out", str(tmp_path / "run"),
                   "--set", "train.epochs=1", "--quiet"]) == 0
     res = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -100,3 +100,64 @@ def test_rows_grouped_by_length_give_the_states_of_one_call():
     a, b = grouped.encode(items), whole.encode(items)
     real = items != PAD
     assert torch.allclose(a[real], b[real], atol=1e-5) and a[~real].abs().max() == 0
+
+
+@pytest.fixture
+def rated_dir(tmp_path):
+    """The tiny dataset's sequences with a rating per interaction, and 16-wide item text."""
+    import json
+
+    from helpers import random_sequences, write_dataset
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "rated"
+    folder.mkdir()
+    seqs = random_sequences()
+    rows = [{"uid": u, "items": s, "ratings": [float(r) for r in rng.integers(1, 6, len(s))]} for u, s in enumerate(seqs)]
+    (folder / "sequences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return write_dataset(folder, mats=[], item_emb=rng.standard_normal((40, 16)))
+
+
+def test_the_rating_stream_reads_each_interactions_rating(rated_dir):
+    from semrec.encoder.batches import EvalBatch
+    from semrec.encoder.dataset import load_dataset
+    from semrec.encoder.sampling import make_sampler
+
+    data = load_dataset(rated_dir)
+    torch.manual_seed(0)
+    m = SEAR.from_data(data, dim=4, heads=2, state=4, dropout=0.0).eval()
+    assert m.streams == 3 and m.history_ratings and m.item_table().shape == (40, 12)
+    batch = next(iter(make_sampler(m, data, 8, torch.Generator().manual_seed(0))))
+    assert batch.ratings is not None and batch.ratings.shape == batch.inputs.shape
+    assert ((batch.ratings > 0) == (batch.inputs != 40)).all()  # a rating where an item is, 0 at padding
+    seq = data.sequences
+    u = int(batch.users[0])
+    row = batch.inputs[0][batch.inputs[0] != 40].tolist()
+    start = int(seq.ptr[u])
+    assert row == seq.items[start:start + len(row)].tolist()
+    assert batch.ratings[0][batch.inputs[0] != 40].tolist() == seq.ratings[start:start + len(row)].tolist()
+    loss, _ = m.loss(batch)
+    assert torch.isfinite(loss)
+    history = torch.tensor([[40, 3, 5]])
+    with torch.no_grad():  # the token is the layer norm of w r + b: it sees r only through a bias, 0 at the start
+        m.rating_proj.bias.normal_()
+    scores = m.scorer()
+    low = scores(EvalBatch(torch.tensor([0]), history, torch.tensor([[0.0, 1.0, 1.0]])))
+    high = scores(EvalBatch(torch.tensor([0]), history, torch.tensor([[0.0, 5.0, 5.0]])))
+    assert not torch.allclose(low, high)  # the same items rated otherwise rank otherwise
+    assert SEAR.from_data(data, dim=4, heads=2, ratings=False).streams == 2
+
+
+def test_a_run_with_ratings_trains_three_streams(rated_dir, tmp_path, capsys):
+    from semrec.encoder.train_encoder import main
+
+    out = tmp_path / "run"
+    assert main(["--model", "sear", "--dataset", "tiny", "--data-dir", str(rated_dir), "--out", str(out), "--device",
+                 "cpu", "--set", "model.dim=4", "--set", "model.heads=2", "--set", "train.epochs=1"]) == 0
+    captured = capsys.readouterr()
+    assert "best epoch 0" in captured.out
+    assert "rating stream is off" not in captured.err + (out / "log.txt").read_text()
+    from semrec.encoder.train_encoder import load_run
+
+    _, trainer = load_run(out)
+    assert trainer.model.streams == 3 and trainer.model.rating_proj is not None

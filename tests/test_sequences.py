@@ -182,3 +182,34 @@ def test_a_folder_with_s3rec_files_is_a_dataset_by_name(tmp_path, monkeypatch, c
     monkeypatch.setenv("SEMREC_DATA_DIR", str(tmp_path / "data"))
     assert main(["--model", "gru4rec", "--dataset", "shop", "--out", str(tmp_path / "run"), "--device", "cpu",
                  "--set", "train.epochs=1", "--set", "eval.ks=[5,10]", "--quiet"]) == 0
+
+
+def test_ratings_ride_along_with_the_items(tmp_path):
+    folder = tmp_path / "rated"
+    folder.mkdir()
+    rows = [{"uid": 0, "items": [3, 1, 4, 1, 5], "ratings": [5, 4, 3, 2, 1]},
+            {"uid": 1, "items": [2, 7, 1], "ratings": [1.5, 2.5, 3.5]}]
+    (folder / "sequences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seq = load_dataset(folder).sequences
+    assert seq.ratings.tolist() == [5, 4, 3, 2, 1, 1.5, 2.5, 3.5]
+    # the training windows' ratings sit where their items sit, 0 at padding
+    items = seq.histories(np.array([0, 1]), "train", 4, pad=8)
+    rated = seq.rating_histories(np.array([0, 1]), "train", 4)
+    assert items.tolist() == [[3, 1, 4], [8, 8, 2]] and rated.tolist() == [[5, 4, 3], [0, 0, 1.5]]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"uid": 0, "items": [1, 2, 3], "ratings": [1, 2, 3]}, {"uid": 1, "items": [1, 2, 3]}],
+     'sequences.jsonl:2: lacks "ratings", unlike the lines before it'),
+    ([{"uid": 0, "items": [1, 2, 3]}, {"uid": 1, "items": [1, 2, 3], "ratings": [1, 2, 3]}],
+     'sequences.jsonl:2: has "ratings", unlike the lines before it'),
+    ([{"uid": 0, "items": [1, 2, 3], "ratings": [1, 2]}], '"ratings" must be finite numbers, one per item'),
+    ([{"uid": 0, "items": [1, 2, 3], "ratings": [1, True, 3]}], '"ratings" must be finite numbers'),
+    ([{"uid": 0, "items": [1, 2, 3], "ratings": [1, "2", 3]}], '"ratings" must be finite numbers'),
+])
+def test_bad_ratings_are_named(tmp_path, rows, message):
+    folder = tmp_path / "rated"
+    folder.mkdir()
+    (folder / "sequences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=message):
+        load_dataset(folder)

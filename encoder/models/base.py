@@ -96,6 +96,8 @@ class Recommender(nn.Module):
 
     batch_kind: str = "pairwise"
     history_len: int = 0
+    #: whether the scorer reads the history's ratings (``EvalBatch.ratings``)
+    history_ratings: bool = False
     #: constructor arguments that come from the dataset, not from the config
     data_args: tuple[str, ...] = ()
 

@@ -22,8 +22,11 @@ Collaborative, Semantic, and Rating Information", WWW 2026
   an example (RecBole's augmentation); here every position of a training sequence is one prefix,
   the same objective.
 
-The rating stream needs per-interaction ratings beside the sequences; the datasets read today
-(S3-Rec files, ``sequences.jsonl``) have none, so SEAR runs with two streams and says so.
+The rating stream reads each interaction's rating (a learned linear map of the value, layer-normed
+like the other tokens, so it tells ratings apart through the map's bias, which starts at 0, as in the
+reference code) where the
+sequences carry ratings (``sequences.jsonl`` written by ``data/prepare.py`` from a source with
+ratings: MovieLens, Amazon reviews); without them (S3-Rec files) SEAR runs with two streams and says so.
 """
 from __future__ import annotations
 
@@ -123,32 +126,36 @@ class SEAR(SequentialRecommender):
         soft_targets: ``k``, the next items in the soft label (SEAR: 4).
         decay: ``λ``, the soft label's weight ``exp(-λ j)`` of the ``j``-th next item (SEAR: 2).
         scan: the selective scan's method (:func:`~.mamba.selective_scan`).
+        ratings: read the rating stream where the data has ratings (``false``: two streams always).
         length_groups: a batch is encoded in up to this many groups of rows of similar length, each
             cut to its longest history (the same states; see :class:`~.sasrec.SASRec`).
         init_std: the deviation of every weight's normal start.
         text_emb: ``(I, s)`` the items' text embeddings (from the data; ``s`` at least ``streams × dim``).
+        rated: whether the data's sequences carry ratings (from the data).
     """
 
-    data_args = ("num_items", "text_emb")
+    data_args = ("num_items", "text_emb", "rated")
     alignable = False  #: its semantic stream already brings the text in
     losses = SEAR_LOSSES
 
     def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
                  heads: PositiveInt = 4, state: PositiveInt = 32, conv: PositiveInt = 4, expand: PositiveInt = 2,
                  dropout: DropoutRate = 0.2, loss: choice(*SEAR_LOSSES) = "soft", soft_targets: PositiveInt = 4,
-                 decay: NonNegativeFloat = 2.0, scan: choice(*SCANS) = "auto", length_groups: PositiveInt = LENGTH_GROUPS,
-                 init_std: PositiveFloat = 0.02, text_emb: np.ndarray | None = None):
+                 decay: NonNegativeFloat = 2.0, scan: choice(*SCANS) = "auto", ratings: bool = True,
+                 length_groups: PositiveInt = LENGTH_GROUPS, init_std: PositiveFloat = 0.02,
+                 text_emb: np.ndarray | None = None, rated: bool = False):
         text = text_matrix(text_emb, num_items, False, "sear")
         # the collaborative stream: ID rows started from the text's PCA
         super().__init__(num_items, dim=dim, max_len=max_len, dropout=dropout, loss="ce", init="normal",
                          init_std=init_std, item_text="pca", text_emb=text_emb)
         self.loss_name = loss
-        self.streams = 2  # semantic and collaborative: no dataset read today carries ratings
+        self.streams = 3 if ratings and rated else 2  # semantic, collaborative (and rating)
         if text.shape[1] < self.streams * dim:
             raise ValueError(f"sear starts its output rows from the top {self.streams * dim} principal components of "
                              f"{text.shape[1]}-wide text embeddings: dim must be at most {text.shape[1] // self.streams}")
         self.register_buffer("text", text, persistent=False)
         self.adapter = nn.Linear(text.shape[1], dim)
+        self.rating_proj = nn.Linear(1, dim) if self.streams == 3 else None
         self.token_norms = nn.ModuleList(nn.LayerNorm(dim, eps=1e-12) for _ in range(self.streams))
         self.token_dropout = nn.Dropout(dropout)
         self.encoder = SEAREncoder(dim, self.streams, layers, heads, dropout, state, conv, expand, scan,
@@ -171,23 +178,48 @@ class SEAR(SequentialRecommender):
             raise DataError(f"{data.path or data.name}: sear needs item text embeddings (itm_emb_np.pkl); make them "
                             "with `python generation/emb/generate_emb.py --encoder all-mpnet-base-v2` (SEAR's "
                             "encoder) on a folder with item profiles (docs/data.md)")
-        log.info("sear: the dataset has no ratings beside its sequences, so the rating stream is off "
-                 "(semantic and collaborative streams only)")
-        return cls(data.num_items, text_emb=data.item_emb, **hparams)
+        rated = data.sequences.ratings is not None
+        if not rated:
+            log.info("sear: the dataset has no ratings beside its sequences, so the rating stream is off "
+                     "(semantic and collaborative streams only)")
+        elif not hparams.get("ratings", True):
+            log.info("sear: model.ratings=false: the rating stream is off")
+        return cls(data.num_items, text_emb=data.item_emb, rated=rated, **hparams)
+
+    @property
+    def history_ratings(self) -> bool:
+        return self.streams == 3
+
+    def sampler_options(self) -> dict:
+        return {**super().sampler_options(), **({"ratings": True} if self.history_ratings else {})}
 
     def item_table(self) -> torch.Tensor:
         return self.output
 
-    def tokens(self, items: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` ids -> ``(B, L, streams, dim)`` tokens, each normed and dropped out on its own."""
-        semantic = F.embedding(items, torch.cat([self.adapter(self.text), self.text.new_zeros(2, self.dim)]))
-        collaborative = self.items.embed(items)
-        return torch.stack([self.token_norms[i](self.token_dropout(t)) for i, t in
-                            enumerate((semantic, collaborative))], dim=2)
+    def tokens(self, items: torch.Tensor, ratings: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L)`` ids (and their ratings, with the rating stream) -> ``(B, L, streams, dim)``
+        tokens, each normed and dropped out on its own."""
+        streams = [F.embedding(items, torch.cat([self.adapter(self.text), self.text.new_zeros(2, self.dim)])),
+                   self.items.embed(items)]
+        if self.rating_proj is not None:
+            if ratings is None:
+                raise ValueError("sear reads the rating stream and was given no ratings")
+            streams.append(self.rating_proj(ratings[..., None].to(streams[0].dtype)))
+        return torch.stack([self.token_norms[i](self.token_dropout(t)) for i, t in enumerate(streams)], dim=2)
 
-    def encode(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, L)`` ids -> ``(B, L, streams · dim)`` states."""
-        return self.encoder(self.tokens(items), items != self.pad)
+    def encode(self, items: torch.Tensor, table: torch.Tensor | None = None,
+               ratings: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L)`` ids (and ratings) -> ``(B, L, streams · dim)`` states."""
+        return self.encoder(self.tokens(items, ratings), items != self.pad)
+
+    @torch.no_grad()
+    def scorer(self):
+        table = self.output.t().contiguous()
+
+        def score(batch) -> torch.Tensor:
+            return self.encode(batch.history, ratings=batch.ratings)[:, -1] @ table
+
+        return score
 
     def soft_labels(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For every position, its next ``soft_targets`` items (``(B, L, k)``, padding where the
@@ -200,7 +232,7 @@ class SEAR(SequentialRecommender):
         return ahead, weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
 
     def loss(self, batch: SeqBatch, out=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        states = self.encode(batch.inputs)
+        states = self.encode(batch.inputs, ratings=batch.ratings)
         scored = batch.targets != self.pad
         ahead, weights = self.soft_labels(batch.targets)
         log_probs = F.log_softmax(states[scored] @ self.output.t(), dim=-1)  # (P, I)
