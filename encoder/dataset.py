@@ -117,6 +117,7 @@ class InteractionData:
             parts += [m.indptr, m.indices]
         if self.sequences is not None:
             parts += [self.sequences.ptr, self.sequences.items]
+            parts += [] if self.sequences.ratings is None else [self.sequences.ratings]
         parts += [e for e in (self.user_emb, self.item_emb) if e is not None]
         if self.attributes is not None:
             parts += [self.attributes.edge_item, self.attributes.edge_attribute, self.attributes.edge_relation]
