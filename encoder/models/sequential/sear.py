@@ -115,7 +115,7 @@ class SEAR(SequentialRecommender):
     Args:
         num_items: item vocabulary (from the data).
         dim: width of each stream's tokens (states and output rows are ``streams × dim``).
-        max_len: history length.
+        max_len: history length (SEAR's window: 100).
         layers: aggregation-and-Mamba layers.
         heads: attention heads of the aggregation (``dim`` divisible by it).
         state: Mamba's state size per channel (SEAR: 32).
@@ -138,7 +138,7 @@ class SEAR(SequentialRecommender):
     alignable = False  #: its semantic stream already brings the text in
     losses = SEAR_LOSSES
 
-    def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 50, layers: PositiveInt = 2,
+    def __init__(self, num_items: int, dim: PositiveInt = 64, max_len: PositiveInt = 100, layers: PositiveInt = 2,
                  heads: PositiveInt = 4, state: PositiveInt = 32, conv: PositiveInt = 4, expand: PositiveInt = 2,
                  dropout: DropoutRate = 0.2, loss: choice(*SEAR_LOSSES) = "soft", soft_targets: PositiveInt = 4,
                  decay: NonNegativeFloat = 2.0, scan: choice(*SCANS) = "auto", ratings: bool = True,
