@@ -215,16 +215,6 @@ def read_sequences_jsonl(path: str | Path, num_users: int | None = None, num_ite
     with_ratings = None  # whether the lines carry ratings: as the first says
     for no, row in json_lines(path):
         u, items = row.get("uid"), row.get("items")
-        with_ratings = "ratings" in row if with_ratings is None else with_ratings
-        if ("ratings" in row) != with_ratings:
-            raise DataError(f"{path}:{no}: {'has' if 'ratings' in row else 'lacks'} \"ratings\", unlike the lines "
-                            "before it: give every line ratings, or none")
-        if with_ratings:
-            r = row["ratings"]
-            if not isinstance(r, list) or not isinstance(items, list) or len(r) != len(items) or not all(
-                    isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in r):
-                raise DataError(f"{path}:{no}: \"ratings\" must be finite numbers, one per item")
-            rated[u if is_int(u) else -1] = r
         if not is_int(u) or not isinstance(items, list) or not all(is_int(i) for i in items):
             raise DataError(f'{path}:{no}: expected {{"uid": int, "items": [int, ...]}} with integer ids, got uid '
                             f"{u!r} and items {str(items)[:60]}")
@@ -232,6 +222,16 @@ def read_sequences_jsonl(path: str | Path, num_users: int | None = None, num_ite
             raise DataError(f"{path}:{no}: uid {u} already has a sequence on line {rows[u][0]}; one line per user")
         if u < 0 or any(i < 0 for i in items):
             raise DataError(f"{path}:{no}: ids start at 0; found a negative id")
+        with_ratings = "ratings" in row if with_ratings is None else with_ratings
+        if ("ratings" in row) != with_ratings:
+            raise DataError(f"{path}:{no}: {'has' if 'ratings' in row else 'lacks'} \"ratings\", unlike the lines "
+                            "before it: give every line ratings, or none")
+        if with_ratings:
+            r = row["ratings"]
+            if not isinstance(r, list) or len(r) != len(items) or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in r):
+                raise DataError(f"{path}:{no}: \"ratings\" must be finite numbers, one per item")
+            rated[u] = r
         rows[u] = (no, items)
     if not rows:
         raise DataError(f"{path}: no sequences (the file has no lines)")

@@ -4,7 +4,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semrec.encoder.models.sequential.mamba import MambaBlock, naive_scan, selective_scan
+from semrec.encoder.models.sequential.mamba import MambaBlock, selective_scan
+
+
+def naive_scan(x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+               D: torch.Tensor | None = None) -> torch.Tensor:
+    """The recurrence as written, in float64, one position at a time: the definition the scans are
+    tested against."""
+    x, delta, A, B, C = (t.double() for t in (x, delta, A, B, C))
+    h = x.new_zeros(x.shape[0], x.shape[2], A.shape[1])
+    out = []
+    for t in range(x.shape[1]):
+        h = torch.exp(delta[:, t, :, None] * A) * h + delta[:, t, :, None] * x[:, t, :, None] * B[:, t, None, :]
+        out.append(torch.einsum("bdn,bn->bd", h, C[:, t]))
+    y = torch.stack(out, dim=1)
+    return y if D is None else y + x * D.double()
 
 
 def _inputs(b=3, length=37, d=5, n=4, seed=0):

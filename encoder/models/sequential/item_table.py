@@ -144,8 +144,9 @@ class LinearAdapter(nn.Module):
 
 class SemanticTable(nn.Module):
     """The semantic view's rows: the items' LLM embeddings, frozen, through a trained adapter
-    (``linear``: :class:`LinearAdapter`, ``s -> s/2 -> dim``, as the reference code; ``mlp``:
-    ``s -> (s + dim)/2 -> dim`` with a GELU); padding zero, never learned; the mask token's row
+    (``linear``: :class:`LinearAdapter`, ``s -> s/2 -> dim``, as LLM-ESR's reference code; ``mlp``:
+    ``s -> (s + dim)/2 -> dim`` with a GELU; ``affine``: one linear map, as SEAR's); padding zero,
+    never learned; the mask token's row
     learned where a mask is ever read (``mask_row``).
 
     Shapes: ``forward(fusion)`` -> ``(I + 2, dim)``, the items first passed through ``fusion``
@@ -158,6 +159,8 @@ class SemanticTable(nn.Module):
         width = text.shape[1]
         if adapter == "linear":
             self.adapter = LinearAdapter(width, max(width // 2, 1), dim)
+        elif adapter == "affine":
+            self.adapter = nn.Linear(width, dim)
         else:
             self.adapter = nn.Sequential(nn.Linear(width, (width + dim) // 2), nn.GELU(), nn.Linear((width + dim) // 2, dim))
         self.mask = nn.Parameter(torch.zeros(1, dim)) if mask_row else None

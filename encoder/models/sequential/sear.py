@@ -41,7 +41,7 @@ from semrec.common.hparams import DropoutRate, NonNegativeFloat, PositiveFloat, 
 from semrec.encoder.batches import SeqBatch
 from semrec.encoder.models.sequential.base import SequentialRecommender
 from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS, SequenceEncoder, encode_by_length
-from semrec.encoder.models.sequential.item_table import text_matrix
+from semrec.encoder.models.sequential.item_table import SemanticTable, text_matrix
 from semrec.encoder.models.sequential.mamba import SCANS, MambaBlock
 from semrec.encoder.registry import register
 
@@ -153,8 +153,7 @@ class SEAR(SequentialRecommender):
         if text.shape[1] < self.streams * dim:
             raise ValueError(f"sear starts its output rows from the top {self.streams * dim} principal components of "
                              f"{text.shape[1]}-wide text embeddings: dim must be at most {text.shape[1] // self.streams}")
-        self.register_buffer("text", text, persistent=False)
-        self.adapter = nn.Linear(text.shape[1], dim)
+        self.semantic = SemanticTable(text, dim, "affine", mask_row=False)
         self.rating_proj = nn.Linear(1, dim) if self.streams == 3 else None
         self.token_norms = nn.ModuleList(nn.LayerNorm(dim, eps=1e-12) for _ in range(self.streams))
         self.token_dropout = nn.Dropout(dropout)
@@ -167,7 +166,7 @@ class SEAR(SequentialRecommender):
         from semrec.common.linalg import pca
 
         with torch.no_grad():  # the output rows: the text's principal components as they are (SEAR's start)
-            self.output.copy_(torch.from_numpy(pca(text.numpy(), self.streams * dim)))
+            self.output.copy_(torch.from_numpy(pca(self.semantic.text.numpy(), self.streams * dim)))
 
     @classmethod
     def from_data(cls, data, **hparams) -> "SEAR":
@@ -199,8 +198,7 @@ class SEAR(SequentialRecommender):
     def tokens(self, items: torch.Tensor, ratings: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, L)`` ids (and their ratings, with the rating stream) -> ``(B, L, streams, dim)``
         tokens, each normed and dropped out on its own."""
-        streams = [F.embedding(items, torch.cat([self.adapter(self.text), self.text.new_zeros(2, self.dim)])),
-                   self.items.embed(items)]
+        streams = [F.embedding(items, self.semantic()), self.items.embed(items)]
         if self.rating_proj is not None:
             if ratings is None:
                 raise ValueError("sear reads the rating stream and was given no ratings")
