@@ -25,7 +25,7 @@ mask id is ``num_items + 1``. Sampled negatives are drawn in one of two ways (``
   positions: ``(B, 1, k)``; the loss is one matrix product per sequence.
 
 One set of negatives for a whole batch is not offered: every position then pushes down the same
-items, and validation fell as the loss fell (docs/benchmarks.md, "Negatives per position or per
+items, and validation fell as the loss fell (docs/notes/2026-11-benchmark-log.md, "Negatives per position or per
 sequence").
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ class PairSampler:
 
 
 #: the default ``train.length_buckets``: plain random batches, as RecBole and RecTools draw them.
-#: Batches sorted by length pad less but cost accuracy (docs/benchmarks.md, "Batches sorted by
+#: Batches sorted by length pad less but cost accuracy (docs/notes/2026-11-benchmark-log.md, "Batches sorted by
 #: length"); the Transformer encoders group a plain batch's rows by length instead (``model.length_groups``).
 LENGTH_BUCKETS = 1
 

@@ -12,7 +12,7 @@ target and ``negatives`` sampled items), ``bce`` (SASRec's: the target against e
 negative, ``negatives`` of them, 1 in the paper). See :mod:`semrec.encoder.losses`.
 The sampled losses see every score shifted by ``-ln k`` (``k`` negatives): a BCE over ``k``
 negatives is least, with all scores equal, at ``-ln k``, and without the shift the item vectors
-must first grow a shared direction to get there (docs/benchmarks.md, "gSASRec's plateau"). A
+must first grow a shared direction to get there (docs/notes/2026-11-benchmark-log.md, "gSASRec's plateau"). A
 constant shift changes no ranking and no softmax, and is 0 for one negative.
 
 Initialisation (``init``): ``normal`` draws every embedding, linear and attention weight from

@@ -39,7 +39,7 @@ in the state, so this is the weighted fusion of the shared and the group's score
 ``head_loss=separate`` (the default) trains the shared state and the group head's state each on
 the next items (the mean of the two losses), so the shared state stays a recommender for every
 user and only the group head specialises, and distils the shared state; ``fused`` trains the fused
-state, which overfit on Beauty (docs/benchmarks.md, "Head and tail users' heads, trained apart").
+state, which overfit on Beauty (docs/notes/2026-11-benchmark-log.md, "Head and tail users' heads, trained apart").
 ``distill_head_users=false`` distils tail users only.
 
 Every part has a switch, so the paper's ablations are settings: ``views`` (``both``, or one
