@@ -72,6 +72,9 @@ VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
     "sasrec_gene_shuffled": ("sasrec_gene", ["align.shuffle=true"], "sasrec_gene"),
     # issue 20: the semantic view's items fused with their attribute view (GAT over Beauty's 637 attributes)
     "llmesr_graph": ("llmesr", ["model.item_graph=gate"], "llmesr"),
+    # issue 36: SEAR's semantic and collaborative streams (S3-Rec Beauty has no ratings)
+    "sear": ("sear", [], "sasrec"),
+    "sear_next_item": ("sear", ["model.loss=ce"], "sear"),
 }
 PROTOCOLS = {"full": [], "sampled": ["eval.protocol=sampled"],
              "sracl": ["eval.exclude=none", "model.max_len=20"]}

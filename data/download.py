@@ -138,14 +138,16 @@ def verify(name: str, files: list[Path], known: dict[str, str]) -> dict[str, str
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dataset", choices=DATASETS)
-    p.add_argument("--out-dir", default=str(Path(__file__).resolve().parent),
-                   help="parent folder of the dataset folder (default: this data/ folder)")
+    p.add_argument("--out-dir", default=None,
+                   help="parent folder of the dataset folder (default: $SEMREC_HOME/data, or ./data)")
     p.add_argument("--base-url", default=BASE_URL, help="where the archive parts live")
     p.add_argument("--archive", help="a local data.tar.gz (or its first part; the others are found beside it)")
     p.add_argument("--checksums", help="JSON {'yelp/trn_mat.pkl': sha256, ...} to check instead of the built-in values")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
     args = p.parse_args(argv)
-    out_root = Path(args.out_dir)
+    from semrec.common.io import data_root
+
+    out_root = Path(args.out_dir) if args.out_dir else data_root()
     known = json.loads(Path(args.checksums).read_text()) if args.checksums else KNOWN_SHA256
     try:
         if args.archive:

@@ -6,6 +6,12 @@
     python data/prepare.py amazon ../shared/data/amazon2018_gift_cards --name gift_cards --kcore 5
     python data/prepare.py yelp ~/yelp_dataset --name yelp_open --min-rating 4 --kcore 10
     python data/prepare.py rlmrec ../shared/data/rlmrec_yelp --name yelp
+    python data/prepare.py csv ratings.csv.gz --name mine --user userId --item movieId --time timestamp \
+        --rating rating --item-text title,genres --split leave-one-out
+    python data/prepare.py parquet events.parquet --name mine --user uid --item sku --time ts
+
+From Python, a pandas or polars DataFrame: ``semrec.data.prepare.from_dataframe(df, "mine",
+user="userId", item="movieId", ...)`` (the same options as keyword arguments).
 
 Pipeline (every filter is off unless asked for, so a plain conversion keeps every
 interaction): minimum rating -> deduplication -> uniform user sampling -> iterative
@@ -37,7 +43,10 @@ else:
     from .readers import (ATTRIBUTE_FIELDS, PrepareError, RawInteractions, item_attributes, read_amazon, read_recbole,
                           read_s3rec, read_yelp)
 
-KINDS = ("recbole", "amazon", "yelp", "s3rec", "rlmrec")
+from semrec.data.tables import read_csv, read_parquet  # noqa: E402
+
+KINDS = ("recbole", "amazon", "yelp", "s3rec", "rlmrec", "csv", "parquet")
+TABLES = ("csv", "parquet")
 SPLITS = ("random", "time", "leave-one-out")
 MATRICES = ("trn_mat.pkl", "val_mat.pkl", "tst_mat.pkl")
 
@@ -329,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=KINDS, help="the raw format")
     p.add_argument("path", help="raw file or folder")
     p.add_argument("--name", required=True, help="dataset name (the output folder's name)")
-    p.add_argument("--out-dir", default=str(Path(__file__).resolve().parent), help="parent folder (default data/)")
+    p.add_argument("--out-dir", default=None, help="parent folder (default: $SEMREC_HOME/data, or ./data)")
     p.add_argument("--min-rating", type=float, help="drop interactions rated below this")
     p.add_argument("--dedup", action="store_true", help="keep only the first of repeated user-item interactions")
     p.add_argument("--sample-users", type=int, help="keep this many users, drawn uniformly with --seed")
@@ -340,17 +349,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratios", default="3,1,1", help="train,valid,test ratios (random and time splits)")
     p.add_argument("--seed", type=int, default=2023)
     p.add_argument("--meta", help="Amazon metadata file (default: meta_*.json* beside the reviews)")
-    p.add_argument("--item-text", help="s3rec: JSON {key: {title, description}} of item texts")
+    p.add_argument("--item-text", help="s3rec: JSON {key: {title, description}} of item texts; "
+                   "csv/parquet: the columns describing an item (title,genres,...), comma-separated")
     p.add_argument("--item-text-offset", type=int, default=1, help="s3rec: text key k describes item k+offset")
     p.add_argument("--attributes", help="metadata fields that become item attributes (item_attributes.jsonl), "
                    f"comma-separated from {', '.join(ATTRIBUTE_FIELDS)}; 'none' for no file (default: all present)")
     p.add_argument("--force", action="store_true", help="overwrite an existing dataset folder")
+    t = p.add_argument_group("csv and parquet: which column holds what")
+    t.add_argument("--user", help="the user id column (required)")
+    t.add_argument("--item", help="the item id column (required)")
+    t.add_argument("--time", help="the time column: numbers (Unix seconds) or ISO 8601 dates (default: file order)")
+    t.add_argument("--rating", help="the rating column")
+    t.add_argument("--delimiter", help="csv: the field delimiter (default: sniffed from the header: , ; tab |)")
     return p
+
+
+def table_columns(args: argparse.Namespace):
+    from semrec.data.tables import Columns
+
+    if not args.user or not args.item:
+        raise PrepareError(f"{args.kind} needs --user COLUMN and --item COLUMN (the columns of the ids)")
+    text = tuple(c.strip() for c in (args.item_text or "").split(",") if c.strip())
+    return Columns(args.user, args.item, args.time, args.rating, text)
+
+
+def from_dataframe(df, name: str, *, user: str, item: str, time: str | None = None, rating: str | None = None,
+                   item_text: tuple[str, ...] | list[str] = (), out_dir: str | Path | None = None, force: bool = False,
+                   min_rating: float | None = None, dedup: bool = False, sample_users: int | None = None,
+                   kcore: int = 0, user_core: int | None = None, item_core: int | None = None,
+                   split: str = "random", ratios: tuple[float, float, float] = (3.0, 1.0, 1.0),
+                   seed: int = 2023) -> Path:
+    """A pandas or polars DataFrame of interactions -> the dataset folder ``out_dir/name``
+    (the options of ``prepare.py csv``); returns the folder. Raises PrepareError on bad input."""
+    from semrec.common.io import data_root
+    from semrec.data.tables import Columns, read_dataframe
+
+    try:
+        check_name(name, hint="name is the folder's own name; choose its parent with out_dir")
+    except ValueError as e:
+        raise PrepareError(str(e)) from None
+    if split not in SPLITS:
+        raise PrepareError(f"split {split!r}: valid: {', '.join(SPLITS)}")
+    out = (Path(out_dir) if out_dir is not None else data_root()) / name
+    if (out / "trn_mat.pkl").exists() and not force:
+        raise PrepareError(f"{out} already holds a dataset; pass force=True to overwrite it")
+    raw = read_dataframe(df, Columns(user, item, time, rating, tuple(item_text)))
+    options = {"name": name, "user": user, "item": item, "time": time, "rating": rating, "item_text": list(item_text),
+               "min_rating": min_rating, "dedup": dedup, "sample_users": sample_users, "kcore": kcore,
+               "user_core": user_core, "item_core": item_core, "split": split, "ratios": list(ratios), "seed": seed}
+    convert(raw, out, source="dataframe", options=options, min_rating=min_rating, dedup=dedup,
+            sample_users=sample_users, user_core=kcore if user_core is None else user_core,
+            item_core=kcore if item_core is None else item_core, split=split, ratios=tuple(ratios), seed=seed)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    src, out = Path(args.path), Path(args.out_dir) / args.name
+    from semrec.common.io import data_root
+
+    src, out = Path(args.path), (Path(args.out_dir) if args.out_dir else data_root()) / args.name
     t0 = time.perf_counter()
     try:
         try:
@@ -374,13 +431,18 @@ def main(argv: list[str] | None = None) -> int:
             if bad:
                 raise PrepareError(f"--attributes: unknown field(s) {', '.join(bad)}; valid: "
                                    f"{', '.join(ATTRIBUTE_FIELDS)}, or none")
+        given = [f"--{k}" for k in ("user", "item", "time", "rating", "delimiter") if getattr(args, k) is not None]
+        if given and args.kind not in TABLES:
+            raise PrepareError(f"{', '.join(given)}: for csv and parquet only ({args.kind} files name their own fields)")
         if args.kind == "rlmrec":
             stats = copy_rlmrec(src, out)
         else:
             raw = {"recbole": lambda: read_recbole(src), "yelp": lambda: read_yelp(src),
                    "amazon": lambda: read_amazon(src, Path(args.meta) if args.meta else None),
                    "s3rec": lambda: read_s3rec(src, Path(args.item_text) if args.item_text else None,
-                                               args.item_text_offset)}[args.kind]()
+                                               args.item_text_offset),
+                   "csv": lambda: read_csv(src, table_columns(args), args.delimiter),
+                   "parquet": lambda: read_parquet(src, table_columns(args))}[args.kind]()
             options = {k: v for k, v in vars(args).items() if k not in ("kind", "path", "out_dir", "force")}
             core_u = args.user_core if args.user_core is not None else args.kcore
             core_i = args.item_core if args.item_core is not None else args.kcore

@@ -85,6 +85,10 @@ def _atomic(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     lines = text_lines(path, PrepareError)
     _, first = next(lines, (1, ""))
     header = first.split("\t")
+    if len(header) == 1 and any(sep in first for sep in ",;|"):
+        raise PrepareError(f"{path}: the header {first.strip()[:80]!r} is not tab-separated, so this is not a RecBole "
+                           "atomic file; for a CSV, name its columns: prepare.py csv PATH --user COLUMN --item COLUMN "
+                           "[--time COLUMN] [--rating COLUMN]")
     names = [h.split(":")[0] for h in header]
     for no, line in lines:
         if not line.strip():

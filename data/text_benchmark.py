@@ -120,11 +120,17 @@ def build(name: str, shared: Path, out_dir: Path, model_path: str | None = None)
     return folder
 
 
+def _out_dir(args) -> Path:
+    from semrec.common.io import data_root
+
+    return Path(args.out_dir) if args.out_dir else data_root()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", choices=sorted(DATASETS))
     p.add_argument("--shared", default=str(SHARED), help="the folder holding s3rec/, gamer_yelp_text/, ml-100k/")
-    p.add_argument("--out-dir", default=str(Path(__file__).resolve().parent))
+    p.add_argument("--out-dir", default=None, help="parent folder (default: $SEMREC_HOME/data, or ./data)")
     p.add_argument("--model-path", help="sentence-transformers model folder (default: all-MiniLM-L6-v2 package)")
     p.add_argument("--no-text", action="store_true", help="only the interactions, metadata and item attributes "
                                                           "(no profiles or embeddings: enough for graph models)")
@@ -134,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"text_benchmark.py: {shared} not found (pass --shared DIR)", file=sys.stderr)
         return 2
     if args.no_text:
-        folder = convert_dataset(args.name, shared, Path(args.out_dir))
+        folder = convert_dataset(args.name, shared, _out_dir(args))
     else:
-        folder = build(args.name, shared, Path(args.out_dir), args.model_path)
+        folder = build(args.name, shared, _out_dir(args), args.model_path)
     print(f"wrote {folder}")
     return 0
 

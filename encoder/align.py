@@ -373,8 +373,8 @@ class AlignedModel(Recommender):
         extra = self.alignment.step(self.backbone, out, batch, ctx)
         return loss + sum(extra.values()), {**parts, **extra}
 
-    def scorer(self):
-        return self.backbone.scorer()
+    def factors(self):
+        return self.backbone.factors()
 
 
 _CACHE: dict[tuple[type, str], type] = {}

@@ -60,9 +60,10 @@ class SequenceData:
         """``(U,)`` index into ``items`` where each user's history for ``split`` ends (exclusive).
 
         ``train``: the training part (all but the last two); ``valid``: the same (its target is
-        the second last); ``test``: all but the last.
+        the second last); ``test``: all but the last; ``all``: the whole sequence (what a
+        recommendation made today reads).
         """
-        back = {"train": 2, "valid": 2, "test": 1}[split]
+        back = {"train": 2, "valid": 2, "test": 1, "all": 0}[split]
         return self.ptr[1:] - back
 
     def targets(self, split: str) -> np.ndarray:

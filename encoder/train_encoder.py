@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="dataset folder to read instead of data/<dataset>/")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, help="random seed (default from the config: 2023)")
-    p.add_argument("--out", help="run directory (default runs/<dataset>/<model>/seed<seed>-<time>)")
+    p.add_argument("--out", help="run directory (default $SEMREC_HOME/runs/<dataset>/<model>/seed<seed>-<time>, "
+                   "or ./runs/...)")
     p.add_argument("--config", help="model YAML to use instead of configs/<model>.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. train.lr=0.001 or model.layers=2 (repeatable)")
@@ -254,7 +255,7 @@ def _check_out(run_dir: Path, locked: bool = False) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     from semrec.encoder.config import resolve_config
-    from semrec.common.io import check_name, exclusive, write_text
+    from semrec.common.io import check_name, exclusive, runs_root, write_text
     from semrec.encoder.registry import get_model_class
     from semrec.encoder.trainer import CHECKPOINT, HISTORY
 
@@ -280,9 +281,9 @@ def run(args: argparse.Namespace) -> dict:
             overrides.append(f"train.device={args.device}")
         cfg_file = Path(args.config) if args.config else None
         cfg = resolve_config(args.model, args.dataset, get_model_class(args.model), overrides, cfg_file)
-        data_dir = str(dataset_path(args.dataset, args.data_dir))
+        data_dir = str(dataset_path(args.dataset, args.data_dir).resolve())
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(args.out) if args.out else Path("runs") / args.dataset / args.model / f"seed{cfg.train.seed}-{stamp}"
+        run_dir = Path(args.out) if args.out else runs_root() / args.dataset / args.model / f"seed{cfg.train.seed}-{stamp}"
         _check_out(run_dir)
         allow_sparse, fingerprint = args.allow_sparse_ids, None
     data, trainer = _trainer(cfg, data_dir, run_dir, allow_sparse, fingerprint, "resumed" if args.resume else "trained")
@@ -322,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         list_models()
         return 0
     from semrec.encoder.config import ConfigError
+    from semrec.common.extras import MissingExtra
     from semrec.common.io import BusyError, DataError
     from semrec.encoder.trainer import TrainingError
 
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             show_config(args.show_config, args.dataset or "default")
             return 0
         results = evaluate_run(args) if args.evaluate else run(args)
-    except (ConfigError, DataError, BusyError, KeyError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, DataError, BusyError, KeyError, ValueError, FileNotFoundError, MissingExtra) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"semrec-train: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT

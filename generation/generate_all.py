@@ -24,7 +24,7 @@ from semrec.generation.prompts import DatasetText
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", help="a folder name under data/ (or $SEMREC_DATA_DIR)")
+    src.add_argument("--dataset", help="a folder name under $SEMREC_HOME/data (or ./data)")
     src.add_argument("--data-dir", help="a dataset folder")
     add_llm_arguments(p)
     add_emb_arguments(p)

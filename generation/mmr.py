@@ -49,7 +49,8 @@ def mmr_select(embeddings: np.ndarray, k: int, lam: float = 0.7, dup_threshold: 
     centroid = (w[:, None] * x).sum(0)
     centroid /= max(np.linalg.norm(centroid), 1e-12)
     relevance = x @ centroid
-    sims = x @ x.T
+    # one row of similarities a pick (k·n·d work and n memory), never the n × n matrix: an item
+    # with tens of thousands of sentences stays cheap
     chosen: list[int] = []
     redundancy = np.zeros(n)  # max similarity to the picked rows (0 before the first pick)
     available = np.ones(n, dtype=bool)
@@ -57,7 +58,8 @@ def mmr_select(embeddings: np.ndarray, k: int, lam: float = 0.7, dup_threshold: 
         score = np.where(available, lam * relevance - (1 - lam) * redundancy, -np.inf)
         best = int(np.argmax(score))
         chosen.append(best)
-        redundancy = sims[best] if len(chosen) == 1 else np.maximum(redundancy, sims[best])
+        sims = x @ x[best]
+        redundancy = sims if len(chosen) == 1 else np.maximum(redundancy, sims)
         available &= redundancy < dup_threshold
         available[best] = False
     return chosen

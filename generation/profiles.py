@@ -412,7 +412,7 @@ def main(kind: str, argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=f"generation/{kind}/generate_profile.py",
                                 description=f"Generate a text profile for every {kind} of a dataset with an LLM.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", help="a folder name under data/ (or $SEMREC_DATA_DIR)")
+    src.add_argument("--dataset", help="a folder name under $SEMREC_HOME/data (or ./data)")
     src.add_argument("--data-dir", help="a dataset folder")
     add_llm_arguments(p)
     args = p.parse_args(argv)

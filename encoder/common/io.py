@@ -354,13 +354,23 @@ def exclusive(lock: str | Path, busy: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def data_root() -> Path:
-    """Where dataset names are looked up: ``$SEMREC_DATA_DIR`` or the repository's ``data/``
-    (found by name, not imported: the helpers import none of the packages that use them)."""
-    import importlib.util
+def home() -> Path:
+    """Where datasets and runs live: ``$SEMREC_HOME``, else the current folder (never the installed
+    package's folder)."""
+    env = os.environ.get("SEMREC_HOME")
+    return Path(env).expanduser() if env else Path.cwd()
 
+
+def data_root() -> Path:
+    """Where dataset names are looked up and new datasets go: ``$SEMREC_DATA_DIR`` (a data folder
+    of its own), else ``home()/data``."""
     env = os.environ.get("SEMREC_DATA_DIR")
-    return Path(env) if env else Path(importlib.util.find_spec("semrec.data").submodule_search_locations[0])
+    return Path(env).expanduser() if env else home() / "data"
+
+
+def runs_root() -> Path:
+    """Where a run goes when no ``--out`` is given: ``home()/runs``."""
+    return home() / "runs"
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")

@@ -7,9 +7,11 @@ The trainer and the evaluator only use these, so any model that has them fits:
   it decides (e.g. ``max_len``);
 * ``loss(batch) -> (loss, parts)``: the scalar to minimise and a dict of its named terms;
 * ``history_len``: how many history items the evaluator hands it when ranking (0: none);
-* ``scorer() -> Callable[[EvalBatch], scores]``: a ranking function built once per evaluation,
-  mapping an :class:`~semrec.encoder.evaluator.EvalBatch` (users, and their histories) to
-  ``(B, num_items)`` scores. Which items are excluded is the evaluator's business;
+* ``factors() -> (user_vectors, item_vectors)``: a function mapping an
+  :class:`~semrec.encoder.batches.EvalBatch` (users, and their histories) to ``(B, d)`` user
+  vectors, and the ``(I, d)`` item vectors; a score is their inner product. ``scorer()`` (defined
+  here, once) builds the ranking function from them, once per evaluation; the exported vectors
+  (``semrec-export``) are the same. Which items are excluded is the evaluator's business;
 * ``start_epoch(epoch)``: called before each training epoch (a model's own schedule lives here);
 * ``from_data(data, **hparams)``: builds it for a dataset; the constructor arguments named in
   ``data_args`` come from the data, the others are hyperparameters (``model.<name>``).
@@ -122,5 +124,13 @@ class Recommender(nn.Module):
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def scorer(self) -> Callable[[Any], torch.Tensor]:
+    def factors(self) -> tuple[Callable[[Any], torch.Tensor], torch.Tensor]:
+        """``(user_vectors, item_vectors)``: batch -> ``(B, d)``, and ``(I, d)`` (module docstring)."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def scorer(self) -> Callable[[Any], torch.Tensor]:
+        """Every item's score for each user of a batch: the inner products of :meth:`factors`."""
+        user_vectors, items = self.factors()
+        table = items.t().contiguous()
+        return lambda batch: user_vectors(batch) @ table

@@ -35,7 +35,10 @@ class HeteroGAT(nn.Module):
         super().__init__()
         import warnings
 
-        from torch_geometric.nn import GATConv, HeteroConv  # here, not at import: PyG takes seconds to load
+        from semrec.common.extras import require
+
+        pyg = require("torch_geometric.nn", "graph", "the GAT layers (gat, model.item_graph)")  # here: PyG loads slowly
+        GATConv, HeteroConv = pyg.GATConv, pyg.HeteroConv
 
         def conv():
             return GATConv((dim, dim), dim, heads=heads, concat=False, dropout=dropout, add_self_loops=False,

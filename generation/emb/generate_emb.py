@@ -110,8 +110,9 @@ def make_encoder(settings: EmbeddingSettings, folder: Path):
                         normalize=settings.normalize, precision=settings.precision)
 
 
-def embed_dataset(folder: Path, settings: EmbeddingSettings, log=print) -> None:
-    """Encode ``usr_prf.pkl`` / ``itm_prf.pkl`` of ``folder`` into ``usr_emb_np.pkl`` / ``itm_emb_np.pkl``."""
+def embed_dataset(folder: Path, settings: EmbeddingSettings, log=print, encoder=None) -> None:
+    """Encode ``usr_prf.pkl`` / ``itm_prf.pkl`` of ``folder`` into ``usr_emb_np.pkl`` / ``itm_emb_np.pkl``
+    (with ``encoder``, one already made from ``settings``)."""
     from semrec.common.io import load_pickle, write_pickle
     from semrec.common.linalg import pca
 
@@ -124,7 +125,7 @@ def embed_dataset(folder: Path, settings: EmbeddingSettings, log=print) -> None:
     trn = folder / "trn_mat.pkl"
     if trn.exists():
         n["user"], n["item"] = load_pickle(trn).shape
-    encoder = make_encoder(settings, folder)
+    encoder = encoder or make_encoder(settings, folder)
     for kind, (src, dst) in KINDS.items():
         profiles = load_pickle(prf[kind])
         texts = profile_texts(profiles, n.get(kind, len(profiles)), prf[kind])

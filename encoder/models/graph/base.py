@@ -136,9 +136,7 @@ class GraphRecommender(Recommender):
                         gather_rows(out.items, batch.neg))
 
     @torch.no_grad()
-    def scorer(self) -> Callable[[EvalBatch], torch.Tensor]:
-        """Inner-product scores of the batch's users against every item (propagates once;
-        the history is not needed)."""
+    def factors(self) -> tuple[Callable[[EvalBatch], torch.Tensor], torch.Tensor]:
+        """The propagated user and item vectors (propagates once; the history is not needed)."""
         users, items = self.encode()
-        items_t = items.t().contiguous()
-        return lambda batch: users[batch.users] @ items_t
+        return (lambda batch: users[batch.users]), items

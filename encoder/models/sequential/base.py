@@ -223,15 +223,14 @@ class SequentialRecommender(SequenceAlignment, Recommender):
         return sampled_softmax_ce(s_pos, s_neg)
 
     @torch.no_grad()
-    def scorer(self) -> Callable[[EvalBatch], torch.Tensor]:
-        """Scores of every item from the state at each history's newest position (a
-        bidirectional encoder: at the mask slot appended after it)."""
-        table = self.item_table().t().contiguous()
+    def user_state(self, batch: EvalBatch) -> torch.Tensor:
+        """``(B, d)``: the state at each history's newest position (a bidirectional encoder: at
+        the mask slot appended after it)."""
+        h = batch.history
+        if self.encoder.bidirectional:
+            h = torch.cat([h, torch.full_like(h[:, :1], self.mask_id)], dim=1)
+        return self.encode(h)[:, -1]
 
-        def score(batch: EvalBatch) -> torch.Tensor:
-            h = batch.history
-            if self.encoder.bidirectional:
-                h = torch.cat([h, torch.full_like(h[:, :1], self.mask_id)], dim=1)
-            return self.encode(h)[:, -1] @ table
-
-        return score
+    def factors(self) -> tuple[Callable[[EvalBatch], torch.Tensor], torch.Tensor]:
+        """Users are their histories' states, items the rows of :meth:`item_table`."""
+        return self.user_state, self.item_table()

@@ -210,14 +210,8 @@ class SEAR(SequentialRecommender):
         """``(B, L)`` ids (and ratings) -> ``(B, L, streams · dim)`` states."""
         return self.encoder(self.tokens(items, ratings), items != self.pad)
 
-    @torch.no_grad()
-    def scorer(self):
-        table = self.output.t().contiguous()
-
-        def score(batch) -> torch.Tensor:
-            return self.encode(batch.history, ratings=batch.ratings)[:, -1] @ table
-
-        return score
+    def user_state(self, batch) -> torch.Tensor:
+        return self.encode(batch.history, ratings=batch.ratings)[:, -1]
 
     def soft_labels(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For every position, its next ``soft_targets`` items (``(B, L, k)``, padding where the

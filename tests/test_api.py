@@ -1,0 +1,40 @@
+"""The Python API: docs/api.md's worked example runs as written, runs reopen, settings are checked."""
+import re
+from pathlib import Path
+
+import pytest
+
+import semrec
+from semrec.encoder.config import ConfigError
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+
+
+def test_the_docs_example_runs(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("pandas", reason="the example builds a pandas DataFrame (semrec[test])")
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    example = next(b for b in blocks if "semrec.train(" in b)
+    monkeypatch.setenv("SEMREC_HOME", str(tmp_path))
+    exec(compile(example, str(DOC), "exec"), {})
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 6 and float(out[0].split()[0]) >= 0 and out[0].split()[1] == "5"
+    assert all(line.split()[2] == "Film" for line in out[1:])  # titles, not indices
+    run_dir = next((tmp_path / "runs" / "films" / "sasrec").iterdir())
+    assert {"config.yaml", "results.json", "history.jsonl", "log.txt"} <= {p.name for p in run_dir.iterdir()}
+    assert (tmp_path / "data" / "films" / "trn_mat.pkl").exists()
+
+
+def test_a_run_reopens_and_saves_and_bad_settings_are_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMREC_HOME", str(tmp_path))
+    run = semrec.train("gccf", "demo", epochs=1, overrides={"train.lr": 0.002}, layers=1)
+    again = semrec.load_run(run.path)
+    assert again.results == run.results and again.config["model"]["layers"] == 1
+    assert again.config["train"]["lr"] == 0.002 and len(again.history) == 1
+    copy = run.save(tmp_path / "kept")
+    assert copy.results == run.results and copy.recommend(["3"], k=2)[0]["user"] == "3"
+    with pytest.raises(FileExistsError):
+        run.save(tmp_path / "kept")
+    with pytest.raises(ConfigError, match="unknown setting 'layer' for gccf; valid: .*layers"):
+        semrec.train("gccf", "demo", layer=2)
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        semrec.load_run(tmp_path)
