@@ -38,3 +38,16 @@ def test_a_run_reopens_and_saves_and_bad_settings_are_named(tmp_path, monkeypatc
         semrec.train("gccf", "demo", layer=2)
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         semrec.load_run(tmp_path)
+
+
+def test_align_check_prints_base_aligned_and_shuffled(tmp_path, monkeypatch, capsys):
+    from semrec.encoder.align_check import main
+
+    monkeypatch.setenv("SEMREC_HOME", str(tmp_path))
+    assert main(["--dataset", "demo", "--backbones", "lightgcn", "--seeds", "1", "--set", "train.epochs=1",
+                 "--variants", "base", "plus", "plus shuffled", "--workdir", str(tmp_path / "w")]) == 0
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if ln.startswith("| lightgcn |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["base", "plus", "plus shuffled"]
+    assert "Real against shuffled tables (test R@20 / N@20): `lightgcn_plus`" in out
+    assert len(list((tmp_path / "w").glob("*/lightgcn*-1/results.json"))) == 3

@@ -110,3 +110,16 @@ def test_a_csv_given_as_recbole_or_without_columns_says_what_to_do(tmp_path, cap
     assert main(["parquet", str(tmp_path / "bad.parquet"), "--name", "p", "--out-dir", str(tmp_path),
                  "--user", "u", "--item", "i"]) == 2
     assert "not a readable Parquet file" in capsys.readouterr().err
+
+
+def test_a_missing_extra_is_named(tmp_path, capsys, monkeypatch):
+    from semrec.common.extras import MissingExtra, require
+
+    monkeypatch.setitem(__import__("sys").modules, "torch_geometric.nn", None)  # as if not installed
+    with pytest.raises(MissingExtra, match=r'the GAT layers needs torch_geometric .*pip install "semrec\[graph\]"'):
+        require("torch_geometric.nn", "graph", "the GAT layers")
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
+    (tmp_path / "x.parquet").write_bytes(b"PAR1")
+    assert main(["parquet", str(tmp_path / "x.parquet"), "--name", "p", "--out-dir", str(tmp_path),
+                 "--user", "u", "--item", "i"]) == 2
+    assert 'reading Parquet needs pyarrow' in capsys.readouterr().err
