@@ -84,6 +84,19 @@ def test_ad_hoc_history_and_unknown_ids_exit_2(seq_run, capsys):
     assert "give --out" in capsys.readouterr().err
 
 
+def test_a_file_of_users(seq_run, tmp_path, capsys):
+    _, run = seq_run
+    (tmp_path / "who.txt").write_text("user-7\nuser-2\n\n")
+    assert recommend([str(run.path), "--users", str(tmp_path / "who.txt"), "-k", "3", "--out",
+                      str(tmp_path / "t.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert [r["user"] for r in rows] == ["user-7"] * 3 + ["user-2"] * 3
+    assert [r["rank"] for r in rows] == ["1", "2", "3"] * 2
+    (tmp_path / "who.txt").write_text("user-7\nghost\n")
+    assert recommend([str(run.path), "--users", str(tmp_path / "who.txt"), "--out", str(tmp_path / "u.csv")]) == 2
+    assert "unknown user 'ghost'" in capsys.readouterr().err and not (tmp_path / "u.csv").exists()
+
+
 def test_exported_vectors_give_the_same_top_k(seq_run, tmp_path):
     root, run = seq_run
     assert export_main([str(run.path), "--out", str(tmp_path / "x")]) == 0
