@@ -105,6 +105,8 @@ class EvalConfig:
         groups: also report metrics for head/tail users and items.
         head_user_share: share of users with the longest histories that are "head" users.
         head_item_share: share of most popular training items that are "head" items.
+        beyond: in the final evaluation, also coverage, average popularity, Gini, novelty, tail
+            share and intra-list diversity of the top-k lists (:mod:`semrec.encoder.beyond`).
     """
 
     ks: list[PositiveInt] = field(default_factory=lambda: [5, 10, 20])
@@ -116,6 +118,7 @@ class EvalConfig:
     groups: bool = False
     head_user_share: Probability = 0.2
     head_item_share: Probability = 0.2
+    beyond: bool = True
 
     def __post_init__(self):
         check_fields(self)

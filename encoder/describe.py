@@ -135,7 +135,8 @@ def list_models(out=None) -> None:
     from semrec.encoder.registry import available_models, get_model_class
 
     out = out or sys.stdout
-    groups: dict[str, list[tuple[str, str]]] = {"graph": [], "sequential": [], "aligned (RLMRec)": [], "other": []}
+    groups: dict[str, list[tuple[str, str]]] = {"baselines": [], "graph": [], "sequential": [],
+                                                "aligned (RLMRec)": [], "other": []}
     for name in available_models():
         cls = get_model_class(name)
         backbone = getattr(cls, "backbone_cls", None)
@@ -144,9 +145,12 @@ def list_models(out=None) -> None:
                 "generative alignment (RLMRec-Gen)"
             groups["aligned (RLMRec)"].append((name, f"{backbone.registered_name} with {kind}"))
             continue
-        family = "graph" if issubclass(cls, GraphRecommender) else \
+        family = "baselines" if cls.__module__.endswith(".baselines") else \
+            "graph" if issubclass(cls, GraphRecommender) else \
             "sequential" if issubclass(cls, SequentialRecommender) else "other"
-        groups[family].append((name, _title(sys.modules[cls.__module__].__doc__ or cls.__doc__)))
+        # the baselines share a module: each is described by its own class
+        doc = cls.__doc__ if family == "baselines" else sys.modules[cls.__module__].__doc__ or cls.__doc__
+        groups[family].append((name, _title(doc)))
     width = max(len(n) for g in groups.values() for n, _ in g)
     for family, entries in groups.items():
         if entries:

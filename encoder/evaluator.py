@@ -110,6 +110,8 @@ class Evaluator:
         self.seed = seed
         self.device = torch.device(device)
         self._index: dict[str, _SplitIndex] = {}
+        #: each user's metrics at the last evaluation of a split (see :meth:`evaluate`)
+        self.per_user: dict[str, dict[str, np.ndarray]] = {}
 
     # ----- what is ranked --------------------------------------------------------------------
     def _split_index(self, split: str, items: np.ndarray | None = None) -> _SplitIndex:
@@ -199,7 +201,8 @@ class Evaluator:
     # ----- ranking ---------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, scorer: Scorer, split: str = "valid", history_len: int = 0,
-                 items: np.ndarray | None = None, ratings: bool = False) -> dict[str, float]:
+                 items: np.ndarray | None = None, ratings: bool = False, beyond: bool = False,
+                 item_vectors: torch.Tensor | None = None) -> dict[str, float]:
         """Mean of every ``metric@k`` (and of its groups) over the users with held-out items.
 
         Args:
@@ -208,8 +211,21 @@ class Evaluator:
             history_len: the history width the scorer wants (0: no history).
             items: a boolean mask over items: only held-out items in it count (module docstring).
             ratings: also hand the scorer the history's ratings.
+            beyond: also the beyond-accuracy measures of the lists (:mod:`semrec.encoder.beyond`;
+                full protocol, all items), with ``ild@k`` from ``item_vectors`` where given.
+
+        Each user's metrics are kept in ``per_user[split]`` (user ids and one array per metric).
         """
         idx = self._split_index(split, items)
+        stats = None
+        if beyond and self.protocol == "full" and items is None:
+            from semrec.encoder.beyond import ListStats
+
+            pop = np.asarray(self.data.train.sum(0)).ravel()
+            head = np.zeros(self.data.num_items, dtype=bool)
+            head[np.argsort(-pop, kind="stable")[:max(1, math.ceil(self.head_item_share * self.data.num_items))]] = True
+            stats = ListStats(pop, np.asarray((self.data.train > 0).sum(0)).ravel(), self.data.num_users, head,
+                              self.ks, item_vectors)
         n = len(idx.users)
         per_user = {f"{m}@{k}": torch.zeros(n, dtype=torch.float64, device=self.device)
                     for m in self.metrics for k in self.ks}
@@ -230,7 +246,9 @@ class Evaluator:
             if idx.candidates is not None:
                 hits, num_rel = self._sampled_hits(scores, idx.candidates[lo:hi])
             else:
-                hits, num_rel = self._full_hits(scores, idx, lo, hi)
+                hits, num_rel, top, real = self._full_hits(scores, idx, lo, hi)
+                if stats is not None:
+                    stats.add(top, real)
             for name, fn in self.metrics.items():
                 for k in self.ks:
                     per_user[f"{name}@{k}"][lo:hi] = fn(hits, num_rel, k)
@@ -238,6 +256,10 @@ class Evaluator:
         for group, mask in idx.groups.items():
             for key, v in per_user.items():
                 out[f"{group}/{key}"] = float(v[mask].mean()) if mask.any() else 0.0
+        if items is None:
+            self.per_user[split] = {"users": idx.users.copy(), **{k: v.cpu().numpy() for k, v in per_user.items()}}
+        if stats is not None:
+            out.update(stats.result())
         return out
 
     def _full_hits(self, scores: torch.Tensor, idx: _SplitIndex, lo: int, hi: int):
@@ -249,8 +271,9 @@ class Evaluator:
         relevant[rows, cols] = True
         hits = relevant.gather(1, top)
         # an excluded held-out item can never be a hit (its score is -inf, but top-k may reach it)
-        hits &= torch.isfinite(scores.gather(1, top))
-        return hits, num_rel
+        real = torch.isfinite(scores.gather(1, top))
+        hits &= real
+        return hits, num_rel, top, real
 
     def _sampled_hits(self, scores: torch.Tensor, candidates: torch.Tensor):
         s = scores.gather(1, candidates)

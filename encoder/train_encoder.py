@@ -89,7 +89,8 @@ _NEW_RUN_FLAGS = {"model": "--model", "dataset": "--dataset", "data_dir": "--dat
                   "out": "--out", "config": "--config", "overrides": "--set", "allow_sparse_ids": "--allow-sparse-ids"}
 #: what a run folder may hold besides ``eval-*.json``: a folder with anything else is not a run
 RUN_FILES = {"config.yaml", "config.yaml.tmp", "log.txt", ".lock", ".semrec-write-check", "history.jsonl", "history.jsonl.tmp",
-             "checkpoint.pt", "checkpoint.pt.tmp", "results.json", "results.json.tmp"}
+             "checkpoint.pt", "checkpoint.pt.tmp", "results.json", "results.json.tmp", "per_user.npz",
+             "per_user.npz.tmp"}
 
 
 def _saved_run(run_dir: Path) -> dict:
@@ -361,8 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best epoch {results['best_epoch']}  test ({results['protocol']['protocol']}, exclude "
               f"{results['protocol']['exclude']}) {shown}  -> {results['written']}")
         return 0
+    stop = results.get("stop_metric")
     shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items() if k.split("@")[0] in ("recall", "ndcg"))
-    print(f"best epoch {results['best_epoch']}  test {shown}  -> {results['run_dir']}/results.json")
+    picked = f"  {stop}: valid {results['valid'][stop]:.4f}, test {test[stop]:.4f}" if stop in test else ""
+    print(f"best epoch {results['best_epoch']} of {results['last_epoch'] + 1} (loss: {results.get('loss', '?')})"
+          f"{picked}  |  test {shown}  -> {results['run_dir']}/results.json")
     return 0
 
 

@@ -10,7 +10,9 @@ every ``test_step`` epochs, early stopping on ``stop_metric`` and the run direct
 * ``history.jsonl``: one JSON line per epoch (losses, seconds, validation metrics);
 * ``checkpoint.pt``: written atomically after every validation (model, optimiser, best
   weights, random states), so ``--resume`` continues a killed run to the same result;
-* ``results.json``: best epoch, validation and test metrics of the best weights, timings.
+* ``results.json``: best epoch, validation and test metrics of the best weights (with the
+  beyond-accuracy measures), timings;
+* ``per_user.npz``: each user's final validation and test metrics (``semrec-compare``'s input).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
 HISTORY = "history.jsonl"
+PER_USER = "per_user.npz"
 
 
 class TrainingError(RuntimeError):
@@ -130,7 +133,11 @@ class Trainer:
                 else "the training split has no interactions"
             raise DataError(f"{data.path or data.name}: nothing to train on: {need}")
         optim = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tc.optimizer]
-        self.optimizer = optim(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, tc.adam_beta2))
+        self.closed_form = bool(getattr(model, "closed_form", False))  # solved once (fit), not trained by epochs
+        # a closed-form model has no trainable parameters: the optimiser holds an empty placeholder, so
+        # checkpoints keep one layout for every model
+        params = [torch.zeros(0, requires_grad=True)] if self.closed_form else model.parameters()
+        self.optimizer = optim(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, tc.adam_beta2))
         total = tc.epochs * max(len(self.batches), 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(tc.warmup_steps, tc.lr_decay, total))
         self.autocast = tc.amp and device.type == "cuda"
@@ -173,7 +180,8 @@ class Trainer:
         trainer's evaluation settings (another protocol or exclusion than the run's own)."""
         ckpt = self.load_best()
         return {"model": self.cfg.model_name, "dataset": self.cfg.dataset, "seed": self.cfg.train.seed,
-                "best_epoch": ckpt.get("best_epoch"), "valid": self.evaluate("valid"), "test": self.evaluate("test"),
+                "best_epoch": ckpt.get("best_epoch"), "valid": self.evaluate("valid", final=True),
+                "test": self.evaluate("test", final=True),
                 "protocol": self.protocol(), "eval": dataclasses.asdict(self.cfg.eval)}
 
     def load_best(self) -> dict[str, Any]:
@@ -264,12 +272,63 @@ class Trainer:
             raise TrainingError(f"epoch {epoch} had no training batch")
         return {k: float(v) / steps for k, v in sums.items()}
 
-    def evaluate(self, split: str, items: np.ndarray | None = None) -> dict[str, float]:
-        """The model's metrics on ``split`` (``items``: only held-out items in this mask count)."""
+    def evaluate(self, split: str, items: np.ndarray | None = None, final: bool = False) -> dict[str, float]:
+        """The model's metrics on ``split`` (``items``: only held-out items in this mask count;
+        ``final``: the evaluation of the best weights, with the beyond-accuracy measures)."""
         self.model.eval()
+        beyond = final and self.cfg.eval.beyond
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             return self.evaluator.evaluate(self.model.scorer(), split, self.model.history_len, items,
-                                           ratings=self.model.history_ratings)
+                                           ratings=self.model.history_ratings, beyond=beyond,
+                                           item_vectors=self._item_vectors() if beyond else None)
+
+    def _item_vectors(self) -> torch.Tensor | None:
+        """The item vectors the scores are inner products with (for intra-list diversity), when
+        the model has them and they are at most 1,024 wide (an item-item model's are ``I`` wide)."""
+        try:
+            items = self.model.factors()[1]
+        except NotImplementedError:
+            return None
+        return items if items.shape[1] <= 1024 else None
+
+    def _loss_terms(self) -> str:
+        """What was minimised, by its terms' names as the history records them (``closed form``)."""
+        if self.closed_form:
+            return "closed form"
+        skip = {"epoch", "train_seconds", "train_cpu_seconds", "eval_seconds", "eval_cpu_seconds", "valid", "loss"}
+        try:
+            last = json.loads((self.run_dir / HISTORY).read_text().splitlines()[-1])
+        except (OSError, IndexError, ValueError):
+            return "loss"
+        terms = [k for k in last if k not in skip]
+        return " + ".join(terms) if terms else "loss"
+
+    def _save_per_user(self) -> None:
+        """Each user's final validation and test metrics, compressed (``semrec-compare`` reads them)."""
+        arrays = {f"{split}/{key}": value for split, d in self.evaluator.per_user.items() for key, value in d.items()}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write(self.run_dir / PER_USER, buffer.getvalue())
+
+    def _fit_closed_form(self) -> None:
+        """A closed-form model: solved once (it may validate settings on the way), validated, saved."""
+        s = self.state
+        t0, c0 = time.perf_counter(), time.process_time()
+        chosen = self.model.fit(lambda: self.evaluate("valid"), self.stop_metric)
+        s.train_seconds.append(time.perf_counter() - t0)
+        record: dict[str, Any] = {"epoch": 0, "train_seconds": s.train_seconds[-1],
+                                  "train_cpu_seconds": time.process_time() - c0, "fit": chosen}
+        t0 = time.perf_counter()
+        valid = self.evaluate("valid")
+        s.eval_seconds.append(time.perf_counter() - t0)
+        record.update(eval_seconds=s.eval_seconds[-1], valid=valid)
+        s.epoch, s.best_epoch, s.best_valid, s.best_score = 0, 0, valid, valid[self.stop_metric]
+        s.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        log.info("solved in %.2fs%s | valid %s %.4f", s.train_seconds[-1],
+                 f" ({chosen})" if chosen else "", self.stop_metric, s.best_score)
+        with open(self.run_dir / HISTORY, "a") as history:
+            history.write(json.dumps(record) + "\n")
+        self._save_checkpoint()
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train until ``epochs`` or early stopping, then test the best weights.
@@ -288,6 +347,12 @@ class Trainer:
         stopped_early = s.bad_evals >= tc.patience
         bar = tqdm(range(s.epoch + 1, tc.epochs), desc=f"{self.cfg.model_name}/{self.cfg.dataset}",
                    unit="epoch", disable=None, initial=s.epoch + 1, total=tc.epochs)
+        if self.closed_form:
+            bar.close()
+            bar = tqdm(disable=True)
+            if s.best_weights is None:
+                self._fit_closed_form()
+            stopped_early = True
         with open(self.run_dir / HISTORY, "a") as history:
             for epoch in ([] if stopped_early else bar):
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -325,10 +390,12 @@ class Trainer:
         if s.best_weights is None:
             raise TrainingError("no validation was run, so there are no best weights to test")
         self.model.load_state_dict(s.best_weights)
-        valid, test = self.evaluate("valid"), self.evaluate("test")
+        valid, test = self.evaluate("valid", final=True), self.evaluate("test", final=True)
+        self._save_per_user()
         results = {
             "model": self.cfg.model_name, "dataset": self.cfg.dataset, "seed": tc.seed,
             "best_epoch": s.best_epoch, "last_epoch": s.epoch, "early_stopped": stopped_early,
+            "loss": self._loss_terms(), "stop_metric": self.stop_metric,
             "valid": valid, "test": test,
             "timing": {
                 "train_epoch_seconds": s.train_seconds, "eval_seconds": s.eval_seconds,
