@@ -31,10 +31,12 @@ def test_one_epoch_run_writes_results(name, tiny_dir, tmp_path, capsys):
     assert code == 0
     res = json.loads((out / "results.json").read_text())
     assert res["best_epoch"] == 0 and res["model"] == name
+    accuracy = {f"{m}@{k}" for m in ["recall", "ndcg", "precision", "mrr", "hit"] for k in (5, 10, 20)}
+    beyond = {f"{m}@{k}" for m in ["coverage", "gini", "avg_pop", "novelty", "tail_share", "ild"] for k in (5, 10, 20)}
     for split in ("valid", "test"):
         overall = {key for key in res[split] if "/" not in key}
-        assert overall == {f"{m}@{k}" for m in ["recall", "ndcg", "precision", "mrr", "hit"] for k in (5, 10, 20)}
-        assert all(0.0 <= v <= 1.0 for v in res[split].values())
+        assert accuracy <= overall and overall - accuracy <= beyond and "coverage@10" in overall
+        assert all(0.0 <= res[split][k] <= 1.0 for k in accuracy | {"coverage@10", "gini@10", "tail_share@10"})
     assert len(res["timing"]["train_epoch_seconds"]) == 1 and len(res["timing"]["eval_seconds"]) == 1
     saved = yaml.safe_load((out / "config.yaml").read_text())["config"]
     assert saved["model_name"] == name and saved["train"]["epochs"] == 1
@@ -45,7 +47,7 @@ def test_one_epoch_run_writes_results(name, tiny_dir, tmp_path, capsys):
 def test_list_models_by_family(capsys):
     assert main(["--list-models"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [ln for ln in out if not ln.startswith(" ")] == ["graph:", "sequential:", "aligned (RLMRec):"]
+    assert [ln for ln in out if not ln.startswith(" ")] == ["baselines:", "graph:", "sequential:", "aligned (RLMRec):"]
     listed = [ln.split()[0] for ln in out if ln.startswith("  ")]
     assert sorted(listed) == available_models()  # every name once, each on its own line
     assert any(ln.split() [:2] == ["sasrec", "SASRec:"] for ln in out)
@@ -53,7 +55,7 @@ def test_list_models_by_family(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "lightgcnn", "--dataset", "tiny"], "unknown model 'lightgcnn'; valid models: autocf, autocf_gene, autocf_plus, bert4rec, bert4rec_gene, bert4rec_plus, dccf"),
+    (["--model", "lightgcnn", "--dataset", "tiny"], "unknown model 'lightgcnn'; valid models: autocf, autocf_gene, autocf_plus, bert4rec, bert4rec_gene, bert4rec_plus, bpr, bpr_gene"),
     (["--model", "lightgcn", "--dataset", "tiny", "--set", "train.lrr=1"], "valid keys in 'train'"),
     (["--model", "lightgcn"], "--model and --dataset are required"),
     (["--model", "lightgcn", "--dataset", "tiny", "--device", "tpu"], "unknown device 'tpu'"),
