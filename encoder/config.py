@@ -65,6 +65,9 @@ class TrainConfig:
         stop_metric: validation metric that selects the best epoch, ``NAME@K``.
         seed: seed for every random number generator.
         device: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        log: ``tensorboard`` also writes each epoch's losses and validation metrics as TensorBoard
+            scalars into ``RUN_DIR/tensorboard`` (``pip install "semrec[report]"``); ``none``: only
+            ``history.jsonl``.
     """
 
     epochs: PositiveInt = 3000
@@ -84,6 +87,7 @@ class TrainConfig:
     stop_metric: str = "recall@20"
     seed: Seed = 2023
     device: str = "auto"
+    log: choice("none", "tensorboard") = "none"
 
     def __post_init__(self):
         check_fields(self)

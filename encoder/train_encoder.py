@@ -90,7 +90,7 @@ _NEW_RUN_FLAGS = {"model": "--model", "dataset": "--dataset", "data_dir": "--dat
 #: what a run folder may hold besides ``eval-*.json``: a folder with anything else is not a run
 RUN_FILES = {"config.yaml", "config.yaml.tmp", "log.txt", ".lock", ".semrec-write-check", "history.jsonl", "history.jsonl.tmp",
              "checkpoint.pt", "checkpoint.pt.tmp", "results.json", "results.json.tmp", "per_user.npz",
-             "per_user.npz.tmp"}
+             "per_user.npz.tmp", "tensorboard"}
 
 
 def _saved_run(run_dir: Path) -> dict:

@@ -310,6 +310,17 @@ class Trainer:
         np.savez_compressed(buffer, **arrays)
         atomic_write(self.run_dir / PER_USER, buffer.getvalue())
 
+    def _tensorboard(self):
+        """A TensorBoard writer into ``RUN_DIR/tensorboard`` when ``train.log=tensorboard``."""
+        if self.cfg.train.log != "tensorboard":
+            return None
+        from semrec.common.extras import require
+
+        require("tensorboard", "report", "train.log=tensorboard")
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
     def _fit_closed_form(self) -> None:
         """A closed-form model: solved once (it may validate settings on the way), validated, saved."""
         s = self.state
@@ -353,6 +364,7 @@ class Trainer:
             if s.best_weights is None:
                 self._fit_closed_form()
             stopped_early = True
+        board = self._tensorboard()
         with open(self.run_dir / HISTORY, "a") as history:
             for epoch in ([] if stopped_early else bar):
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -379,6 +391,11 @@ class Trainer:
                 s.epoch = epoch
                 history.write(json.dumps(record) + "\n")
                 history.flush()
+                if board is not None:
+                    for key, value in {**losses, **{f"valid/{k}": v for k, v in record.get("valid", {}).items()
+                                                   if "/" not in k}}.items():
+                        board.add_scalar(key if "/" in key else f"train/{key}", value, epoch)
+                    board.flush()
                 if "valid" in record:
                     self._save_checkpoint()
                     if s.bad_evals >= tc.patience:
@@ -387,6 +404,8 @@ class Trainer:
                                  epoch, self.stop_metric, tc.patience)
                         break
         bar.close()
+        if board is not None:
+            board.close()
         if s.best_weights is None:
             raise TrainingError("no validation was run, so there are no best weights to test")
         self.model.load_state_dict(s.best_weights)

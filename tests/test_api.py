@@ -27,6 +27,8 @@ def test_the_docs_example_runs(tmp_path, monkeypatch, capsys):
 def test_a_run_reopens_and_saves_and_bad_settings_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMREC_HOME", str(tmp_path))
     run = semrec.train("gccf", "demo", epochs=1, overrides={"train.lr": 0.002}, layers=1)
+    data = semrec.load_dataset("demo")
+    assert (data.num_users, data.num_items) == (800, 1000) and data.path == tmp_path / "data" / "demo"
     again = semrec.load_run(run.path)
     assert again.results == run.results and again.config["model"]["layers"] == 1
     assert again.config["train"]["lr"] == 0.002 and len(again.history) == 1

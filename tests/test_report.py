@@ -52,3 +52,21 @@ def test_bad_input_and_a_missing_extra_exit_2(runs, tmp_path, capsys, monkeypatc
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert report([str(made["e"]), "--out", str(tmp_path / "r")]) == 2
     assert 'pip install "semrec[report]"' in capsys.readouterr().err
+
+
+def test_tensorboard_log_has_each_epochs_loss_and_validation(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="train.log=tensorboard needs tensorboard (semrec[report])")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("SEMREC_HOME", str(tmp_path))
+    out = tmp_path / "run"
+    assert train(["--model", "gccf", "--dataset", "demo", "--out", str(out), "--set", "train.epochs=3",
+                  "--set", "train.test_step=1", "--set", "train.log=tensorboard", "--quiet"]) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    loss = events.Scalars("train/loss")
+    assert [e.step for e in loss] == [0, 1, 2]
+    assert [e.value for e in loss] == pytest.approx([h["loss"] for h in history], rel=1e-6)
+    assert [e.value for e in events.Scalars("valid/recall@20")] == pytest.approx(
+        [h["valid"]["recall@20"] for h in history], rel=1e-6)

@@ -70,8 +70,17 @@ def test_csv_gzip_iso_dates_parquet_and_dataframe_match_recbole(tmp_path, refere
     folder = from_dataframe(df, "d", out_dir=tmp_path, user="who", item="movie", time="when", rating="score",
                             item_text=["name"], split="leave-one-out", dedup=True, kcore=2)
     assert folder == tmp_path / "d"
+    names = "abcd"
+    try:
+        import polars
+    except ImportError:
+        pass
+    else:
+        from_dataframe(polars.from_pandas(df), "e", out_dir=tmp_path, user="who", item="movie", time="when",
+                       rating="score", item_text=["name"], split="leave-one-out", dedup=True, kcore=2)
+        names += "e"
     # the item text is keyed by its own column's name: rename it as RecBole's to compare the files
-    for name in "abcd":
+    for name in names:
         items = tmp_path / name / "items.jsonl"
         items.write_text(items.read_text().replace('"name":', '"title":'))
         assert digests(tmp_path / name) == reference, name
