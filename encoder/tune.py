@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -95,13 +94,12 @@ class Objective:
 
             shutil.rmtree(out)  # a number reused after a failed attempt: start clean
         sets = [*self.args.overrides, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
-        cmd = [sys.executable, "-m", "semrec.encoder.train_encoder", "--model", self.args.model, "--dataset",
+        cmd = [sys.executable, "-c", TRIAL, str(os.getpid()), "--model", self.args.model, "--dataset",
                self.args.dataset, "--out", str(out), "--quiet", "--seed", str(self.args.seed),
                *(["--data-dir", self.args.data_dir] if self.args.data_dir else []),
                *(x for s in sets for x in ("--set", s))]
         env = {**os.environ, "OMP_NUM_THREADS": str(self.args.threads)}
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         trial.set_user_attr("run_dir", str(out))
         seen = 0
         try:
@@ -153,15 +151,21 @@ def _end(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _die_with_parent() -> None:
-    """In the trial's process: end it when semrec-tune dies, even by SIGKILL (Linux's
-    ``PR_SET_PDEATHSIG``; elsewhere a killed study leaves its running trial to finish alone)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+#: a trial's process: ``semrec-train`` that ends when semrec-tune dies, even by SIGKILL (Linux's
+#: ``PR_SET_PDEATHSIG``, set in the child itself: ``preexec_fn`` is unsafe with the threads of
+#: ``--jobs``; elsewhere a killed study leaves its running trial to finish alone)
+TRIAL = """
+import os, signal, sys
+try:
+    import ctypes
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):  # the study died before the line above
+    sys.exit(1)
+from semrec.encoder.train_encoder import main
+sys.exit(main(sys.argv[2:]))
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,21 @@ from semrec.encoder.tune import main as tune
 optuna = pytest.importorskip("optuna", reason="semrec-tune needs Optuna (semrec[tune])")
 
 
+def _processes_with(text):
+    """Pids of the live processes whose command line holds ``text`` (Linux /proc)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                cmd = open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace")
+                state = open(f"/proc/{d}/stat").read().split(") ", 1)[1][0]
+            except OSError:
+                continue
+            if text in cmd and state != "Z":
+                found.append(int(d))
+    return found
+
+
 def _complete(study_dir):
     if not (study_dir / "study.db").exists():
         return 0
@@ -36,6 +51,10 @@ def test_a_study_killed_after_a_trial_resumes_to_its_count(tmp_path):
     assert _complete(study_dir) >= 1
     proc.send_signal(signal.SIGKILL)  # mid-study: the next trial is running
     proc.wait()
+    deadline = time.time() + 60  # and the trial's own process ends with the study
+    while _processes_with(str(study_dir)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _processes_with(str(study_dir))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert _complete(study_dir) == 3
