@@ -26,6 +26,12 @@ def _to(batch, device: torch.device):
     return type(batch)(*(t.to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t for t in batch))
 
 
+def shard(batch, rank: int, world: int):
+    """Process ``rank``'s contiguous share of a batch's rows (``torch.tensor_split`` of every tensor
+    field along its first dimension, the batch dimension of every batch type)."""
+    return type(batch)(*(t.tensor_split(world)[rank] if isinstance(t, torch.Tensor) else t for t in batch))
+
+
 class PairBatch(NamedTuple):
     """A batch of BPR triples. Shapes: each ``(B,)`` int64."""
 

@@ -34,60 +34,72 @@ def gini(counts: np.ndarray) -> float:
 
 
 class ListStats:
-    """Accumulates the top-k lists of one evaluation, batch by batch.
+    """The top-k lists of one evaluation, kept per user (slot by slot, so that ranks filling
+    different users can be summed into the same arrays exactly), and the measures from them.
 
     Args:
         popularity: ``(I,)`` training interactions per item.
         users_per_item: ``(I,)`` training users per item; ``num_users`` all users.
         head_items: ``(I,)`` bool, the head items.
         ks: the cut-offs.
+        n: the users ranked (the slots).
         item_vectors: ``(I, d)`` for ``ild``, or None.
     """
 
     def __init__(self, popularity: np.ndarray, users_per_item: np.ndarray, num_users: int, head_items: np.ndarray,
-                 ks: list[int], item_vectors: torch.Tensor | None = None):
+                 ks: list[int], n: int, item_vectors: torch.Tensor | None = None):
         self.ks = ks
         self.num_items = len(popularity)
-        self.pop = torch.as_tensor(popularity, dtype=torch.float64)
-        self.info = torch.as_tensor(-np.log2(np.maximum(users_per_item, 1) / max(num_users, 1)), dtype=torch.float64)
-        self.tail = torch.as_tensor(~head_items)
+        self.pop = np.asarray(popularity, dtype=np.float64)
+        self.info = -np.log2(np.maximum(users_per_item, 1) / max(num_users, 1))
+        self.tail = ~np.asarray(head_items, dtype=bool)
         self.vectors = None
         if item_vectors is not None:
             v = item_vectors.detach().float().cpu()
             self.vectors = v / v.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        self.exposure = {k: torch.zeros(self.num_items, dtype=torch.float64) for k in ks}
-        self.sums = {f"{name}@{k}": 0.0 for name in NAMES for k in ks}
-        self.users = 0
-        self.ild_users = {k: 0 for k in ks}  # lists with two items or more
+        #: each user's list, item id + 1 (0: no item in that slot)
+        self.tops = torch.zeros(n, max(ks), dtype=torch.int64)
+        #: each user's intra-list diversity at each k (NaN: fewer than two items)
+        self.ild = torch.zeros(len(ks), n, dtype=torch.float64)
 
-    def add(self, top: torch.Tensor, valid: torch.Tensor) -> None:
-        """``top``: ``(B, max k)`` item ids, best first; ``valid``: which of them are real (finite score)."""
+    def add(self, lo: int, top: torch.Tensor, valid: torch.Tensor) -> None:
+        """Users ``lo .. lo + len(top)``: ``top`` ``(B, max k)`` item ids, best first; ``valid``:
+        which of them are real items (a finite score)."""
         top, valid = top.cpu(), valid.cpu()
-        self.users += len(top)
-        for k in self.ks:
-            t, m = top[:, :k], valid[:, :k].double()
-            n = m.sum(1).clamp(min=1)
-            self.exposure[k].index_add_(0, t[m.bool()], torch.ones(int(m.sum()), dtype=torch.float64))
-            self.sums[f"avg_pop@{k}"] += float(((self.pop[t] * m).sum(1) / n).sum())
-            self.sums[f"novelty@{k}"] += float(((self.info[t] * m).sum(1) / n).sum())
-            self.sums[f"tail_share@{k}"] += float(((self.tail[t].double() * m).sum(1) / n).sum())
-            if self.vectors is not None and k > 1:
-                v = self.vectors[t] * m[..., None].float()
-                sim = v @ v.transpose(1, 2)  # (B, k, k)
-                off = (sim.sum((1, 2)) - sim.diagonal(dim1=1, dim2=2).sum(1)).double()
-                real = m.sum(1)
-                ok = real >= 2
-                self.sums[f"ild@{k}"] += float((1 - off[ok] / (real[ok] * (real[ok] - 1))).sum())
-                self.ild_users[k] += int(ok.sum())
+        self.tops[lo:lo + len(top)] = torch.where(valid, top + 1, torch.zeros_like(top))
+        if self.vectors is None:
+            return
+        for j, k in enumerate(self.ks):
+            if k < 2:
+                continue
+            m = valid[:, :k].float()
+            v = self.vectors[top[:, :k]] * m[..., None]
+            sim = v @ v.transpose(1, 2)  # (B, k, k)
+            off = (sim.sum((1, 2)) - sim.diagonal(dim1=1, dim2=2).sum(1)).double()
+            real = m.sum(1).double()
+            self.ild[j, lo:lo + len(top)] = torch.where(real >= 2, 1 - off / (real * (real - 1)).clamp(min=1),
+                                                        torch.full_like(real, float("nan")))
+
+    def tensors(self) -> list[torch.Tensor]:
+        """What several ranks sum into one (each slot filled by one rank)."""
+        return [self.tops, self.ild]
 
     def result(self) -> dict[str, float]:
         out = {}
-        for k in self.ks:
-            e = self.exposure[k].numpy()
-            out[f"coverage@{k}"] = float((e > 0).sum() / self.num_items)
-            out[f"gini@{k}"] = gini(e)
-            for name in ("avg_pop", "novelty", "tail_share"):
-                out[f"{name}@{k}"] = self.sums[f"{name}@{k}"] / max(self.users, 1)
+        tops = self.tops.numpy()
+        for j, k in enumerate(self.ks):
+            t = tops[:, :k]
+            real = t > 0
+            items = t[real] - 1
+            n = np.maximum(real.sum(1), 1)
+            exposure = np.bincount(items, minlength=self.num_items)
+            out[f"coverage@{k}"] = float((exposure > 0).sum() / self.num_items)
+            out[f"gini@{k}"] = gini(exposure)
+            idx = np.where(real, t - 1, 0)
+            for name, per_item in (("avg_pop", self.pop), ("novelty", self.info), ("tail_share", self.tail)):
+                out[f"{name}@{k}"] = float(((per_item[idx] * real).sum(1) / n).mean()) if len(t) else 0.0
             if self.vectors is not None and k > 1:
-                out[f"ild@{k}"] = self.sums[f"ild@{k}"] / max(self.ild_users[k], 1)
+                ild = self.ild[j].numpy()
+                ok = ~np.isnan(ild)
+                out[f"ild@{k}"] = float(ild[ok].mean()) if ok.any() else 0.0
         return out

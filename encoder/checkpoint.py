@@ -7,12 +7,41 @@ and writes nothing until these say the checkpoint is this run's.
 """
 from __future__ import annotations
 
+import io
 import math
+import pickle
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from semrec.common.io import is_int
+from semrec.common.io import DataError, atomic_write, is_int
+
+
+def write_checkpoint(path: Path, ckpt: dict) -> None:
+    """``ckpt`` to ``path``, whole or not at all."""
+    buffer = io.BytesIO()  # serialised first: a failed write (full disk) is then an OSError that names the file
+    torch.save(ckpt, buffer)
+    atomic_write(path, buffer.getbuffer())
+
+
+def read_checkpoint(path: Path, device: torch.device, reference: dict[str, torch.Tensor], epochs: int,
+                    what: str = "resumed") -> dict:
+    """The checkpoint at ``path``, checked against the model's state dict ``reference`` and the
+    run's ``epochs`` (:func:`checkpoint_problem`); DataError naming the file otherwise."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no checkpoint (a run writes one after its first validation); "
+                                f"nothing was {what}")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a corrupt or crafted file; torch's advice to unpickle it is wrong here
+        kind = "it holds objects a checkpoint never does (refused, nothing was run)" \
+            if isinstance(e, pickle.UnpicklingError) else f"{type(e).__name__}"
+        raise DataError(f"{path}: not a readable semrec checkpoint ({kind}); nothing was {what}") from None
+    problem = checkpoint_problem(ckpt, reference, epochs, full=what == "resumed")
+    if problem:
+        raise DataError(f"{path}: does not match this run's model and config ({problem}); nothing was {what}")
+    return ckpt
 
 
 def _weights_problem(weights: Any, reference: dict[str, torch.Tensor]) -> str | None:
@@ -74,4 +103,8 @@ def checkpoint_problem(ckpt: Any, reference: dict[str, torch.Tensor], epochs: in
             return f"{name} is not a random generator's state"
     if not isinstance(ckpt.get("rng_cuda"), list):
         return "rng_cuda is not a list"
+    ranks = ckpt.get("rng_torch_ranks")  # a run of several processes: each rank's own stream
+    if ranks is not None and not (isinstance(ranks, list) and all(
+            isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in ranks)):
+        return "rng_torch_ranks is not a list of random generator states"
     return None

@@ -13,7 +13,6 @@ over those runs, and the table also shows the metric's mean ± std over the runs
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from semrec.encoder import distributed
 from semrec.encoder.batches import EvalBatch, Scorer
 from semrec.encoder.dataset import InteractionData
 from semrec.encoder.metrics import get_metric
@@ -225,13 +226,14 @@ class Evaluator:
             head = np.zeros(self.data.num_items, dtype=bool)
             head[np.argsort(-pop, kind="stable")[:max(1, math.ceil(self.head_item_share * self.data.num_items))]] = True
             stats = ListStats(pop, np.asarray((self.data.train > 0).sum(0)).ravel(), self.data.num_users, head,
-                              self.ks, item_vectors)
+                              self.ks, len(idx.users), item_vectors)
         n = len(idx.users)
         per_user = {f"{m}@{k}": torch.zeros(n, dtype=torch.float64, device=self.device)
                     for m in self.metrics for k in self.ks}
         if history_len:
             seq = self.data.require_sequences()
-        for lo in range(0, n, self.batch_size):
+        starts = range(0, n, self.batch_size)
+        for lo in (starts[b] for b in distributed.mine(len(starts))):  # one process: every batch
             hi = min(lo + self.batch_size, n)
             users = idx.users[lo:hi]
             history = rated = None
@@ -248,10 +250,15 @@ class Evaluator:
             else:
                 hits, num_rel, top, real = self._full_hits(scores, idx, lo, hi)
                 if stats is not None:
-                    stats.add(top, real)
+                    stats.add(lo, top, real)
             for name, fn in self.metrics.items():
                 for k in self.ks:
                     per_user[f"{name}@{k}"][lo:hi] = fn(hits, num_rel, k)
+        for v in per_user.values():  # several ranks: each filled its own users' slots (exact sums)
+            distributed.sum_(v)
+        if stats is not None:
+            for t in stats.tensors():
+                distributed.sum_(t)
         out = {key: float(v.mean()) if n else 0.0 for key, v in per_user.items()}
         for group, mask in idx.groups.items():
             for key, v in per_user.items():

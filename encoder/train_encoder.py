@@ -258,9 +258,11 @@ def run(args: argparse.Namespace) -> dict:
     from semrec.encoder.config import resolve_config
     from semrec.common.io import check_name, exclusive, runs_root, write_text
     from semrec.encoder.registry import get_model_class
+    from semrec.encoder import distributed
     from semrec.encoder.trainer import CHECKPOINT, HISTORY
 
-    _setup_logging(None, args.quiet)
+    _setup_logging(None, args.quiet or not distributed.is_main_env())
+    main_rank = distributed.is_main_env()
     # 1. everything given is checked before anything is written
     if args.resume:
         given = [flag for key, flag in _NEW_RUN_FLAGS.items() if getattr(args, key) not in (None, [], False)]
@@ -269,7 +271,9 @@ def run(args: argparse.Namespace) -> dict:
                              "change it (only --device and --quiet can be given). Start a new run to change settings")
         run_dir = Path(args.resume)
         cfg, data_dir, saved = _reopen(run_dir, args.device)
-        _check_writable(run_dir, "resumed")
+        cfg.train.device = distributed.setup(cfg.train.device)  # several processes (torchrun): join the group
+        if main_rank:
+            _check_writable(run_dir, "resumed")
         allow_sparse, fingerprint = bool(saved.get("allow_sparse_ids")), saved.get("data_fingerprint")
     else:
         if not args.model or not args.dataset:
@@ -282,34 +286,41 @@ def run(args: argparse.Namespace) -> dict:
             overrides.append(f"train.device={args.device}")
         cfg_file = Path(args.config) if args.config else None
         cfg = resolve_config(args.model, args.dataset, get_model_class(args.model), overrides, cfg_file)
+        cfg.train.device = distributed.setup(cfg.train.device)  # several processes (torchrun): join the group
         data_dir = str(dataset_path(args.dataset, args.data_dir).resolve())
-        stamp = time.strftime("%Y%m%d-%H%M%S")
+        stamp = distributed.broadcast(time.strftime("%Y%m%d-%H%M%S"))  # one folder name for every rank
         run_dir = Path(args.out) if args.out else runs_root() / args.dataset / args.model / f"seed{cfg.train.seed}-{stamp}"
-        _check_out(run_dir)
+        if main_rank:
+            _check_out(run_dir)
         allow_sparse, fingerprint = args.allow_sparse_ids, None
     data, trainer = _trainer(cfg, data_dir, run_dir, allow_sparse, fingerprint, "resumed" if args.resume else "trained")
 
-    # 2. the run folder: one process at a time
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
-    with exclusive(run_dir / ".lock", f"{run_dir} is in use by another semrec-train process; wait for it to "
-                                      "finish or choose another --out"):
+    # 2. the run folder: one process at a time; with several ranks, rank 0 writes it
+    if main_rank:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
+    lock = exclusive(run_dir / ".lock", f"{run_dir} is in use by another semrec-train process; wait for it to "
+                                        "finish or choose another --out") if main_rank else contextlib.nullcontext()
+    with lock:
         resume = bool(args.resume) and (run_dir / CHECKPOINT).exists()
-        if args.resume and not resume:
-            log.warning("%s has no checkpoint yet (it stopped before its first validation); starting it again",
-                        run_dir)
-        if not args.resume:
-            _check_out(run_dir, locked=True)
-            write_text(run_dir / "config.yaml", yaml.safe_dump(
-                {"config": cfg.to_dict(), "data_dir": data_dir, "data_fingerprint": data.fingerprint(),
-                 "allow_sparse_ids": allow_sparse}, sort_keys=False))
-        if not resume:  # the epochs of a run with no checkpoint are all redone
-            (run_dir / HISTORY).unlink(missing_ok=True)
-        _setup_logging(run_dir, args.quiet)
-        log.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
-        log.info("data %s: %s", data_dir, data.stats())
+        if main_rank:
+            if args.resume and not resume:
+                log.warning("%s has no checkpoint yet (it stopped before its first validation); starting it again",
+                            run_dir)
+            if not args.resume:
+                _check_out(run_dir, locked=True)
+                write_text(run_dir / "config.yaml", yaml.safe_dump(
+                    {"config": cfg.to_dict(), "data_dir": data_dir, "data_fingerprint": data.fingerprint(),
+                     "allow_sparse_ids": allow_sparse}, sort_keys=False))
+            if not resume:  # the epochs of a run with no checkpoint are all redone
+                (run_dir / HISTORY).unlink(missing_ok=True)
+            _setup_logging(run_dir, args.quiet)
+            log.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+            log.info("data %s: %s%s", data_dir, data.stats(),
+                     f"; {distributed.world()} processes" if distributed.world() > 1 else "")
+        distributed.barrier()  # the folder is ready before any rank trains
         results = trainer.fit(resume=resume)
     results["run_dir"] = str(run_dir)
     return results
@@ -361,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
                           and "/" not in k)
         print(f"best epoch {results['best_epoch']}  test ({results['protocol']['protocol']}, exclude "
               f"{results['protocol']['exclude']}) {shown}  -> {results['written']}")
+        return 0
+    from semrec.encoder import distributed
+
+    distributed.teardown()
+    if not distributed.is_main_env():  # rank 0 reports
         return 0
     stop = results.get("stop_metric")
     shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items() if k.split("@")[0] in ("recall", "ndcg"))

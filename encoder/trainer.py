@@ -16,12 +16,12 @@ every ``test_step`` epochs, early stopping on ``stop_metric`` and the run direct
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import logging
 import math
-import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -32,10 +32,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from semrec.encoder.checkpoint import checkpoint_problem
+from semrec.encoder import distributed, run_files
+from semrec.encoder.batches import shard
+from semrec.encoder.checkpoint import read_checkpoint, write_checkpoint
 from semrec.encoder.config import RunConfig
 from semrec.encoder.dataset import InteractionData
-from semrec.common.io import DataError, atomic_write, is_int, write_json
+from semrec.common.io import DataError, write_json
 from semrec.encoder.evaluator import Evaluator
 from semrec.encoder.metrics import parse_metric_key
 from semrec.encoder.sampling import make_sampler
@@ -142,6 +144,14 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(tc.warmup_steps, tc.lr_decay, total))
         self.autocast = tc.amp and device.type == "cuda"
         self.state = _State()
+        # several processes (torchrun): each trains on its share of each batch; DDP averages the gradients
+        self.world, self.rank, self.main = distributed.world(), distributed.rank(), distributed.is_main()
+        self.ddp = None
+        if self.world > 1 and not self.closed_form:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(distributed.LossOf(self.model), device_ids=[device.index] if device.type == "cuda"
+                                               else None, find_unused_parameters=True)
 
     # ----- checkpoints ---------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
@@ -155,25 +165,14 @@ class Trainer:
             "rng_torch": torch.get_rng_state(), "rng_batches": self.generator.get_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
-        buffer = io.BytesIO()  # serialised first: a failed write (full disk) is then an OSError that names the file
-        torch.save(ckpt, buffer)
-        atomic_write(self.run_dir / CHECKPOINT, buffer.getbuffer())
+        if self.world > 1:  # every rank's own dropout stream, so a resumed run continues each exactly
+            ckpt["rng_torch_ranks"] = distributed.all_gather(torch.get_rng_state())
+        if self.main:
+            write_checkpoint(self.run_dir / CHECKPOINT, ckpt)
 
     def _read_checkpoint(self, what: str = "resumed") -> dict:
-        path = self.run_dir / CHECKPOINT
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no checkpoint (a run writes one after its first validation); "
-                                    f"nothing was {what}")
-        try:
-            ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - a corrupt or crafted file; torch's advice to unpickle it is wrong here
-            kind = "it holds objects a checkpoint never does (refused, nothing was run)" \
-                if isinstance(e, pickle.UnpicklingError) else f"{type(e).__name__}"
-            raise DataError(f"{path}: not a readable semrec checkpoint ({kind}); nothing was {what}") from None
-        problem = checkpoint_problem(ckpt, self.model.state_dict(), self.cfg.train.epochs, full=what == "resumed")
-        if problem:
-            raise DataError(f"{path}: does not match this run's model and config ({problem}); nothing was {what}")
-        return ckpt
+        return read_checkpoint(self.run_dir / CHECKPOINT, self.device, self.model.state_dict(), self.cfg.train.epochs,
+                               what)
 
     def evaluate_saved(self) -> dict[str, Any]:
         """The saved best weights of this run folder, evaluated on validation and test with this
@@ -210,7 +209,9 @@ class Trainer:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
-            torch.set_rng_state(ckpt["rng_torch"].cpu())
+            ranks = ckpt.get("rng_torch_ranks")
+            own = ranks[self.rank] if self.world > 1 and isinstance(ranks, list) and len(ranks) == self.world else None
+            torch.set_rng_state((own if own is not None else ckpt["rng_torch"]).cpu())
             self.generator.set_state(ckpt["rng_batches"].cpu())
             if ckpt["rng_cuda"]:
                 torch.cuda.set_rng_state_all([t.cpu() for t in ckpt["rng_cuda"]])
@@ -219,27 +220,9 @@ class Trainer:
             what = f"no {e.args[0]!r} entry" if isinstance(e, KeyError) else str(e).splitlines()[0][:200]
             raise DataError(f"{path}: does not match this run's model and config ({what}); nothing was "
                             "resumed") from None
-        self._trim_history()
-
-    def _trim_history(self) -> None:
-        """Drop the history lines of epochs after the checkpoint's (they will be redone) and a
-        last line cut short by a kill; every other line is kept as it is, bytes and all."""
-        hist = self.run_dir / HISTORY
-        if not hist.exists():
-            return
-        lines = [ln for ln in hist.read_bytes().split(b"\n") if ln.strip()]
-        kept = []
-        for no, ln in enumerate(lines):
-            try:
-                epoch = json.loads(ln).get("epoch")
-            except (ValueError, AttributeError):  # not JSON (or not UTF-8): cut short if last, else kept
-                epoch = None
-            if epoch is None or not is_int(epoch):
-                if no < len(lines) - 1:
-                    kept.append(ln)
-            elif epoch <= self.state.epoch:
-                kept.append(ln)
-        atomic_write(hist, b"".join(ln + b"\n" for ln in kept))
+        if self.main:
+            run_files.trim_history(self.run_dir / HISTORY, self.state.epoch)
+        distributed.barrier()
 
     # ----- training ------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -249,15 +232,24 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         clip = self.cfg.train.grad_clip
+        step_loss = self.ddp if self.ddp is not None else self.model.loss
         for step, batch in enumerate(self.batches):
+            if self.world > 1:  # every rank draws the same global batch and takes its share
+                batch = shard(batch, self.rank, self.world)
             batch = batch.to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                loss, parts = self.model.loss(batch)
-            if not torch.isfinite(loss):
+                loss, parts = step_loss(batch)
+            if self.world > 1:  # one rank's NaN stops them all, not just itself (the others would wait)
+                bad = distributed.sum_(torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device))
+                finite = bool(bad.item() == 0)
+            else:
+                finite = bool(torch.isfinite(loss))
+            if not finite:
                 terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
                 ckpt = self.run_dir / CHECKPOINT
                 kept = f"; the last checkpoint ({ckpt}) is kept" if ckpt.exists() else ""
-                raise TrainingError(f"loss became {float(loss.detach())} at epoch {epoch}, step {step} "
+                raise TrainingError(f"loss became {float(loss.detach())} at epoch {epoch}, step {step}"
+                                    f"{f' (rank {self.rank})' if self.world > 1 else ''} "
                                     f"({terms}); lower train.lr or check the input embeddings{kept}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -270,6 +262,11 @@ class Trainer:
             steps += 1
         if not steps:
             raise TrainingError(f"epoch {epoch} had no training batch")
+        if self.world > 1:  # the mean over the ranks' shares
+            keys = sorted(sums)
+            total = distributed.sum_(torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=self.device)
+                                                  for k in keys]))
+            return {k: float(v) / steps / self.world for k, v in zip(keys, total)}
         return {k: float(v) / steps for k, v in sums.items()}
 
     def evaluate(self, split: str, items: np.ndarray | None = None, final: bool = False) -> dict[str, float]:
@@ -291,36 +288,6 @@ class Trainer:
             return None
         return items if items.shape[1] <= 1024 else None
 
-    def _loss_terms(self) -> str:
-        """What was minimised, by its terms' names as the history records them (``closed form``)."""
-        if self.closed_form:
-            return "closed form"
-        skip = {"epoch", "train_seconds", "train_cpu_seconds", "eval_seconds", "eval_cpu_seconds", "valid", "loss"}
-        try:
-            last = json.loads((self.run_dir / HISTORY).read_text().splitlines()[-1])
-        except (OSError, IndexError, ValueError):
-            return "loss"
-        terms = [k for k in last if k not in skip]
-        return " + ".join(terms) if terms else "loss"
-
-    def _save_per_user(self) -> None:
-        """Each user's final validation and test metrics, compressed (``semrec-compare`` reads them)."""
-        arrays = {f"{split}/{key}": value for split, d in self.evaluator.per_user.items() for key, value in d.items()}
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        atomic_write(self.run_dir / PER_USER, buffer.getvalue())
-
-    def _tensorboard(self):
-        """A TensorBoard writer into ``RUN_DIR/tensorboard`` when ``train.log=tensorboard``."""
-        if self.cfg.train.log != "tensorboard":
-            return None
-        from semrec.common.extras import require
-
-        require("tensorboard", "report", "train.log=tensorboard")
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
-
     def _fit_closed_form(self) -> None:
         """A closed-form model: solved once (it may validate settings on the way), validated, saved."""
         s = self.state
@@ -337,8 +304,9 @@ class Trainer:
         s.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         log.info("solved in %.2fs%s | valid %s %.4f", s.train_seconds[-1],
                  f" ({chosen})" if chosen else "", self.stop_metric, s.best_score)
-        with open(self.run_dir / HISTORY, "a") as history:
-            history.write(json.dumps(record) + "\n")
+        if self.main:
+            with open(self.run_dir / HISTORY, "a") as history:
+                history.write(json.dumps(record) + "\n")
         self._save_checkpoint()
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
@@ -357,15 +325,15 @@ class Trainer:
         start = time.perf_counter()
         stopped_early = s.bad_evals >= tc.patience
         bar = tqdm(range(s.epoch + 1, tc.epochs), desc=f"{self.cfg.model_name}/{self.cfg.dataset}",
-                   unit="epoch", disable=None, initial=s.epoch + 1, total=tc.epochs)
+                   unit="epoch", disable=None if self.main else True, initial=s.epoch + 1, total=tc.epochs)
         if self.closed_form:
             bar.close()
             bar = tqdm(disable=True)
             if s.best_weights is None:
                 self._fit_closed_form()
             stopped_early = True
-        board = self._tensorboard()
-        with open(self.run_dir / HISTORY, "a") as history:
+        board = run_files.tensorboard(self.run_dir) if self.main and tc.log == "tensorboard" else None
+        with (open(self.run_dir / HISTORY, "a") if self.main else contextlib.nullcontext(io.StringIO())) as history:
             for epoch in ([] if stopped_early else bar):
                 t0, c0 = time.perf_counter(), time.process_time()
                 losses = self.train_epoch(epoch)
@@ -392,10 +360,7 @@ class Trainer:
                 history.write(json.dumps(record) + "\n")
                 history.flush()
                 if board is not None:
-                    for key, value in {**losses, **{f"valid/{k}": v for k, v in record.get("valid", {}).items()
-                                                   if "/" not in k}}.items():
-                        board.add_scalar(key if "/" in key else f"train/{key}", value, epoch)
-                    board.flush()
+                    run_files.log_scalars(board, epoch, losses, record.get("valid", {}))
                 if "valid" in record:
                     self._save_checkpoint()
                     if s.bad_evals >= tc.patience:
@@ -410,11 +375,13 @@ class Trainer:
             raise TrainingError("no validation was run, so there are no best weights to test")
         self.model.load_state_dict(s.best_weights)
         valid, test = self.evaluate("valid", final=True), self.evaluate("test", final=True)
-        self._save_per_user()
+        if self.main:
+            run_files.save_per_user(self.run_dir / PER_USER, self.evaluator.per_user)
         results = {
             "model": self.cfg.model_name, "dataset": self.cfg.dataset, "seed": tc.seed,
             "best_epoch": s.best_epoch, "last_epoch": s.epoch, "early_stopped": stopped_early,
-            "loss": self._loss_terms(), "stop_metric": self.stop_metric,
+            "loss": "closed form" if self.closed_form else run_files.loss_terms(self.run_dir / HISTORY) if self.main
+            else "", "stop_metric": self.stop_metric,
             "valid": valid, "test": test,
             "timing": {
                 "train_epoch_seconds": s.train_seconds, "eval_seconds": s.eval_seconds,
@@ -426,5 +393,8 @@ class Trainer:
             "data": self.data.stats(),
             "device": str(self.device),
         }
-        write_json(self.run_dir / RESULTS, results)
+        if self.world > 1:
+            results["processes"] = self.world
+        if self.main:
+            write_json(self.run_dir / RESULTS, results)
         return results

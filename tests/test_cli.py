@@ -55,7 +55,7 @@ def test_list_models_by_family(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "lightgcnn", "--dataset", "tiny"], "unknown model 'lightgcnn'; valid models: autocf, autocf_gene, autocf_plus, bert4rec, bert4rec_gene, bert4rec_plus, bpr, bpr_gene"),
+    (["--model", "lightgcnn", "--dataset", "tiny"], "unknown model 'lightgcnn'; valid models: autocf, autocf_gene, autocf_plus, bert4rec, bert4rec_gene, bert4rec_plus, bpr, dccf"),
     (["--model", "lightgcn", "--dataset", "tiny", "--set", "train.lrr=1"], "valid keys in 'train'"),
     (["--model", "lightgcn"], "--model and --dataset are required"),
     (["--model", "lightgcn", "--dataset", "tiny", "--device", "tpu"], "unknown device 'tpu'"),

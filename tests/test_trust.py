@@ -17,9 +17,11 @@ def test_beyond_accuracy_on_a_hand_case():
     # 4 items; popularity 5, 3, 1, 0; users 10; head = item 0 only
     pop = np.array([5.0, 3.0, 1.0, 0.0])
     vectors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
-    s = ListStats(pop, pop, 10, np.array([True, False, False, False]), [2], vectors)
-    # two users: lists (0, 1) and (0, 2); a third whose second slot is not a real item
-    s.add(torch.tensor([[0, 1], [0, 2], [3, 1]]), torch.tensor([[True, True], [True, True], [True, False]]))
+    s = ListStats(pop, pop, 10, np.array([True, False, False, False]), [2], 3, vectors)
+    # two users: lists (0, 1) and (0, 2); a third whose second slot is not a real item (added first,
+    # as another rank would: slots, not order, decide)
+    s.add(2, torch.tensor([[3, 1]]), torch.tensor([[True, False]]))
+    s.add(0, torch.tensor([[0, 1], [0, 2]]), torch.tensor([[True, True], [True, True]]))
     r = s.result()
     assert r["coverage@2"] == pytest.approx(4 / 4)
     assert r["avg_pop@2"] == pytest.approx(((5 + 3) / 2 + (5 + 1) / 2 + 0 / 1) / 3)

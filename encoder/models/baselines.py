@@ -276,6 +276,8 @@ class BPRMF(LightGCN):
         layer_agg: how layers combine (no effect without layers).
     """
 
+    alignable = False  #: a baseline: no _plus / _gene (without layers, _gene has nothing to reconstruct from)
+
     def __init__(self, interactions: sp.spmatrix, dim: PositiveInt = 32, layers: NonNegativeInt = 0,
                  keep_rate: KeepRate = 1.0, reg_weight: NonNegativeFloat = 1e-6, layer_agg: str = "sum"):
         super().__init__(interactions, dim=dim, layers=layers, keep_rate=keep_rate, reg_weight=reg_weight,
