@@ -249,3 +249,16 @@ def test_scan_benchmark_prints_each_method_against_the_loop():
     assert proc.returncode == 0, proc.stderr
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("L 5: loop ") and "(1.0x)" in line and " parallel " in line
+
+
+def test_scale_benchmark_harness_at_a_small_size(tmp_path):
+    """bench_scale.py end to end at the CI size (the large sizes are a documented command): both
+    process counts measured, a slope per measure, and two processes against one."""
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_scale.py"), "--workdir", str(tmp_path), "--sizes", "4000",
+                           "8000", "--models", "lightgcn"], capture_output=True, text=True, env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| lightgcn |")]
+    assert len(rows) == 4 + 2  # 2 sizes x 2 process counts, then one slope row per process count
+    slopes = [float(ln.split("|")[3]) for ln in rows[4:]]
+    assert all(-1 < s < 3 for s in slopes)
+    assert "Two processes' epoch time against one's: lightgcn:" in proc.stdout
