@@ -90,7 +90,12 @@ def sum_(t: torch.Tensor) -> torch.Tensor:
     """Element-wise sum over the ranks (in place, and returned). Used on tensors where each
     entry is filled by one rank and zero on the others, so the sum is exact."""
     if world() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        if dist.get_backend() == "nccl" and t.device.type != "cuda":  # NCCL reduces GPU tensors only
+            on_gpu = t.to(f"cuda:{torch.cuda.current_device()}")
+            dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+            t.copy_(on_gpu.cpu())
+        else:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 

@@ -280,8 +280,9 @@ class Trainer:
                                            item_vectors=self._item_vectors() if beyond else None)
 
     def _item_vectors(self) -> torch.Tensor | None:
-        """The item vectors the scores are inner products with (for intra-list diversity), when
-        the model has them and they are at most 1,024 wide (an item-item model's are ``I`` wide)."""
+        """The item vectors of the scores (for intra-list diversity), when at most 1,024 wide."""
+        if self.closed_form and self.data.num_items > 1024:  # not built: an I x I matrix
+            return None
         try:
             items = self.model.factors()[1]
         except NotImplementedError:
@@ -325,10 +326,9 @@ class Trainer:
         start = time.perf_counter()
         stopped_early = s.bad_evals >= tc.patience
         bar = tqdm(range(s.epoch + 1, tc.epochs), desc=f"{self.cfg.model_name}/{self.cfg.dataset}",
-                   unit="epoch", disable=None if self.main else True, initial=s.epoch + 1, total=tc.epochs)
-        if self.closed_form:
-            bar.close()
-            bar = tqdm(disable=True)
+                   unit="epoch", disable=None if self.main and not self.closed_form else True, initial=s.epoch + 1,
+                   total=tc.epochs)
+        if self.closed_form:  # solved once: no epochs
             if s.best_weights is None:
                 self._fit_closed_form()
             stopped_early = True
