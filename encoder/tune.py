@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per trial")
     p.add_argument("--seed", type=int, default=2023, help="the sampler's and every run's seed")
     p.add_argument("--no-prune", action="store_true", help="run every trial to its end")
+    p.add_argument("--startup-trials", type=int, default=10,
+                   help="trials drawn at random before TPE models the space (Optuna's default 10; fewer for small budgets)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="fixed settings for every trial")
     return p
@@ -196,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         optuna = require("optuna", "tune", "semrec-tune")
-        if args.trials < 1 or args.jobs < 1:
-            raise ValueError("--trials and --jobs must be at least 1")
+        if args.trials < 1 or args.jobs < 1 or args.startup_trials < 0:
+            raise ValueError("--trials and --jobs must be at least 1, --startup-trials at least 0")
         space = read_space(Path(args.space))
         # every setting checked once before any trial: a bad key or range fails here, not 30 times
         cfg = resolve_config(args.model, args.dataset, get_model_class(args.model), args.overrides)
@@ -214,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(f"sqlite:///{(study_dir / 'study.db').resolve()}")
     pruner = optuna.pruners.NopPruner() if args.no_prune else optuna.pruners.MedianPruner(n_startup_trials=2)
+    sampler = optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=args.startup_trials)
     study = optuna.create_study(study_name="semrec", storage=storage, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=args.seed), pruner=pruner)
+                                sampler=sampler, pruner=pruner)
     from optuna.trial import TrialState
 
     # a trial left running by a killed command is failed, and another takes its place (Optuna's
