@@ -5,7 +5,8 @@
 LightGCN on RLMRec's Yelp split (``../shared/data/rlmrec_yelp``), both sides choosing epochs by
 validation NDCG@20 (``train.stop_metric=ndcg@20``): one run of the shipped config
 (``configs/lightgcn.yaml``), then ``semrec-tune`` over ``benchmarks/spaces/lightgcn.yaml`` for
-``--trials`` trials (TPE, median pruning, one thread each, ``--jobs`` at a time). Printed: the
+``--trials`` trials (TPE after ``--startup-trials`` random ones, median pruning from epoch
+``--prune-after``, one thread each, ``--jobs`` at a time). Printed: the
 shipped run's validation and test NDCG@20, the best trial's, their ratio, and the seconds per
 trial (pruned trials included). The study resumes after a kill (the same command again).
 """
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--startup-trials", type=int, default=3, help="random trials before TPE (semrec-tune's flag)")
+    p.add_argument("--prune-after", type=int, default=30, help="no pruning before this epoch (semrec-tune's flag)")
     p.add_argument("--markdown")
     args = p.parse_args(argv)
     if not YELP.exists():
@@ -46,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([sys.executable, "-m", "semrec.encoder.tune", "--model", "lightgcn", "--dataset", "yelp",
                     "--data-dir", str(YELP), "--space", str(REPO / "benchmarks" / "spaces" / "lightgcn.yaml"),
                     "--trials", str(args.trials), "--jobs", str(args.jobs), "--threads", str(args.threads),
-                    "--study-dir", str(study_dir), *(x for s in STOP for x in ("--set", s))], check=True, env=env)
+                    "--study-dir", str(study_dir), "--startup-trials", str(args.startup_trials), "--prune-after",
+                    str(args.prune_after), *(x for s in STOP for x in ("--set", s))], check=True, env=env)
     study = optuna.load_study(study_name="semrec", storage=f"sqlite:///{(study_dir / 'study.db').resolve()}")
     trials = [t for t in study.get_trials() if t.state.is_finished() and t.state.name in ("COMPLETE", "PRUNED")]
     best = study.best_trial

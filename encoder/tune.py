@@ -12,7 +12,7 @@ The space is a YAML mapping of ``section.key`` to a distribution::
 Optuna's TPE sampler proposes settings; each trial is ``semrec-train`` in its own process, in
 ``STUDY_DIR/trials/<number>``, and its validation ``stop_metric`` is reported to Optuna after every
 validation the trainer runs, so the median pruner can stop a poor trial early (the process is
-ended). The study lives in ``STUDY_DIR/study.db`` (SQLite): the same command after a kill resumes
+ended; never before epoch ``--prune-after``). The study lives in ``STUDY_DIR/study.db`` (SQLite): the same command after a kill resumes
 it, finishing the trials left (a trial the kill interrupted is marked failed and not counted).
 ``--jobs N`` runs N trials at once. At the end: every trial as a table, and the best trial's
 settings in ``STUDY_DIR/best.yaml`` (``semrec-train --config``-ready ``--set`` lines as comments).
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per trial")
     p.add_argument("--seed", type=int, default=2023, help="the sampler's and every run's seed")
     p.add_argument("--no-prune", action="store_true", help="run every trial to its end")
+    p.add_argument("--prune-after", type=int, default=10,
+                   help="no trial is pruned before this epoch (early validations rarely rank the final ones)")
     p.add_argument("--startup-trials", type=int, default=10,
                    help="trials drawn at random before TPE models the space (Optuna's default 10; fewer for small budgets)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     study_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(f"sqlite:///{(study_dir / 'study.db').resolve()}")
-    pruner = optuna.pruners.NopPruner() if args.no_prune else optuna.pruners.MedianPruner(n_startup_trials=2)
+    pruner = optuna.pruners.NopPruner() if args.no_prune else \
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=args.prune_after)
     sampler = optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=args.startup_trials)
     study = optuna.create_study(study_name="semrec", storage=storage, direction="maximize", load_if_exists=True,
                                 sampler=sampler, pruner=pruner)
