@@ -18,16 +18,12 @@ import argparse
 import json
 import os
 import pickle
+import sys
 import time
 from pathlib import Path
 
-
-def _patch_numpy() -> None:
-    import numpy as np
-
-    for alias, real in (("float_", "float64"), ("complex_", "complex128"), ("unicode_", "str_"), ("bool8", "bool_")):
-        if not hasattr(np, alias):
-            setattr(np, alias, getattr(np, real))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recbole_sasrec import _patch_numpy  # noqa: E402  (RecBole 1.2.1 against numpy 2: one place for the patch)
 
 
 def write_split(data: Path, folder: Path, name: str) -> None:
