@@ -59,7 +59,10 @@ def setup(device: str) -> str:
 
 
 def teardown() -> None:
+    """Leave the group once every rank is done: a rank that left while another still received the
+    last collective's data would close the connection under it (gloo then aborts that rank)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
