@@ -287,6 +287,9 @@ def run(args: argparse.Namespace) -> dict:
         cfg_file = Path(args.config) if args.config else None
         cfg = resolve_config(args.model, args.dataset, get_model_class(args.model), overrides, cfg_file)
         cfg.train.device = distributed.setup(cfg.train.device)  # several processes (torchrun): join the group
+        if main_rank:  # the demo is made on first use: by one process
+            dataset_path(args.dataset, args.data_dir)
+        distributed.barrier()
         data_dir = str(dataset_path(args.dataset, args.data_dir).resolve())
         stamp = distributed.broadcast(time.strftime("%Y%m%d-%H%M%S"))  # one folder name for every rank
         run_dir = Path(args.out) if args.out else runs_root() / args.dataset / args.model / f"seed{cfg.train.seed}-{stamp}"

@@ -44,11 +44,12 @@ def test_a_study_killed_after_a_trial_resumes_to_its_count(tmp_path):
            str(tmp_path / "space.yaml"), "--trials", "3", "--study-dir", str(study_dir), "--no-prune",
            "--set", "train.epochs=4"]
     env = {**os.environ, "SEMREC_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     while _complete(study_dir) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.5)
-    assert _complete(study_dir) >= 1
+    assert _complete(study_dir) >= 1, (tmp_path / "first.log").read_text()[-3000:]
     proc.send_signal(signal.SIGKILL)  # mid-study: the next trial is running
     proc.wait()
     deadline = time.time() + 60  # and the trial's own process ends with the study
