@@ -99,14 +99,10 @@ def _ndcg_from_lists(top: Path, data_dir: Path) -> float:
     """NDCG@10 of the written lists against each user's test item (the last of their sequence)."""
     import csv
 
-    ids = {}
-    for line in (data_dir / "mapper" / "user.json").read_text().splitlines() if (data_dir / "mapper").exists() else []:
-        r = json.loads(line)
-        ids[r["user_id"]] = r["uid"]
-    items = {}
-    for line in (data_dir / "mapper" / "item.json").read_text().splitlines() if (data_dir / "mapper").exists() else []:
-        r = json.loads(line)
-        items[r["item_id"]] = r["iid"]
+    from semrec.common.io import load_pickle
+    from semrec.encoder.recommend import IdMap
+
+    ids = IdMap.of(data_dir, *load_pickle(data_dir / "trn_mat.pkl").shape)  # the original ids semrec-recommend wrote
     last = {}
     for line in (data_dir / "sequences.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -114,9 +110,7 @@ def _ndcg_from_lists(top: Path, data_dir: Path) -> float:
     ranked: dict[int, list[int]] = {}
     with top.open() as f:
         for row in csv.DictReader(f):
-            u = ids.get(row["user"], None)
-            u = int(row["user"]) if u is None else u
-            ranked.setdefault(u, []).append(items.get(row["item"], None) if items else int(row["item"]))
+            ranked.setdefault(ids.user(row["user"]), []).append(ids.item(row["item"]))
     gains = [1 / math.log2(lst.index(last[u]) + 2) if last[u] in lst[:10] else 0.0 for u, lst in ranked.items()]
     return sum(gains) / len(gains)
 

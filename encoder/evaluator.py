@@ -149,16 +149,19 @@ class Evaluator:
             head = _top_share(history_len, self.head_user_share)
             groups.update(head_users=torch.from_numpy(head), tail_users=torch.from_numpy(~head))
             if np.all(np.diff(rel.indptr) == 1):
-                pop = np.asarray(d.train.sum(0)).ravel()
-                head_items = np.zeros(d.num_items, dtype=bool)
-                head_items[np.argsort(-pop, kind="stable")[:max(1, math.ceil(self.head_item_share * d.num_items))]] = True
-                head = head_items[rel.indices]
+                head = self._head_items(np.asarray(d.train.sum(0)).ravel())[rel.indices]
                 groups.update(head_items=torch.from_numpy(head), tail_items=torch.from_numpy(~head))
         self._index[key] = _SplitIndex(
             users, rel.indptr.astype(np.int64), torch.from_numpy(rel.indices.astype(np.int64)).to(dev),
             exc.indptr.astype(np.int64), torch.from_numpy(exc.indices.astype(np.int64)).to(dev),
             None if candidates is None else candidates.to(dev), {k: v.to(dev) for k, v in groups.items()}, info)
         return self._index[key]
+
+    def _head_items(self, popularity: np.ndarray) -> np.ndarray:
+        """``(I,)`` bool: the ``head_item_share`` most popular items in training (ties by id)."""
+        head = np.zeros(self.data.num_items, dtype=bool)
+        head[np.argsort(-popularity, kind="stable")[:max(1, math.ceil(self.head_item_share * self.data.num_items))]] = True
+        return head
 
     def _sampled_candidates(self, split: str, users: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """``(n, 1 + negatives)``: each user's target, then negatives never interacted with (any split)."""
@@ -223,10 +226,8 @@ class Evaluator:
             from semrec.encoder.beyond import ListStats
 
             pop = np.asarray(self.data.train.sum(0)).ravel()
-            head = np.zeros(self.data.num_items, dtype=bool)
-            head[np.argsort(-pop, kind="stable")[:max(1, math.ceil(self.head_item_share * self.data.num_items))]] = True
-            stats = ListStats(pop, np.asarray((self.data.train > 0).sum(0)).ravel(), self.data.num_users, head,
-                              self.ks, len(idx.users), item_vectors)
+            stats = ListStats(pop, np.asarray((self.data.train > 0).sum(0)).ravel(), self.data.num_users,
+                              self._head_items(pop), self.ks, len(idx.users), item_vectors)
         n = len(idx.users)
         per_user = {f"{m}@{k}": torch.zeros(n, dtype=torch.float64, device=self.device)
                     for m in self.metrics for k in self.ks}

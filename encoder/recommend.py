@@ -60,25 +60,22 @@ class IdMap:
 
         return cls(read("user", "user_id", num_users), read("item", "item_id", num_items))
 
-    def _index(self, kind: str) -> dict[str, int]:
+    def _lookup(self, kind: str, raw: Any) -> int:
         cache = f"_{kind}_index"
         if not hasattr(self, cache):
-            setattr(self, cache, {raw: i for i, raw in enumerate(getattr(self, f"{kind}s"))})
-        return getattr(self, cache)
+            setattr(self, cache, {r: i for i, r in enumerate(getattr(self, f"{kind}s"))})
+        try:
+            return getattr(self, cache)[str(raw)]
+        except KeyError:
+            known = getattr(self, f"{kind}s")
+            raise UnknownId(f"unknown {kind} {raw!r} (the dataset has {len(known)} {kind}s, e.g. "
+                            f"{', '.join(known[:3])})") from None
 
     def user(self, raw: Any) -> int:
-        try:
-            return self._index("user")[str(raw)]
-        except KeyError:
-            raise UnknownId(f"unknown user {raw!r} (the dataset has {len(self.users)} users, e.g. "
-                            f"{', '.join(self.users[:3])})") from None
+        return self._lookup("user", raw)
 
     def item(self, raw: Any) -> int:
-        try:
-            return self._index("item")[str(raw)]
-        except KeyError:
-            raise UnknownId(f"unknown item {raw!r} (the dataset has {len(self.items)} items, e.g. "
-                            f"{', '.join(self.items[:3])})") from None
+        return self._lookup("item", raw)
 
 
 def item_titles(folder: Path | None, num_items: int) -> list[str] | None:

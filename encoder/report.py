@@ -89,6 +89,13 @@ def html_table(rows: list[list[str]]) -> str:
             "\n".join("<tr>" + cells(r, "td") + "</tr>" for r in rows[1:]) + "\n</table>")
 
 
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(runs: list[dict], out: Path, plt) -> Path:
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
     for r in runs:
@@ -110,10 +117,7 @@ def plot_curves(runs: list[dict], out: Path, plt) -> Path:
     ax_loss.set_ylabel("training loss")
     ax_val.set_xlabel("epoch (★ best)")
     ax_val.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = _save(fig, out / "curves.png", plt)
     return path
 
 
@@ -132,10 +136,7 @@ def plot_groups(groups: dict[str, list[dict]], metric: str, out: Path, plt) -> P
     ax.set_xticks(np.arange(len(present)) + width * (len(groups) - 1) / 2, present)
     ax.set_ylabel(f"test {metric}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "groups.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = _save(fig, out / "groups.png", plt)
     return path
 
 
@@ -159,10 +160,7 @@ def plot_compare(groups: dict[str, list[dict]], base: list[Path], metric: str, o
     ax.set_xticks(range(len(names)), [n.split(" (")[0] for n in names], rotation=15, fontsize=8)
     ax.set_ylabel(f"test {metric} (per-user mean)")
     ax.set_title(f"against {base_name.split(' (')[0]}: * both Holm-corrected p < {alpha}", fontsize=9)
-    fig.tight_layout()
-    path = out / "compare.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = _save(fig, out / "compare.png", plt)
     return path, results
 
 

@@ -265,13 +265,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pairs(overrides: list[str]) -> dict[str, Any]:
-    import yaml
+    from semrec.encoder.config import parse_overrides
 
-    out = {}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        out[key] = yaml.safe_load(value)
-    return out
+    return {f"{section}.{key}": value for section, key, value in parse_overrides(overrides)}
 
 
 if __name__ == "__main__":

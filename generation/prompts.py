@@ -104,7 +104,7 @@ class DatasetText:
                 if row.get("split") == "train" and u * self.num_items + i in in_train:
                     if (u, i) not in self.feedback:
                         self.train_order[u].append(i)
-                    self.feedback[(u, i)] = {k: row[k] for k in ("rating", "review") if k in row}
+                    self.feedback[(u, i)] = {k: row[k] for k in ("rating", "review", "timestamp") if k in row}
         self.item_reviews: list[list[tuple[int, str]]] = [[] for _ in range(self.num_items)]
         for (u, i), fb in self.feedback.items():
             if fb.get("review"):

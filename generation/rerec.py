@@ -85,24 +85,14 @@ class ReviewSelection:
         return cls(**values)
 
 
-def training_reviews(folder: Path) -> list[list[tuple[str, float | None]]]:
-    """Per item, the ``(review, timestamp)`` of its *training* interactions (``interactions.jsonl``
-    rows marked ``train``); validation and test reviews are left out."""
-    from semrec.common.io import DataError, json_lines, load_pickle
-
-    n_items = load_pickle(folder / "trn_mat.pkl").shape[1]
-    path = folder / "interactions.jsonl"
-    if not path.exists():
-        raise DataError(f"{path} not found: the review sentences come from data/prepare.py's interactions file")
-    reviews: list[list[tuple[str, float | None]]] = [[] for _ in range(n_items)]
-    for no, row in json_lines(path):
-        if row.get("split") != "train" or not row.get("review"):
-            continue
-        i = row.get("iid")
-        if not isinstance(i, int) or not 0 <= i < n_items:
-            raise DataError(f"{path}:{no}: iid {i!r} outside 0..{n_items - 1}")
-        t = row.get("timestamp")
-        reviews[i].append((str(row["review"]), float(t) if isinstance(t, (int, float)) else None))
+def training_reviews(text) -> list[list[tuple[str, float | None]]]:
+    """Per item, the ``(review, timestamp)`` of its *training* interactions, from a
+    :class:`~semrec.generation.prompts.DatasetText` (validation and test reviews are never in it)."""
+    reviews: list[list[tuple[str, float | None]]] = [[] for _ in range(text.num_items)]
+    for (_, i), fb in text.feedback.items():
+        if fb.get("review"):
+            t = fb.get("timestamp")
+            reviews[i].append((str(fb["review"]), float(t) if isinstance(t, (int, float)) else None))
     return reviews
 
 
@@ -202,7 +192,7 @@ def build(folder: Path, sel: ReviewSelection, emb_settings, log=print, progress_
     picked_text: list[list[str]] = [[] for _ in range(text.num_items)]
     stats: dict[str, Any] = {"items": text.num_items, "users": text.num_users}
     if sel.sentences:
-        reviews = training_reviews(folder)
+        reviews = training_reviews(text)
         sentences, rows, times = item_sentences(reviews, sel.min_chars)
         stats.update(training_reviews=sum(map(len, reviews)), distinct_sentences=len(sentences))
         log(f"{stats['training_reviews']} training reviews, {len(sentences)} distinct sentences")
