@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_graph_cf import (RunFailed, add_device_arguments, append_markdown, finish, fmt, run_all,  # noqa: E402
                             run_one, subcommand_parser)
+from semrec.encoder.experiments import significance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -213,6 +214,9 @@ def accuracy(args, argv) -> int:
                  "(the target and 100 unseen items, fixed per seed):\n\n" + table(runs, "sampled", "sampled"))
         if unscored:
             text += f"\n\nLeft out of the second table (their weights were gone): {', '.join(unscored)}."
+        tested = significance(runs, {n: VARIANTS[n][2] for n in runs if VARIANTS[n][2]}, "ndcg@10")
+        if tested:
+            text += "\n\nIs each change real? Full ranking, users' test NDCG@10 (their mean over seeds):\n\n" + tested
     return finish(args, argv, "bench_llm_seq.py", "LLM-enhanced sequential models, Beauty with text",
                   text, failed, any_runs=bool(runs))
 

@@ -1,17 +1,20 @@
 """How cost grows with the data (issue 39): one epoch and one evaluation at growing sizes, one and two processes.
 
-    python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 1e6 5e6 2e7
+    python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 1e6 2e6 5e6 --several-up-to 2e6
+    python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 1e6 5e6 2e7   # a larger machine
     python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 2e4 --models lightgcn   # the CI size
 
 Synthetic data with power-law degrees, like real catalogues: ``N`` interactions, ``N / 20`` users
 whose sequence lengths follow a power law (at least 5, mean about 20), items drawn with Zipf-like
 popularity (rank ** -0.8) from ``N / 50`` items, each user's items in time order (an S3-Rec file,
 split leave-one-out; repeats dropped), and random 64-d text embeddings for LLM-ESR. Each model (``--models``:
-LightGCN, SASRec, LLM-ESR) trains one epoch and evaluates once, its own process(es), one torch
-thread each, with one process and with two (``torchrun --nproc_per_node 2``, gloo). Printed per
+LightGCN, SASRec, LLM-ESR) trains one epoch and evaluates once, in its own process(es), with one process of two torch
+threads and with two processes of one thread each (``torchrun --nproc_per_node 2``, gloo): the
+machine's cores shared out the same way (``--threads`` fixes it instead). Printed per
 model, size and process count: seconds of the training epoch, seconds of the full evaluation,
 peak resident memory per process; then each measure's log–log slope against the interactions
-(1: linear), and the two processes' epoch time against one's.
+(1: linear), and the two processes' epoch time against one's. Finished measurements are read back,
+so the same command run again after a kill, or with more sizes, makes only what is missing.
 """
 from __future__ import annotations
 
@@ -95,18 +98,46 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
+def plot(curves: dict[tuple[str, int], list[tuple[int, float, float, float]]], path: Path) -> None:
+    """Seconds of the epoch and of the evaluation against the interactions, one line per model and
+    process count, on log-log axes (a straight line of slope 1 is linear growth)."""
+    from semrec.common.extras import require
+
+    require("matplotlib", "report", "bench_scale.py --plot").use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for (model, procs), pts in sorted(curves.items()):
+        xs = [x[0] for x in pts]
+        for ax, col in zip(axes, (1, 2)):
+            ax.plot(xs, [x[col] for x in pts], marker="o", linestyle="-" if procs == 1 else "--",
+                    label=f"{model}, {procs} process{'es' if procs > 1 else ''}")
+    for ax, title in zip(axes, ("training epoch", "full evaluation")):
+        ax.set(xscale="log", yscale="log", xlabel="interactions", ylabel="seconds", title=title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True)
     p.add_argument("--sizes", nargs="+", type=float, default=[1e6, 5e6, 2e7], help="interactions")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--procs", nargs="+", type=int, default=[1, 2])
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--several-up-to", type=float, metavar="N",
+                   help="more than one process only up to N interactions (larger sizes: one process)")
+    p.add_argument("--threads", type=int, help="torch threads a process (default: the cores shared by the processes)")
     p.add_argument("--markdown")
+    p.add_argument("--plot", metavar="PNG", help="also draw epoch and evaluation seconds against the interactions "
+                                                 "(log-log; needs matplotlib: semrec[report])")
     args = p.parse_args(argv)
     work = Path(args.workdir)
-    rows = ["| model | interactions | users | items | processes | train epoch s | evaluation s | peak MiB a process |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | interactions | users | items | processes x threads | train epoch s | evaluation s "
+            "| peak MiB a process |", "|---|---|---|---|---|---|---|---|"]
     curves: dict[tuple[str, int], list[tuple[int, float, float, float]]] = {}
     for size in sorted(int(s) for s in args.sizes):
         data = make_data(work / "data" / f"synth{size}", size)
@@ -115,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         actual = int(json.loads((data / "stats.json").read_text())["interactions"])
         for model in args.models:
             for procs in args.procs:
-                r = measure(model, data, work / "runs" / f"{model}-{size}-{procs}p", procs, args.threads)
+                if procs > 1 and args.several_up_to and size > args.several_up_to:
+                    continue
+                threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
+                r = measure(model, data, work / "runs" / f"{model}-{size}-{procs}p", procs, threads)
                 epoch, ev = r["res"]["timing"]["train_epoch_seconds"][0], r["res"]["timing"]["eval_seconds"][0]
                 curves.setdefault((model, procs), []).append((actual, epoch, ev, r["peak_mb"]))
-                rows.append(f"| {model} | {actual:,} | {users:,} | {items:,} | {procs} | {epoch:.1f} | {ev:.1f} "
+                rows.append(f"| {model} | {actual:,} | {users:,} | {items:,} | {procs} x {threads} | {epoch:.1f} | {ev:.1f} "
                             f"| {r['peak_mb']:.0f} |")
                 print(rows[-1], file=sys.stderr, flush=True)
     lines = ["", "| model | processes | slope of epoch s | slope of evaluation s | slope of peak memory |",
@@ -131,10 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models:
         one, two = curves.get((model, 1)), curves.get((model, 2))
         if one and two:
-            ratios.append(f"{model}: " + ", ".join(f"{a[0]:,}: {b[1] / a[1]:.2f}x" for a, b in zip(one, two)))
-    text = (f"{args.threads} torch thread(s) a process; one training epoch and one full evaluation each.\n\n"
+            by_size = {a[0]: a for a in one}
+            ratios.append(f"{model}: " + ", ".join(f"{b[0]:,}: {b[1] / by_size[b[0]][1]:.2f}x" for b in two
+                                                   if b[0] in by_size))
+    text = ("One training epoch and one full evaluation each.\n\n"
             + "\n".join(rows + lines)
             + ("\n\nTwo processes' epoch time against one's: " + "; ".join(ratios) if ratios else ""))
+    if args.plot:
+        plot(curves, Path(args.plot))
     if any(math.isnan(x[3]) for pts in curves.values() for x in pts):
         text += "\n\n(peak memory not reported by a run: NaN)"
     return finish(args, argv, "bench_scale.py", "How cost grows with the data", text, [])

@@ -11,7 +11,8 @@ row-shuffled (``--set align.shuffle=true``: same vectors, wrong owners), the con
 whether a gain comes from the semantics. Printed: test Recall@20 / NDCG@20 (mean ± std over
 seeds), the relative change against the base model, validation Recall@20, and seconds per
 epoch, next to RLMRec's reported gains (Yelp, paper Table 1); under the table, each aligned
-model's test change against its own shuffled control.
+model's test change against its own shuffled control, and each change tested over users
+(``semrec-compare``'s paired tests on the runs' per-user Recall@20).
 
 ``--plus-set KEY=VALUE`` / ``--gene-set KEY=VALUE`` go to the ``_plus`` / ``_gene`` runs only
 (e.g. the faster variants ``align.sem_dim=64``, ``align.user_negatives=batch``); ``--set`` goes
@@ -31,7 +32,7 @@ import sys
 from pathlib import Path
 
 from semrec.encoder.experiments import (RunFailed, add_run_arguments, fmt, load_runs, report, run_all, run_dirs,
-                                        run_one, save_runs)
+                                        run_one, save_runs, significance)
 
 # RLMRec paper (WWW 2024), Table 1, Yelp: relative Recall@20 gain of Con / Gen over LightGCN
 # (as quoted in the alignment issue; the other backbones' gains are not quoted here)
@@ -40,6 +41,8 @@ VARIANTS = [("base", "", []), ("plus", "_plus", []), ("gene", "_gene", []),
             ("plus shuffled", "_plus", ["--set", "align.shuffle=true"]),
             ("gene shuffled", "_gene", ["--set", "align.shuffle=true"])]
 METRICS = ("recall@20", "ndcg@20")
+#: what each run is tested against, over users: the aligned models against the base, each control against its model
+AGAINST = {"plus": "base", "gene": "base", "plus shuffled": "plus", "gene shuffled": "gene"}
 
 
 def main(argv: list[str] | None = None, prog: str = "semrec-align-check") -> int:
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None, prog: str = "semrec-align-check") -> int
         title = f"Alignment on {data.name}"
         note += f" Without training: {refs}."
     rows = table(runs)
+    for backbone, variants in runs.items():  # is each change real? paired over users
+        tested = significance(variants, {k: v for k, v in AGAINST.items() if k in variants}, "recall@20")
+        if tested:
+            rows += ["", f"{backbone}: " + tested]
     report(args, argv, runs, rows, prog, title, note)
     return 0
 

@@ -192,6 +192,35 @@ def fmt(values: list[float]) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
+def significance(runs: dict[str, list[dict]], against: dict[str, str], metric: str) -> str:
+    """Each variant against the one it is compared with (``against[name]``), paired over users
+    (``semrec-compare``'s table, Holm over the variants that share a base), from the runs'
+    ``per_user.npz``; the pairs whose runs lack it are named, not tested."""
+    from semrec.encoder.compare import compare, table
+
+    def saved(name: str) -> bool:
+        return all(r.get("run_dir") and (Path(r["run_dir"]) / "per_user.npz").exists() for r in runs[name])
+
+    groups: dict[str, list[str]] = {}
+    for name, base in against.items():
+        if name in runs and base in runs:
+            groups.setdefault(base, []).append(name)
+    parts, missing = [], []
+    for base, names in groups.items():
+        have = [n for n in names if saved(n)]
+        missing += [f"{n} against {base}" for n in names if n not in have]
+        if not have or not saved(base):
+            missing += [f"{n} against {base}" for n in have]
+            continue
+        paths = {n: [Path(r["run_dir"]) for r in runs[n]] for n in [base, *have]}
+        results = compare(paths[base], {n: paths[n] for n in have}, metric)
+        parts.append(f"Against `{base}` (test {metric}, paired over users):\n\n"
+                     + table(results, metric, results[0].base_runs))
+    if missing:
+        parts.append("Not tested (a run folder without `per_user.npz`: gone, or made before runs saved it): " + ", ".join(missing) + ".")
+    return "\n\n".join(parts)
+
+
 def report(args, argv, runs: dict, rows: list[str], script: str, title: str, note: str) -> None:
     """Print the table; with ``--json`` / ``--markdown`` also save the runs / append the table,
     headed by the machine, the date and the command."""

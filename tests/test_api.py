@@ -52,4 +52,9 @@ def test_align_check_prints_base_aligned_and_shuffled(tmp_path, monkeypatch, cap
     rows = [ln for ln in out.splitlines() if ln.startswith("| lightgcn |")]
     assert [r.split("|")[2].strip() for r in rows] == ["base", "plus", "plus shuffled"]
     assert "Real against shuffled tables (test R@20 / N@20): `lightgcn_plus`" in out
+    # each change tested over users: the aligned model against the base, the control against the aligned model
+    assert "lightgcn: Against `base` (test recall@20, paired over users)" in out
+    assert "Against `plus` (test recall@20, paired over users)" in out
+    tested = [ln for ln in out.splitlines() if ln.startswith(("| plus", "| plus shuffled"))]
+    assert [ln.split("|")[1].strip().rstrip(" *") for ln in tested] == ["plus", "plus shuffled"]
     assert len(list((tmp_path / "w").glob("*/lightgcn*-1/results.json"))) == 3

@@ -126,7 +126,10 @@ def test_alignment_table_pools_seeds_and_prints_validation_and_real_against_shuf
                         "| 0.50 | 33/34 |")
     assert lines[4].startswith("| sgl | plus shuffled | 0.2000 ± 0.0000 | 0.3000 ± 0.0000 | -4.8% | +0.0% | 0.2300")
     # real tables against shuffled ones: 0.231 / 0.20 and 0.33 / 0.30
-    assert lines[5:] == ["", "Real against shuffled tables (test R@20 / N@20): `sgl_plus` +15.5% / +10.0%."]
+    assert lines[5:7] == ["", "Real against shuffled tables (test R@20 / N@20): `sgl_plus` +15.5% / +10.0%."]
+    # records without their run folders: the paired tests are named as not made, not faked
+    assert lines[7:] == ["", "sgl: Not tested (a run folder without `per_user.npz`: gone, or made before runs saved "
+                             "it): plus against base, plus shuffled against plus."]
 
 
 def test_gat_benchmark_scores_a_finished_run_by_attribute_coverage(tiny_dir, tmp_path):
@@ -255,8 +258,10 @@ def test_scale_benchmark_harness_at_a_small_size(tmp_path):
     """bench_scale.py end to end at the CI size (the large sizes are a documented command): both
     process counts measured, a slope per measure, and two processes against one."""
     proc = subprocess.run([sys.executable, str(BENCH / "bench_scale.py"), "--workdir", str(tmp_path), "--sizes", "4000",
-                           "8000", "--models", "lightgcn"], capture_output=True, text=True, env=ONE_THREAD)
+                           "8000", "--models", "lightgcn", "--plot", str(tmp_path / "scale.png")],
+                          capture_output=True, text=True, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| lightgcn |")]
     assert len(rows) == 4 + 2  # 2 sizes x 2 process counts, then one slope row per process count
     slopes = [float(ln.split("|")[3]) for ln in rows[4:]]  # a number each (their values are timings: not tested)

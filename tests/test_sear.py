@@ -56,6 +56,30 @@ def test_the_loss_is_the_kl_divergence_to_the_soft_label():
     assert loss.item() == parts["soft"].item() and loss.item() > 0
 
 
+def test_the_loss_and_its_gradients_match_the_full_log_softmax():
+    """The loss never holds the (positions x items) log-probabilities: its value and gradients
+    are those of the plain formula (log-softmax over every item, gathered at the label)."""
+    m = _model(soft_targets=3, decay=2.0).train()
+    inputs = torch.tensor([[PAD, 3, 5, 3], [1, 2, 4, 2]])
+    targets = torch.tensor([[PAD, 5, 3, 8], [2, 4, 2, 7]])
+    batch = SeqBatch(torch.tensor([0, 1]), inputs, targets, torch.full((2, 4, 0), PAD))
+    m.token_dropout.p = 0.0
+    loss, _ = m.loss(batch)
+    got = torch.autograd.grad(loss, [m.output, m.items.item_emb.weight])
+    states = m.encode(inputs)
+    scored = targets != PAD
+    ahead, weights = m.soft_labels(targets)
+    ahead, weights = ahead[scored], weights[scored]
+    ahead = torch.where(ahead == PAD, torch.zeros_like(ahead), ahead)
+    label = torch.zeros(len(ahead), N_ITEMS).scatter_add_(1, ahead, weights)
+    log_q = F.log_softmax(states[scored] @ m.output.t(), dim=-1)
+    plain = (torch.xlogy(label, label) - label * log_q).sum(-1).mean()
+    want = torch.autograd.grad(plain, [m.output, m.items.item_emb.weight])
+    assert loss.item() == pytest.approx(plain.item(), rel=1e-5)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, atol=1e-6, rtol=1e-4)
+
+
 def test_ce_is_the_next_item_alone():
     m = _model(loss="ce")
     inputs = torch.tensor([[PAD, 3, 5, 3]])

@@ -39,6 +39,7 @@ from torch.nn import functional as F
 
 from semrec.common.hparams import DropoutRate, NonNegativeFloat, PositiveFloat, PositiveInt, choice
 from semrec.encoder.batches import SeqBatch
+from semrec.encoder.losses import weighted_logsumexp_similarity
 from semrec.encoder.models.sequential.base import SequentialRecommender
 from semrec.encoder.models.sequential.encoders import LENGTH_GROUPS, SequenceEncoder, encode_by_length
 from semrec.encoder.models.sequential.item_table import SemanticTable, text_matrix
@@ -227,12 +228,17 @@ class SEAR(SequentialRecommender):
         states = self.encode(batch.inputs, ratings=batch.ratings)
         scored = batch.targets != self.pad
         ahead, weights = self.soft_labels(batch.targets)
-        log_probs = F.log_softmax(states[scored] @ self.output.t(), dim=-1)  # (P, I)
-        ahead, weights = ahead[scored], weights[scored]  # (P, k)
+        h, ahead, weights = states[scored], ahead[scored], weights[scored]  # (P, d), (P, k), (P, k)
         ahead = torch.where(ahead == self.pad, torch.zeros_like(ahead), ahead)  # weight 0 there
-        # KL(soft || q) over the k labelled items only (the label is 0 elsewhere): an item named twice
-        # has the sum of its weights, m, so sum_items soft log soft = sum_j w_j log m_j
+        # KL(soft || q) over the k labelled items only (the label is 0 elsewhere). The weights of a
+        # row sum to 1, so with log q_i = s_i - logsumexp(s):
+        #   KL = sum_j w_j log m_j - sum_j w_j s_j + logsumexp(s)
+        # (m_j: the summed weight of an item named twice). The log-sum-exp over every item is the
+        # chunked one of the next-item losses (the (P, I) log-probabilities are never held).
         same = ahead[:, :, None] == ahead[:, None, :]  # (P, k, k)
         merged = (same * weights[:, None, :]).sum(-1)
-        kl = (torch.xlogy(weights, merged) - weights * log_probs.gather(1, ahead)).sum(-1).mean()
+        n = max(h.shape[0], 1)
+        labelled = (h[:, None, :] * self.output[ahead]).sum(-1)  # (P, k) the labelled items' scores
+        kl = ((torch.xlogy(weights, merged) - weights * labelled).sum() / n
+              + weighted_logsumexp_similarity(h, self.output, weights.sum(-1) / n))
         return kl, {self.loss_name: kl}
