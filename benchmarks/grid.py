@@ -1,35 +1,37 @@
-"""Grid search on the validation split: one model, every combination of the given settings.
+"""Grid search on the validation split: every combination of the given settings, by ``semrec-tune``.
 
     python benchmarks/grid.py --model lightgcn_gene --data-dir data/ml100k_text \
-        --grid align.recon_weight=0.01,0.1,1 align.mask_ratio=0.05,0.1,0.2
+        --grid align.recon_weight=0.01,0.1,1 align.mask_ratio=0.05,0.1,0.2 --seeds 2023 2024 2025
 
-Each combination is a full CLI run to early stopping (its own process, ``--seeds`` each);
-runs are ranked by mean *validation* Recall@20 at the best epoch, the test split is only
-printed beside it. This is how the per-dataset sections of ``configs/`` for the text
-benchmark datasets were chosen (RLMRec grid-searched its own the same way).
+The grid is written as a space of choice lists (``WORKDIR/space.yaml``) and run by
+``semrec-tune --sampler grid``: each combination once, ``--seeds`` runs each, scored by their mean
+*validation* ``--metric`` (default Recall@20) at the best epoch, no pruning; the test split is only
+shown beside it. The study lives in ``--workdir``, so the same command after a kill runs only what is
+missing. This is how the per-dataset sections of ``configs/`` for the text benchmark datasets were
+chosen (RLMRec grid-searched its own the same way).
 """
 from __future__ import annotations
 
 import argparse
-import functools
-import itertools
-import statistics
+import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_graph_cf import (RunFailed, add_run_arguments, fmt, report, run_all, run_dirs, run_one,  # noqa: E402
-                            save_runs)
 
+def parse_grid(specs: list[str]) -> dict[str, list]:
+    """``["a.b=1,2", "c.d=x"]`` -> ``{"a.b": [1, 2], "c.d": ["x"]}`` (numbers and booleans as such)."""
+    def value(text: str):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
 
-def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
-    """``["a.b=1,2", "c.d=x"]`` -> ``[("a.b", ["1", "2"]), ("c.d", ["x"])]``."""
-    axes = []
+    axes = {}
     for spec in specs:
         key, sep, values = spec.partition("=")
         if not sep or not values:
             raise SystemExit(f"--grid expects key=v1,v2,...; got {spec!r}")
-        axes.append((key.strip(), [v.strip() for v in values.split(",")]))
+        axes[key.strip()] = [value(v.strip()) for v in values.split(",")]
     return axes
 
 
@@ -39,51 +41,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2", help="settings to combine")
     p.add_argument("--metric", default="recall@20", help="validation metric to rank by")
-    add_run_arguments(p)
-    p.set_defaults(seeds=[2023])
+    p.add_argument("--seeds", nargs="+", type=int, default=[2023])
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every run")
+    p.add_argument("--workdir", help="the study and its runs (default runs/grid/<model>-<dataset>)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each its own process")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     args = p.parse_args(argv)
     data = Path(args.data_dir)
     if not data.exists():
         print(f"skipped: {data} not found", file=sys.stderr)
         return 0
-    axes = parse_grid(args.grid)
-    extra = [x for o in args.overrides for x in ("--set", o)]
-    runs: dict[str, list[dict]] = {}
-    combos = [(" ".join(f"{k}={v}" for (k, _), v in zip(axes, values)),
-               [x for (k, _), v in zip(axes, values) for x in ("--set", f"{k}={v}")])
-              for values in itertools.product(*(v for _, v in axes))]
-    done: dict[str, list[dict | None]] = {label: [] for label, _ in combos}
-    with run_dirs(args.workdir) as root:
-        tasks = []
-        for n, (label, sets) in enumerate(combos):
-            work = root / str(n)  # one folder per grid point, failed ones included
-            work.mkdir(exist_ok=True)
-            tasks += [(label, functools.partial(run_one, args.model, s, data, extra + sets, work, device=args.device))
-                      for s in args.seeds]
-        for label, r in run_all(tasks, args.jobs):
-            if isinstance(r, RunFailed):  # e.g. a setting that diverges: reported, the grid goes on
-                print(r, file=sys.stderr, flush=True)
-                r = None
-            done[label].append(r)
-            if len(done[label]) < len(args.seeds) or None in done[label]:
-                continue
-            runs[label] = sorted(done[label], key=lambda x: x["seed"])
-            save_runs(args, runs)
-            print(f"{label}: valid {args.metric} {fmt([r['valid'][args.metric] for r in runs[label]])}",
-                  file=sys.stderr, flush=True)
-    ranked = sorted(runs, key=lambda k: -statistics.fmean(r["valid"][args.metric] for r in runs[k]))
-    shown = [args.metric] + [f"{m}@{args.metric.rsplit('@', 1)[-1]}" for m in ("recall", "ndcg")
-                             if not args.metric.startswith(m + "@")]  # the test split beside, at the same k
-    rows = [f"| {args.model} settings | valid {args.metric} | " + " | ".join(f"test {m}" for m in shown) + " | epochs |",
-            "|" + "---|" * (3 + len(shown))]
-    for label in ranked:
-        rs = runs[label]
-        rows.append(f"| {label} | {fmt([r['valid'][args.metric] for r in rs])} | "
-                    + " | ".join(fmt([r["test"][m] for r in rs]) for m in shown) + " | "
-                    f"{'/'.join(str(r['epochs']) for r in rs)} |")
-    report(args, argv, runs, rows, "grid.py", f"Grid search: {args.model} on {data.name}",
-           f"ranked by validation {args.metric}; the first row is the setting chosen.")
-    return 0
+    import yaml
+
+    from semrec.encoder.tune import main as tune
+
+    work = Path(args.workdir or f"runs/grid/{args.model}-{data.name}")
+    work.mkdir(parents=True, exist_ok=True)
+    space = work / "space.yaml"
+    space.write_text(yaml.safe_dump({k: {"choice": v} for k, v in parse_grid(args.grid).items()}, sort_keys=False))
+    return tune(["--model", args.model, "--dataset", data.name, "--data-dir", str(data), "--space", str(space),
+                 "--sampler", "grid", "--no-prune", "--metric", args.metric, "--seeds", *map(str, args.seeds),
+                 "--study-dir", str(work), "--jobs", str(args.jobs), "--threads", str(args.threads),
+                 *(x for o in args.overrides for x in ("--set", o))])
 
 
 if __name__ == "__main__":

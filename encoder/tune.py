@@ -16,7 +16,12 @@ ended; never before epoch ``--prune-after``). The study lives in ``STUDY_DIR/stu
 it, finishing the trials left (a trial the kill interrupted is marked failed and not counted).
 ``--jobs N`` runs N trials at once. At the end: every trial as a table, and the best trial's
 settings in ``STUDY_DIR/best.yaml`` (``semrec-train --config``-ready ``--set`` lines as comments).
-Needs Optuna (``pip install "semrec[tune]"``).
+
+``--sampler grid`` runs every combination of a space of ``choice`` lists once (Optuna's grid
+sampler; ``--trials`` defaults to the grid's size; a point a kill cut short runs again).
+``--seeds S1 S2 ...`` makes each trial one run per seed (``trials/<number>/seed-<S>``), scored by
+their mean validation metric; pruning watches the first seed's run. Needs Optuna
+(``pip install "semrec[tune]"``).
 """
 from __future__ import annotations
 
@@ -85,29 +90,41 @@ class Objective:
         self.args, self.space, self.study_dir, self.stop = args, space, study_dir, stop_metric
 
     def __call__(self, trial) -> float:
-        import optuna
-
         values = suggest(trial, self.space)
         out = self.study_dir / "trials" / f"{trial.number:04d}"
         if out.exists():
             import shutil
 
             shutil.rmtree(out)  # a number reused after a failed attempt: start clean
+        trial.set_user_attr("run_dir", str(out))
+        seeds = self.args.seeds or [self.args.seed]
+        runs = [self._run(trial, values, out if len(seeds) == 1 else out / f"seed-{seed}", seed, watch=i == 0)
+                for i, seed in enumerate(seeds)]
+        tests = [r["test"].get(self.stop) for r in runs]
+        trial.set_user_attr("test", None if None in tests else sum(tests) / len(tests))
+        trial.set_user_attr("epochs", "/".join(str(r["last_epoch"] + 1) for r in runs))
+        trial.set_user_attr("seconds", sum(sum(r["timing"]["train_epoch_seconds"]) + sum(r["timing"]["eval_seconds"])
+                                           for r in runs))
+        return sum(r["valid"][self.stop] for r in runs) / len(runs)
+
+    def _run(self, trial, values: dict[str, Any], out: Path, seed: int, watch: bool) -> dict:
+        """One training run of the trial; its validations go to the pruner when ``watch``."""
+        import optuna
+
         sets = [*self.args.overrides, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
         cmd = [sys.executable, "-c", TRIAL, str(os.getpid()), "--model", self.args.model, "--dataset",
-               self.args.dataset, "--out", str(out), "--quiet", "--seed", str(self.args.seed),
+               self.args.dataset, "--out", str(out), "--quiet", "--seed", str(seed),
                *(["--data-dir", self.args.data_dir] if self.args.data_dir else []),
                *(x for s in sets for x in ("--set", s))]
         env = {**os.environ, "OMP_NUM_THREADS": str(self.args.threads)}
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        trial.set_user_attr("run_dir", str(out))
         seen = 0
         try:
             while True:
                 done = proc.poll() is not None
                 for record in _history(out)[seen:]:
                     seen += 1
-                    if "valid" in record and self.stop in record["valid"]:
+                    if watch and "valid" in record and self.stop in record["valid"]:
                         trial.report(record["valid"][self.stop], record["epoch"])
                         if trial.should_prune():
                             _end(proc)
@@ -120,12 +137,9 @@ class Objective:
                 _end(proc)
         if proc.returncode != 0:
             err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
-            raise RuntimeError(f"trial {trial.number} failed: {err[-1] if err else f'exit {proc.returncode}'}")
-        res = json.loads((out / "results.json").read_text())
-        trial.set_user_attr("test", res["test"].get(self.stop))
-        trial.set_user_attr("epochs", res["last_epoch"] + 1)
-        trial.set_user_attr("seconds", sum(res["timing"]["train_epoch_seconds"]) + sum(res["timing"]["eval_seconds"]))
-        return res["valid"][self.stop]
+            raise RuntimeError(f"trial {trial.number} (seed {seed}) failed: "
+                               f"{err[-1] if err else f'exit {proc.returncode}'}")
+        return json.loads((out / "results.json").read_text())
 
 
 def _history(run: Path) -> list[dict]:
@@ -176,7 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-dir")
     p.add_argument("--space", required=True, help="the search space (YAML; module docstring)")
-    p.add_argument("--trials", type=int, required=True, help="trials in all, counting those of a resumed study")
+    p.add_argument("--trials", type=int, help="trials in all, counting those of a resumed study (required with "
+                                              "tpe; with grid, default: every combination)")
+    p.add_argument("--sampler", choices=["tpe", "grid"], default="tpe",
+                   help="tpe (default) or grid: every combination of a space of choice lists, once")
+    p.add_argument("--seeds", nargs="+", type=int, help="one run per seed in each trial, scored by their mean")
+    p.add_argument("--metric", help="the validation metric a trial is scored by (default: the config's stop_metric)")
     p.add_argument("--study-dir", help="where the study and its runs live (default runs/tune/<model>-<dataset>)")
     p.add_argument("--jobs", type=int, default=1, help="trials at once, each its own process")
     p.add_argument("--threads", type=int, default=1, help="torch threads per trial")
@@ -200,11 +219,27 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         optuna = require("optuna", "tune", "semrec-tune")
+        space = read_space(Path(args.space))
+        grid = {}
+        if args.sampler == "grid":
+            if not all("choice" in d for d in space.values()):
+                raise ValueError(f"{args.space}: --sampler grid needs every setting as a choice list; "
+                                 f"not: {', '.join(k for k, d in space.items() if 'choice' not in d)}")
+            grid = {k: d["choice"] for k, d in space.items()}
+            size = 1
+            for values in grid.values():
+                size *= len(values)
+            args.trials = args.trials or size
+        elif args.trials is None:
+            raise ValueError("--trials is required with the tpe sampler")
         if args.trials < 1 or args.jobs < 1 or args.startup_trials < 0:
             raise ValueError("--trials and --jobs must be at least 1, --startup-trials at least 0")
-        space = read_space(Path(args.space))
         # every setting checked once before any trial: a bad key or range fails here, not 30 times
         cfg = resolve_config(args.model, args.dataset, get_model_class(args.model), args.overrides)
+        metric = args.metric or cfg.train.stop_metric
+        computed = {f"{m}@{k}" for m in cfg.eval.metrics for k in cfg.eval.ks}
+        if metric not in computed:
+            raise ValueError(f"--metric {metric!r} is not computed; it must be one of {', '.join(sorted(computed))}")
         for key, dist in space.items():
             probe = dist.get("choice", dist.get("float", dist.get("int")))[0]
             resolve_config(args.model, args.dataset, get_model_class(args.model),
@@ -219,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     storage = optuna.storages.RDBStorage(f"sqlite:///{(study_dir / 'study.db').resolve()}")
     pruner = optuna.pruners.NopPruner() if args.no_prune else \
         optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=args.prune_after)
-    sampler = optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=args.startup_trials)
+    sampler = optuna.samplers.GridSampler(grid, seed=args.seed) if grid else \
+        optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=args.startup_trials)
     study = optuna.create_study(study_name="semrec", storage=storage, direction="maximize", load_if_exists=True,
                                 sampler=sampler, pruner=pruner)
     from optuna.trial import TrialState
@@ -228,14 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     # storage API; the trial's id is only exposed as _trial_id)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        if grid:  # the grid sampler counts a failed point as visited: queue it again
+            study.enqueue_trial(t.params)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     left = args.trials - len(study.get_trials(deepcopy=False, states=finished))
     if left > 0:
         print(f"study {study_dir}: {left} trial(s) to run, {args.jobs} at a time", flush=True)
-        study.optimize(Objective(args, space, study_dir, cfg.train.stop_metric), n_trials=left, n_jobs=args.jobs,
+        study.optimize(Objective(args, space, study_dir, metric), n_trials=left, n_jobs=args.jobs,
                        catch=(RuntimeError,))
     trials = study.get_trials(deepcopy=False, states=finished + (TrialState.FAIL,))
-    rows = [f"| trial | state | valid {cfg.train.stop_metric} | test | epochs | seconds | "
+    rows = [f"| trial | state | valid {metric} | test | epochs | seconds | "
             + " | ".join(space) + " |", "|" + "---|" * (6 + len(space))]
     for t in sorted(trials, key=lambda t: t.number):
         v = f"{t.value:.4f}" if t.value is not None else "-"
@@ -249,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print("semrec-tune: no trial finished", file=sys.stderr)
         return 3
     best = study.best_trial
-    lines = [f"# best of {len(complete)} finished trials: trial {best.number}, valid {cfg.train.stop_metric} "
+    lines = [f"# best of {len(complete)} finished trials: trial {best.number}, valid {metric} "
              f"{best.value:.4f} ({best.user_attrs.get('run_dir')})",
              "# train with: semrec-train --model " + args.model + " --dataset " + args.dataset + " "
              + " ".join(f"--set {k}={json.dumps(v)}" for k, v in {**_pairs(args.overrides), **best.params}.items())]
@@ -260,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     write_text(study_dir / "best.yaml", "\n".join(lines) + "\n" + yaml.safe_dump(nested, sort_keys=False))
-    print(f"best: trial {best.number}, valid {cfg.train.stop_metric} {best.value:.4f} -> {study_dir / 'best.yaml'}")
+    print(f"best: trial {best.number}, valid {metric} {best.value:.4f} -> {study_dir / 'best.yaml'}")
     return 0
 
 

@@ -94,13 +94,17 @@ def test_a_run_another_command_is_making_is_left_alone(tmp_path):
 
 
 def test_grid_goes_on_after_a_failed_point(tiny_dir, tmp_path):
-    out = tmp_path / "grid.json"
+    """grid.py is semrec-tune's grid sampler: a point that diverges is reported, the other runs and
+    is the best."""
     done = subprocess.run([sys.executable, str(BENCH / "grid.py"), "--model", "lightgcn", "--data-dir", str(tiny_dir),
-                           "--grid", "train.lr=1e30,1e-3", "--set", "train.epochs=2", "--json", str(out), "--jobs", "2"],
-                          capture_output=True, text=True, env=ONE_THREAD)
+                           "--grid", "train.lr=1e30,1e-3", "--set", "train.epochs=2", "--workdir", str(tmp_path / "g"),
+                           "--jobs", "2"], capture_output=True, text=True, env=ONE_THREAD)
     assert done.returncode == 0, done.stderr
     assert "loss became" in done.stderr  # the diverging point is reported
-    assert list(json.loads(out.read_text())) == ["train.lr=1e-3"]
+    rows = [ln for ln in done.stdout.splitlines() if ln.startswith("| ") and ln.split("|")[1].strip().isdigit()]
+    assert sorted(r.split("|")[2].strip() for r in rows) == ["complete", "fail"]
+    assert "lr: 0.001" in (tmp_path / "g" / "best.yaml").read_text()
+    assert "train.lr:\n  choice:\n  - 1.0e+30\n  - 0.001" in (tmp_path / "g" / "space.yaml").read_text()
 
 
 def test_alignment_table_pools_seeds_and_prints_validation_and_real_against_shuffled(tmp_path):

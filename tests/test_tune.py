@@ -79,3 +79,51 @@ def test_a_bad_space_exits_2_naming_it(tmp_path, capsys, space, message):
                  "--study-dir", str(tmp_path / "st")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "st").exists()
+
+
+def test_the_grid_sampler_runs_each_point_with_every_seed_and_reruns_a_point_a_kill_cut_short(tmp_path, monkeypatch,
+                                                                                                  capsys):
+    """``--sampler grid``: every combination once, each trial the mean of its seeds' runs; a trial
+    left running by a killed study (made here through Optuna's own API) is failed and its point
+    queued again, so the grid still ends with every point complete."""
+    monkeypatch.setenv("SEMREC_HOME", str(tmp_path))
+    (tmp_path / "space.yaml").write_text("model.layers: {choice: [1, 2]}\n")
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    study = optuna.create_study(study_name="semrec", storage=f"sqlite:///{study_dir / 'study.db'}",
+                                direction="maximize",
+                                sampler=optuna.samplers.GridSampler({"model.layers": [1, 2]}, seed=2023))
+    cut = study.ask()
+    cut_layers = cut.suggest_categorical("model.layers", [1, 2])  # running, as a kill leaves it
+    assert tune(["--model", "lightgcn", "--dataset", "demo", "--space", str(tmp_path / "space.yaml"),
+                 "--sampler", "grid", "--seeds", "1", "2", "--study-dir", str(study_dir), "--no-prune",
+                 "--set", "train.epochs=2"]) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="semrec", storage=f"sqlite:///{study_dir / 'study.db'}")
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[cut.number] == "FAIL"
+    complete = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["model.layers"] for t in complete) == [1, 2]  # the cut point ran again
+    assert cut_layers in [t.params["model.layers"] for t in complete]
+    import json
+
+    for t in complete:  # the trial's value: the mean of its two seeds' validation recall@20
+        runs = [json.loads((study_dir / "trials" / f"{t.number:04d}" / f"seed-{s}" / "results.json").read_text())
+                for s in (1, 2)]
+        assert [r["seed"] for r in runs] == [1, 2]
+        assert t.value == pytest.approx((runs[0]["valid"]["recall@20"] + runs[1]["valid"]["recall@20"]) / 2)
+    assert out.count("| complete |") == 2 and "best: trial" in out
+
+
+def test_the_grid_sampler_needs_choice_lists_and_a_metric_that_is_computed(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text("train.lr: {float: [0.001, 0.01]}\n")
+    assert tune(["--model", "lightgcn", "--dataset", "demo", "--space", str(tmp_path / "s.yaml"), "--sampler", "grid",
+                 "--study-dir", str(tmp_path / "st")]) == 2
+    assert "--sampler grid needs every setting as a choice list; not: train.lr" in capsys.readouterr().err
+    (tmp_path / "c.yaml").write_text("train.lr: {choice: [0.001]}\n")
+    assert tune(["--model", "lightgcn", "--dataset", "demo", "--space", str(tmp_path / "c.yaml"), "--sampler", "grid",
+                 "--metric", "recall@7", "--study-dir", str(tmp_path / "st")]) == 2
+    assert "--metric 'recall@7' is not computed" in capsys.readouterr().err
+    assert tune(["--model", "lightgcn", "--dataset", "demo", "--space", str(tmp_path / "c.yaml"),
+                 "--study-dir", str(tmp_path / "st")]) == 2
+    assert "--trials is required with the tpe sampler" in capsys.readouterr().err
