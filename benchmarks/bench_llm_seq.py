@@ -5,6 +5,11 @@
     python benchmarks/bench_llm_seq.py accuracy --workdir /tmp/bench/llm --protocol sampled
     python benchmarks/bench_llm_seq.py cost --workdir /tmp/bench/llm
 
+Every subcommand takes ``--dataset``: ``beauty`` (default) or ``ml100k``, MovieLens-100K with its
+ratings beside the sequences, so SEAR reads its rating stream (``sear_no_ratings`` turns it off); and
+``--encoder``: MiniLM (default) or ``all-mpnet-base-v2``, SEAR's sentence encoder. Each pair has its
+own dataset folder and run folders beside Beauty-with-MiniLM's.
+
 ``prepare``: the dataset folder ``<workdir>/data/beauty_text`` from the shared files, as
 docs/data.md shows it: ``data/prepare.py s3rec`` with the titles and category paths, profiles
 from the metadata (``--source metadata``: no LLM; users from their training items only) and
@@ -76,6 +81,7 @@ VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
     # issue 36: SEAR's semantic and collaborative streams (S3-Rec Beauty has no ratings)
     "sear": ("sear", [], "sasrec"),
     "sear_next_item": ("sear", ["model.loss=ce"], "sear"),
+    "sear_no_ratings": ("sear", ["model.ratings=false"], "sear"),  # where the data has ratings (MovieLens)
 }
 PROTOCOLS = {"full": [], "sampled": ["eval.protocol=sampled"],
              "sracl": ["eval.exclude=none", "model.max_len=20"]}
@@ -83,28 +89,46 @@ SRACL_PUBLISHED = {"sasrec": 0.0336, "llmesr": 0.0435, "sasrec_plus": 0.0439}  #
 GROUPS = ["", "tail_items/", "head_items/", "tail_users/", "head_users/"]
 
 
-def dataset_folder(workdir: Path) -> Path:
-    return workdir / "data" / "beauty_text"
+#: the benchmark's datasets: where ``prepare`` reads them, and the config section their runs use
+DATASETS = ("beauty", "ml100k")
+ENCODERS = {"all-MiniLM-L6-v2": "", "all-mpnet-base-v2": "_mpnet"}  # the folder's suffix
+
+
+def dataset_folder(workdir: Path, dataset: str = "beauty", encoder: str = "all-MiniLM-L6-v2") -> Path:
+    return workdir / "data" / f"{dataset}_text{ENCODERS[encoder]}"
+
+
+def runs_folder(args) -> Path:
+    """Beauty with MiniLM (the first benchmark) in ``<workdir>/<protocol>``, the others beside it."""
+    tag = "" if (args.dataset, args.encoder) == ("beauty", "all-MiniLM-L6-v2") else \
+        f"{args.dataset}{ENCODERS[args.encoder]}-"
+    return Path(args.workdir) / f"{tag}{args.protocol}"
 
 
 def prepare(args) -> int:
-    folder = dataset_folder(Path(args.workdir))
-    raw, text = SHARED / "s3rec" / "Beauty.txt", SHARED / "s3rec_text" / "Beauty_item_text.json"
+    folder = dataset_folder(Path(args.workdir), args.dataset, args.encoder)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    if args.dataset == "beauty":
+        raw, text = SHARED / "s3rec" / "Beauty.txt", SHARED / "s3rec_text" / "Beauty_item_text.json"
+        # the item attributes: S3-Rec's 637 (brands and categories, as ids); the titles and category
+        # paths go to the text. Deterministic, so rerunning it over a ready folder changes nothing else.
+        convert = [str(REPO / "data" / "prepare.py"), "s3rec", str(raw), "--name", folder.name, "--out-dir",
+                   str(folder.parent), "--split", "leave-one-out", "--item-text", str(text), "--item-text-offset",
+                   "0", "--attributes", "attributes", "--force"]
+    else:  # MovieLens-100K with its ratings beside the sequences (SEAR's rating stream), titles and genres
+        raw = text = SHARED / "ml-100k"
+        convert = [str(REPO / "data" / "prepare.py"), "recbole", str(raw), "--name", folder.name, "--out-dir",
+                   str(folder.parent), "--split", "leave-one-out", "--dedup", "--force"]
     if not (raw.exists() and text.exists()):
         print(f"skipped: {raw} or {text} not found (the benchmark reads ../shared/data)", file=sys.stderr)
         return 0
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    # the item attributes: S3-Rec's 637 (brands and categories, as ids); the titles and category
-    # paths go to the text. Deterministic, so rerunning it over a ready folder changes nothing else.
-    convert = [str(REPO / "data" / "prepare.py"), "s3rec", str(raw), "--name", folder.name, "--out-dir",
-               str(folder.parent), "--split", "leave-one-out", "--item-text", str(text), "--item-text-offset", "0",
-               "--attributes", "attributes", "--force"]
     steps = [convert,
              [str(REPO / "generation" / "item" / "generate_profile.py"), "--data-dir", str(folder), "--source", "metadata"],
              [str(REPO / "generation" / "user" / "generate_profile.py"), "--data-dir", str(folder), "--source", "metadata"],
-             [str(REPO / "generation" / "emb" / "generate_emb.py"), "--data-dir", str(folder)]]
+             [str(REPO / "generation" / "emb" / "generate_emb.py"), "--data-dir", str(folder), "--encoder",
+              args.encoder]]
     if (folder / "usr_emb_np.pkl").exists() and (folder / "itm_emb_np.pkl").exists():
-        steps = [] if (folder / "item_attributes.jsonl").exists() else [convert]
+        steps = [] if args.dataset != "beauty" or (folder / "item_attributes.jsonl").exists() else [convert]
         print(f"{folder}: ready" if not steps else f"{folder}: adding the item attributes")
     for step in steps:
         t0 = time.perf_counter()
@@ -156,7 +180,7 @@ def table(runs: dict[str, list[dict]], source: str, protocol: str) -> str:
                 cells.append("-")
                 continue
             cell = fmt([_metric(r, g, "ndcg@10", source) for r in rs])
-            if base in runs:
+            if base in runs and mean(runs[base], g) > 0:  # a tiny test set can leave a group at zero
                 cell += f" ({100 * (mean(rs, g) / mean(runs[base], g) - 1):+.1f}%)"
             cells.append(cell)
         pub = f" (SRA-CL's table: {SRACL_PUBLISHED[name]:.4f})" if protocol == "sracl" and name in SRACL_PUBLISHED else ""
@@ -168,11 +192,16 @@ def table(runs: dict[str, list[dict]], source: str, protocol: str) -> str:
     return "\n".join(rows)
 
 
-def accuracy(args, argv) -> int:
-    workdir = Path(args.workdir)
-    folder = dataset_folder(workdir)
+def _prepared(args) -> Path:
+    folder = dataset_folder(Path(args.workdir), args.dataset, args.encoder)
     if not (folder / "itm_emb_np.pkl").exists():
-        raise SystemExit(f"{folder}: not prepared; run `python benchmarks/bench_llm_seq.py prepare --workdir {workdir}`")
+        raise SystemExit(f"{folder}: not prepared; run `python benchmarks/bench_llm_seq.py prepare --workdir "
+                         f"{args.workdir} --dataset {args.dataset} --encoder {args.encoder}`")
+    return folder
+
+
+def accuracy(args, argv) -> int:
+    folder = _prepared(args)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
@@ -180,9 +209,9 @@ def accuracy(args, argv) -> int:
     def one(name: str, seed: int) -> dict:
         model, settings, _ = VARIANTS[name]
         extra = [x for s in settings + PROTOCOLS[args.protocol] + args.overrides for x in ("--set", s)]
-        where = workdir / args.protocol / name
+        where = runs_folder(args) / name
         where.mkdir(parents=True, exist_ok=True)
-        r = run_one(model, seed, folder, extra, where, dataset="beauty", device=args.device)
+        r = run_one(model, seed, folder, extra, where, dataset=args.dataset, device=args.device)
         if args.protocol == "full":  # the same checkpoints under the sampled protocol too
             try:
                 r["sampled"] = rescore(r["run_dir"], PROTOCOLS["sampled"], args.threads, args.device)
@@ -228,13 +257,13 @@ from semrec.encoder.dataset import load_dataset
 from semrec.common.linalg import top_k_cosine
 from semrec.encoder.registry import build_model, get_model_class
 from semrec.encoder.sampling import make_sampler
-folder, epochs, pairs = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+folder, epochs, pairs, dataset = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
 data = load_dataset(folder)
 t0 = time.process_time(); top_k_cosine(data.user_emb, 10); retrieval = time.process_time() - t0
 out = {"retrieval_s": retrieval, "users": data.num_users, "epoch_s": {}}
 runs = {}
 for name, model, settings in pairs:
-    cfg = resolve_config(model, "beauty", get_model_class(model), settings)
+    cfg = resolve_config(model, dataset, get_model_class(model), settings)
     torch.manual_seed(0)
     m = build_model(model, data, cfg.model, cfg.align).train()
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
@@ -254,13 +283,12 @@ print(json.dumps(out))
 
 
 def cost(args, argv) -> int:
-    folder = dataset_folder(Path(args.workdir))
-    if not (folder / "itm_emb_np.pkl").exists():
-        raise SystemExit(f"{folder}: not prepared; run `python benchmarks/bench_llm_seq.py prepare`")
+    folder = _prepared(args)
     names = [v for v in args.variants if VARIANTS[v][2] or any(VARIANTS[w][2] == v for w in args.variants)]
     pairs = [(n, VARIANTS[n][0], VARIANTS[n][1]) for n in names]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    proc = subprocess.run([sys.executable, "-c", COST_CHILD, str(folder), str(args.epochs), json.dumps(pairs)],
+    proc = subprocess.run([sys.executable, "-c", COST_CHILD, str(folder), str(args.epochs), json.dumps(pairs),
+                           args.dataset],
                           capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
@@ -286,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     p, subs = subcommand_parser(__doc__, ("prepare", "accuracy", "cost"),
                                 "the dataset and the run folders go here (kept: runs resume)")
     for name, s in subs.items():
+        s.add_argument("--dataset", choices=DATASETS, default="beauty",
+                       help="S3-Rec Beauty with titles (default) or MovieLens-100K with ratings")
+        s.add_argument("--encoder", choices=list(ENCODERS), default="all-MiniLM-L6-v2",
+                       help="the sentence encoder of the item and user profiles")
         if name != "prepare":
             s.add_argument("--variants", nargs="+", default=list(VARIANTS))
             s.add_argument("--markdown", help="append the table to this file")

@@ -1,6 +1,7 @@
 """How cost grows with the data (issue 39): one epoch and one evaluation at growing sizes, one and two processes.
 
-    python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 1e6 2e6 5e6 --several-up-to 2e6
+    python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 5e5 1e6 2e6 5e6 --several-up-to 2e6 \
+        --model-up-to sasrec=2e6 llmesr=2e6 --plot docs/img/scale.png
     python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 1e6 5e6 2e7   # a larger machine
     python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 2e4 --models lightgcn   # the CI size
 
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", nargs="+", type=float, default=[1e6, 5e6, 2e7], help="interactions")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--procs", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--model-up-to", nargs="+", default=[], metavar="MODEL=N",
+                   help="measure MODEL only up to N interactions (e.g. sasrec=2e6: its epoch grows as the square)")
     p.add_argument("--several-up-to", type=float, metavar="N",
                    help="more than one process only up to N interactions (larger sizes: one process)")
     p.add_argument("--threads", type=int, help="torch threads a process (default: the cores shared by the processes)")
@@ -135,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", metavar="PNG", help="also draw epoch and evaluation seconds against the interactions "
                                                  "(log-log; needs matplotlib: semrec[report])")
     args = p.parse_args(argv)
+    limit = {}
+    for spec in args.model_up_to:
+        model, sep, n = spec.partition("=")
+        try:
+            limit[model] = float(n)
+        except ValueError:
+            sep = ""
+        if not sep or model not in MODELS:
+            p.error(f"--model-up-to {spec!r}: expected MODEL=N with MODEL one of {', '.join(MODELS)}")
     work = Path(args.workdir)
     rows = ["| model | interactions | users | items | processes x threads | train epoch s | evaluation s "
             "| peak MiB a process |", "|---|---|---|---|---|---|---|---|"]
@@ -145,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             users, items = pickle.load(fh).shape
         actual = int(json.loads((data / "stats.json").read_text())["interactions"])
         for model in args.models:
+            if size > limit.get(model, math.inf):
+                continue
             for procs in args.procs:
                 if procs > 1 and args.several_up_to and size > args.several_up_to:
                     continue

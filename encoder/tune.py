@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             study.enqueue_trial(t.params)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     left = args.trials - len(study.get_trials(deepcopy=False, states=finished))
+    if grid:  # a point that failed on its own (e.g. diverged) is not run again; one queued again is
+        tried = len(study.get_trials(deepcopy=False, states=finished + (TrialState.FAIL,)))
+        left = min(left, size - tried + len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))))
     if left > 0:
         print(f"study {study_dir}: {left} trial(s) to run, {args.jobs} at a time", flush=True)
         study.optimize(Objective(args, space, study_dir, metric), n_trials=left, n_jobs=args.jobs,

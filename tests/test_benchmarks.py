@@ -200,10 +200,21 @@ def test_llm_accuracy_benchmark_scores_full_runs_under_the_sampled_protocol_too(
     also scored under the sampled protocol (kept in the run folder) and printed as a second table."""
     _tiny_text_folder(tmp_path)
     cmd = [sys.executable, str(BENCH / "bench_llm_seq.py"), "accuracy", "--workdir", str(tmp_path), "--variants",
-           "sasrec", "--seeds", "2023", "--set", "train.epochs=2", "--set", "model.dim=8", "--set", "model.heads=1"]
+           "sasrec", "sasrec_pca", "--seeds", "2023", "--set", "train.epochs=2", "--set", "model.dim=8", "--set",
+           "model.heads=1"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=ONE_THREAD, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     full, sampled = out.stdout.split("under the sampled protocol")
+    sampled, tested = sampled.split("Is each change real?")
+    # the change tested over users, from the two runs' per-user metrics, as semrec-compare does
+    from semrec.encoder.compare import compare
+
+    runs = tmp_path / "full"
+    want = compare([runs / "sasrec" / "sasrec-2023"], {"sasrec_pca": [runs / "sasrec_pca" / "sasrec-2023"]},
+                   "ndcg@10")[0]
+    line = next(ln for ln in tested.splitlines() if ln.startswith("| sasrec_pca"))
+    assert "Against `sasrec` (test ndcg@10, paired over users)" in tested
+    assert f"| {want.diff:+.4f} ({100 * want.relative:+.1f}%) |" in line and f"| {want.t_p:.3g} (" in line
     row = lambda text: next(line for line in text.splitlines() if line.startswith("| sasrec"))  # noqa: E731
     cache = tmp_path / "full" / "sasrec" / "sasrec-2023" / "bench_eval.protocol-sampled.json"
     kept = json.loads(cache.read_text())
@@ -222,7 +233,8 @@ def test_llm_accuracy_benchmark_scores_full_runs_under_the_sampled_protocol_too(
     gone = subprocess.run(cmd, capture_output=True, text=True, env=ONE_THREAD, timeout=300)
     assert gone.returncode == 0, gone.stderr[-2000:]
     full_again, sampled_again = gone.stdout.split("under the sampled protocol")
-    assert row(full_again) == row(full) and "| sasrec" not in sampled_again
+    assert row(full_again) == row(full)
+    assert not any(line.startswith("| sasrec |") for line in sampled_again.splitlines())
     assert "Left out of the second table (their weights were gone): sasrec/2023." in sampled_again
 
 

@@ -113,6 +113,12 @@ def test_the_grid_sampler_runs_each_point_with_every_seed_and_reruns_a_point_a_k
         assert [r["seed"] for r in runs] == [1, 2]
         assert t.value == pytest.approx((runs[0]["valid"]["recall@20"] + runs[1]["valid"]["recall@20"]) / 2)
     assert out.count("| complete |") == 2 and "best: trial" in out
+    # the same command again: the grid is done, nothing runs
+    assert tune(["--model", "lightgcn", "--dataset", "demo", "--space", str(tmp_path / "space.yaml"),
+                 "--sampler", "grid", "--seeds", "1", "2", "--study-dir", str(study_dir), "--no-prune",
+                 "--set", "train.epochs=2"]) == 0
+    assert "trial(s) to run" not in capsys.readouterr().out
+    assert len(optuna.load_study(study_name="semrec", storage=f"sqlite:///{study_dir / 'study.db'}").trials) == 3
 
 
 def test_the_grid_sampler_needs_choice_lists_and_a_metric_that_is_computed(tmp_path, capsys):
