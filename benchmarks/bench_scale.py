@@ -1,7 +1,7 @@
 """How cost grows with the data (issue 39): one epoch and one evaluation at growing sizes, one and two processes.
 
-    python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 5e5 1e6 2e6 5e6 --several-up-to 2e6 \
-        --model-up-to sasrec=2e6 llmesr=2e6 --plot docs/img/scale.png
+    python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 2.5e5 5e5 1e6 2e6 5e6 --several-up-to 2e6 \
+        --model-up-to sasrec=2e6 llmesr=1e6 --plot docs/img/scale.png      # docs/benchmarks.md, a 2-core machine
     python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 1e6 5e6 2e7   # a larger machine
     python benchmarks/bench_scale.py --workdir /tmp/bench/scale --sizes 2e4 --models lightgcn   # the CI size
 
@@ -107,14 +107,18 @@ def plot(curves: dict[tuple[str, int], list[tuple[int, float, float, float]]], p
     require("matplotlib", "report", "bench_scale.py --plot").use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import NullFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    colours = {m: f"C{i}" for i, m in enumerate(sorted({m for m, _ in curves}))}  # one colour a model
     for (model, procs), pts in sorted(curves.items()):
         xs = [x[0] for x in pts]
         for ax, col in zip(axes, (1, 2)):
-            ax.plot(xs, [x[col] for x in pts], marker="o", linestyle="-" if procs == 1 else "--",
+            ax.plot(xs, [x[col] for x in pts], marker="o", color=colours[model], linestyle="-" if procs == 1 else "--",
                     label=f"{model}, {procs} process{'es' if procs > 1 else ''}")
     for ax, title in zip(axes, ("training epoch", "full evaluation")):
         ax.set(xscale="log", yscale="log", xlabel="interactions", ylabel="seconds", title=title)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labels at the powers of ten only (they overlap otherwise)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()

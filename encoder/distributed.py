@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from typing import Any
 
 import torch
@@ -56,6 +57,19 @@ def setup(device: str) -> str:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=dt.timedelta(seconds=TIMEOUT_S))
     return device
+
+
+def lost_rank(e: BaseException) -> str | None:
+    """One line saying why, when ``e`` is a collective that failed because another rank died or
+    stopped answering (the job then ends; torchrun's summary names the rank); None otherwise."""
+    text = str(e).strip()
+    comms = isinstance(e, getattr(dist, "DistError", ())) or any(
+        s in text for s in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out", "Timed out"))
+    if not (launched() and comms):
+        return None
+    # gloo's reads start with the source line in brackets: the reason is the first sentence after it
+    first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0]).split(". ")[0][:160] if text else type(e).__name__
+    return f"rank {rank()}: a collective failed ({first}): another rank died or stopped answering"
 
 
 def teardown() -> None:

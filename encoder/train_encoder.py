@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     from semrec.common.io import BusyError, DataError
     from semrec.encoder.trainer import TrainingError
 
+    from semrec.encoder import distributed
     from semrec.encoder.memory import describe_oom
 
     try:
@@ -363,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"semrec-train: error: {where}: {e.strerror or e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (MemoryError, RuntimeError) as e:
+        lost = distributed.lost_rank(e)
+        if lost:
+            print(f"semrec-train: training stopped: {lost}; the run folder keeps the last checkpoint "
+                  "(--resume it)", file=sys.stderr)
+            return EXIT_TRAINING_FAILED
         oom = describe_oom(e)
         if oom is None:
             raise
@@ -376,8 +382,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best epoch {results['best_epoch']}  test ({results['protocol']['protocol']}, exclude "
               f"{results['protocol']['exclude']}) {shown}  -> {results['written']}")
         return 0
-    from semrec.encoder import distributed
-
     distributed.teardown()
     if not distributed.is_main_env():  # rank 0 reports
         return 0

@@ -283,3 +283,21 @@ def test_scale_benchmark_harness_at_a_small_size(tmp_path):
     slopes = [float(ln.split("|")[3]) for ln in rows[4:]]  # a number each (their values are timings: not tested)
     assert all(s == s for s in slopes)
     assert "Two processes' epoch time against one's: lightgcn:" in proc.stdout
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "sasrec"])
+def test_ddp_wrapper_benchmark_trains_the_same_weights_both_ways(tiny_dir, tmp_path, model):
+    """bench_ddp_wrapper.py: semrec's DDP set-up and Accelerate's, two gloo processes each, end with
+    the same parameters (the same function and batches), and both epoch times are printed."""
+    pytest.importorskip("accelerate")
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_ddp_wrapper.py"), "--workdir", str(tmp_path), "--data-dir",
+                           str(tiny_dir), "--model", model, "--epochs", "1"],
+                          capture_output=True, text=True, env=ONE_THREAD, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {ln.split("|")[1].strip(): ln for ln in proc.stdout.splitlines() if ln.startswith("| semrec") or
+            ln.startswith("| accelerate")}
+    assert set(rows) == {"semrec", "accelerate"}
+    losses = [float(rows[w].split("|")[3]) for w in ("semrec", "accelerate")]
+    assert losses[0] > 0 and abs(losses[0] - losses[1]) <= 1e-5 * losses[0]
+    diff = float(proc.stdout.split("largest parameter difference: ")[1].split()[0])
+    assert diff < 1e-5

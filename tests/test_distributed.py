@@ -1,5 +1,6 @@
 """Two CPU processes (torchrun, gloo) against one: the same parameters after an epoch, the same
-validation metrics, one writer, and a killed distributed run resumed to the same numbers."""
+validation metrics, one writer, a killed distributed run resumed to the same numbers, and a rank
+that dies ending the job with its name."""
 import json
 import os
 import signal
@@ -103,3 +104,48 @@ def test_a_killed_distributed_run_resumes_to_the_same_numbers(tmp_path):
     whole, cut = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("whole", "cut"))
     assert cut["test"] == whole["test"] and cut["best_epoch"] == whole["best_epoch"]
     assert [h["loss"] for h in history(tmp_path / "cut")] == [h["loss"] for h in history(tmp_path / "whole")]
+
+
+def _workers(launcher: int) -> dict[int, int]:
+    """``{rank: pid}`` of the processes torchrun started under ``launcher``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = dict(x.split("=", 1) for x in (entry / "environ").read_bytes().decode().split("\0") if "=" in x)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours
+        if ppid == launcher and "RANK" in env:
+            found[int(env["RANK"])] = int(entry.name)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc (Linux)")
+def test_a_rank_that_dies_ends_the_job_naming_it_and_keeps_the_finished_epochs(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", TRAIN,
+           "--out", str(tmp_path / "run"), "--quiet", *GRAPH, "--set", "train.epochs=200"]
+    proc = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        hist = tmp_path / "run" / "history.jsonl"
+        while time.time() < deadline and not (hist.exists() and hist.read_bytes().count(b"\n") >= 1):
+            time.sleep(0.2)
+        ranks = _workers(proc.pid)
+        assert set(ranks) == {0, 1}, ranks
+        os.kill(ranks[1], signal.SIGKILL)  # rank 1 dies in the middle of an epoch's collectives
+        _, err = proc.communicate(timeout=180)  # the job ends: rank 0 does not wait for it forever
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    cause = err.split("Root Cause")[-1]
+    assert "rank      : 1" in cause and "SIGKILL" in cause  # torchrun's summary names the rank that died
+    # the rank left behind says why in a line (when it sees the loss before torchrun stops it), no traceback
+    assert "[rank0]:Traceback" not in err and "[rank1]:Traceback" not in err
+    assert "[rank0]:" not in err.replace("[rank0]:[W", "") or "another rank died or stopped answering" in err
+    assert not (tmp_path / "run" / "results.json").exists()
+    kept = history(tmp_path / "run")
+    assert kept and (tmp_path / "run" / "checkpoint.pt").exists()  # the finished epochs are kept: --resume goes on
