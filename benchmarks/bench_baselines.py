@@ -41,6 +41,19 @@ VARIANTS = {
 KS = "eval.ks=[10, 20]"
 
 
+def ml100k(folder: Path, env: dict, *split: str) -> Path | None:
+    """MovieLens-100K from ``../shared/data`` made once in ``folder`` (``split``: ``prepare.py``'s split
+    options; its default: a random 3:1:1 split per user); None, said on stderr, where it is absent."""
+    if not ML100K.exists():
+        print(f"skipped: {ML100K} not found (the benchmark reads ../shared/data)", file=sys.stderr)
+        return None
+    data = folder / "ml100k"
+    if not (data / "trn_mat.pkl").exists():
+        subprocess.run([sys.executable, str(REPO / "data" / "prepare.py"), "recbole", str(ML100K), "--name", "ml100k",
+                        "--out-dir", str(folder), *split], check=True, env=env, stdout=subprocess.DEVNULL)
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="the dataset, the runs and RecBole's files go here")
@@ -54,16 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     work = Path(args.workdir)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    if args.data_dir:
-        data = Path(args.data_dir)
-    else:
-        if not ML100K.exists():
-            print(f"skipped: {ML100K} not found (the benchmark reads ../shared/data)", file=sys.stderr)
-            return 0
-        data = work / "data" / "ml100k"
-        if not (data / "trn_mat.pkl").exists():
-            subprocess.run([sys.executable, str(REPO / "data" / "prepare.py"), "recbole", str(ML100K), "--name",
-                            "ml100k", "--out-dir", str(data.parent)], check=True, env=env, stdout=subprocess.DEVNULL)
+    data = Path(args.data_dir) if args.data_dir else ml100k(work / "data", env)
+    if data is None:
+        return 0
     common = [f"eval.exclude={args.exclude}", KS]
     runs, failed = {}, []
     for name in args.models:

@@ -21,8 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_baselines import ml100k  # noqa: E402
 
 #: one process's loop; argv: wrapper, data folder, model, dataset name, epochs, where to save the weights
 CHILD = """
@@ -92,18 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    if args.data_dir:
-        data = Path(args.data_dir)
-    else:
-        if not ML100K.exists():
-            print(f"skipped: {ML100K} not found (the benchmark reads ../shared/data)", file=sys.stderr)
-            return 0
-        data = work / "data" / "ml100k"
-        if not (data / "trn_mat.pkl").exists():
-            subprocess.run([sys.executable, str(REPO / "data" / "prepare.py"), "recbole", str(ML100K), "--name",
-                            "ml100k", "--out-dir", str(data.parent), "--split", "leave-one-out", "--dedup"],
-                           check=True, stdout=subprocess.DEVNULL)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    data = Path(args.data_dir) if args.data_dir else ml100k(work / "data", env, "--split", "leave-one-out", "--dedup")
+    if data is None:
+        return 0
     res = {}
     import torch
 

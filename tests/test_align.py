@@ -314,6 +314,25 @@ def test_shuffle_control_permutes_owners(tiny_data):
     assert sorted(map(tuple, plain_u)) == sorted(map(tuple, mixed_u))  # same vectors, other owners
 
 
+def test_vanishing_components_are_zeros_in_the_semantic_tables(tmp_path):
+    """A bfloat16 encoder writes components of about 1e-37; their products with the InfoNCE's
+    gradients are subnormal floats (a `_gene` step 6x slower on a CPU). The alignment reads them as
+    zeros, every other value as written; the data itself (and so its fingerprint) is unchanged."""
+    rng = np.random.default_rng(0)
+    its = rng.standard_normal((40, 8)).astype(np.float32)
+    its[:, 3] = 8.3e-38 * np.sign(its[:, 3])
+    its[5, 0] = 1e-9  # small but a real value
+    data = load_dataset(write_dataset(tmp_path / "d", user_emb=rng.standard_normal((30, 8)), item_emb=its))
+    before = data.fingerprint()
+    users, items = semantic_tables(data)
+    assert np.all(items[:, 3] == 0) and np.array_equal(users, data.user_emb)
+    kept = np.delete(np.arange(8), 3)
+    assert np.array_equal(items[:, kept], its[:, kept]) and items[5, 0] == np.float32(1e-9)
+    assert data.item_emb[0, 3] != 0 and data.fingerprint() == before
+    prods = np.abs(np.float32(1e-2) * items)  # a small gradient against the table: no subnormal product
+    assert not np.any((prods > 0) & (prods < np.finfo(np.float32).tiny))
+
+
 def test_sem_dim_reduces_both_tables_with_one_pca(tmp_path):
     rng = np.random.default_rng(0)
     # users and items share a 3-d subspace of a 50-d space, plus a little noise

@@ -8,6 +8,7 @@ losses and validation metrics of the first three epochs on the tiny dataset, one
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -79,7 +80,19 @@ def test_the_first_three_epochs_are_those_before_the_reshape(label, tmp_path):
     reference = json.loads(REFERENCE.read_text())
     assert label in reference, f"{label} has no reference numbers"
     model, settings = runs()[label]
-    assert epochs(model, settings, tiny_folder(tmp_path), tmp_path / "run") == reference[label]
+    got = epochs(model, settings, tiny_folder(tmp_path), tmp_path / "run")
+    assert len(got) == len(reference[label]) and all(_same(a, b) for a, b in zip(got, reference[label])), \
+        (got, reference[label])
+
+
+def _same(a, b) -> bool:
+    """Equal, floats to rounding (1e-6 relative): another numpy or scipy moves the last bits of a
+    sum; a change to a model moves far more."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    return a == b
 
 
 if __name__ == "__main__":  # write the reference (at the commit before the reshape)
