@@ -242,7 +242,7 @@ def accuracy(args, argv) -> int:
         text += ("\n\nThe same checkpoints (chosen on full-ranking validation) under the sampled protocol "
                  "(the target and 100 unseen items, fixed per seed):\n\n" + table(runs, "sampled", "sampled"))
         if unscored:
-            text += f"\n\nLeft out of the second table (their weights were gone): {', '.join(unscored)}."
+            text += f"\n\nLeft out of the second table (not evaluated again: the reason is on stderr above, e.g. their weights were gone): {', '.join(unscored)}."
         tested = significance(runs, {n: VARIANTS[n][2] for n in runs if VARIANTS[n][2]}, "ndcg@10")
         if tested:
             text += "\n\nIs each change real? Full ranking, users' test NDCG@10 (their mean over seeds):\n\n" + tested
