@@ -243,9 +243,16 @@ def accuracy(args, argv) -> int:
                  "(the target and 100 unseen items, fixed per seed):\n\n" + table(runs, "sampled", "sampled"))
         if unscored:
             text += f"\n\nLeft out of the second table (not evaluated again: the reason is on stderr above, e.g. their weights were gone): {', '.join(unscored)}."
-        tested = significance(runs, {n: VARIANTS[n][2] for n in runs if VARIANTS[n][2]}, "ndcg@10")
+        against = {n: VARIANTS[n][2] for n in runs if VARIANTS[n][2]}
+        tested = significance(runs, against, "ndcg@10")
         if tested:
             text += "\n\nIs each change real? Full ranking, users' test NDCG@10 (their mean over seeds):\n\n" + tested
+        rescored = [r["sampled"] for rs in runs.values() for r in rs if r.get("sampled")]
+        if rescored:  # --evaluate saved each user's metrics under the sampled protocol beside the run's own
+            file = f"per_user-sampled-{rescored[0]['protocol']['exclude']}.npz"
+            text += ("\n\nThe same test with the sampled protocol's ranking (the same checkpoints):\n\n"
+                     + significance({n: [r for r in rs if r.get("sampled")] or rs for n, rs in runs.items()},
+                                    against, "ndcg@10", file))
     return finish(args, argv, "bench_llm_seq.py", "LLM-enhanced sequential models, Beauty with text",
                   text, failed, any_runs=bool(runs))
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from semrec.encoder.run_files import PER_USER
+
 
 @dataclass
 class Comparison:
@@ -42,9 +44,10 @@ class Comparison:
     wilcoxon_p_holm: float = float("nan")
 
 
-def per_user(run: Path, split: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(user ids, values)`` of ``metric`` on ``split`` from a run's ``per_user.npz``."""
-    f = Path(run) / "per_user.npz"
+def per_user(run: Path, split: str, metric: str, file: str = PER_USER) -> tuple[np.ndarray, np.ndarray]:
+    """``(user ids, values)`` of ``metric`` on ``split`` from a run's ``per_user.npz`` (or ``file``:
+    ``per_user-PROTOCOL-EXCLUDE.npz``, written by ``semrec-train --evaluate`` under other settings)."""
+    f = Path(run) / file
     if not f.exists():
         raise FileNotFoundError(f"{f}: no per-user metrics (runs save them since 2026-12-07; evaluate the run again "
                                 f"or train it again)")
@@ -56,9 +59,9 @@ def per_user(run: Path, split: str, metric: str) -> tuple[np.ndarray, np.ndarray
         return z[f"{split}/users"], z[key].astype(np.float64)
 
 
-def pooled(runs: list[Path], split: str, metric: str) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def pooled(runs: list[Path], split: str, metric: str, file: str = PER_USER) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Users ranked in every run, their mean value over the runs, and each run's overall mean."""
-    tables = [per_user(r, split, metric) for r in runs]
+    tables = [per_user(r, split, metric, file) for r in runs]
     users = tables[0][0]
     for u, _ in tables[1:]:
         users = np.intersect1d(users, u)
@@ -99,14 +102,14 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def compare(base: list[Path], variants: dict[str, list[Path]], metric: str, split: str = "test",
-            draws: int = 10000, seed: int = 0) -> list[Comparison]:
-    """Each variant against the base (the module docstring)."""
+            draws: int = 10000, seed: int = 0, file: str = PER_USER) -> list[Comparison]:
+    """Each variant against the base (the module docstring); ``file``: the per-user file read."""
     from scipy import stats
 
-    b_users, b_values, b_runs = pooled(base, split, metric)
+    b_users, b_values, b_runs = pooled(base, split, metric, file)
     out = []
     for name, runs in variants.items():
-        v_users, v_values, v_runs = pooled(runs, split, metric)
+        v_users, v_values, v_runs = pooled(runs, split, metric, file)
         users = np.intersect1d(b_users, v_users)
         if len(users) < 2:
             raise ValueError(f"{name}: fewer than two users ranked by both it and the base")
@@ -153,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a variant's runs (repeatable)")
     p.add_argument("--metric", default="ndcg@10")
     p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--per-user", default=PER_USER, metavar="FILE",
+                   help="the per-user file of each run folder: per_user.npz (the run's own evaluation, default) or "
+                        "per_user-PROTOCOL-EXCLUDE.npz (written by semrec-train --evaluate under other settings)")
     p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap draws (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     p.add_argument("--alpha", type=float, default=0.05)
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("no variant to compare with the base")
         if args.bootstrap < 100:
             raise ValueError("--bootstrap: at least 100 draws")
-        results = compare(base, variants, args.metric, args.split, args.bootstrap, args.seed)
+        results = compare(base, variants, args.metric, args.split, args.bootstrap, args.seed, args.per_user)
         base_runs = results[0].base_runs
     except (ValueError, KeyError, FileNotFoundError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -69,7 +69,8 @@ def lost_rank(e: BaseException) -> str | None:
         return None
     # gloo's reads start with the source line in brackets: the reason is the first sentence after it
     first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0]).split(". ")[0][:160] if text else type(e).__name__
-    return f"rank {rank()}: a collective failed ({first}): another rank died or stopped answering"
+    return (f"rank {rank()}: a collective failed ({first}): another rank died or stopped answering; the run "
+            "folder keeps the last checkpoint (--resume it)")
 
 
 def teardown() -> None:

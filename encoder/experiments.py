@@ -23,6 +23,8 @@ from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from semrec.encoder.run_files import PER_USER
+
 CHILD = ("import resource, sys; from semrec.encoder.train_encoder import main; rc = main(sys.argv[1:]); "
          "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
 
@@ -192,14 +194,15 @@ def fmt(values: list[float]) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def significance(runs: dict[str, list[dict]], against: dict[str, str], metric: str) -> str:
+def significance(runs: dict[str, list[dict]], against: dict[str, str], metric: str,
+                 file: str = PER_USER) -> str:
     """Each variant against the one it is compared with (``against[name]``), paired over users
     (``semrec-compare``'s table, Holm over the variants that share a base), from the runs'
-    ``per_user.npz``; the pairs whose runs lack it are named, not tested."""
+    ``per_user.npz`` (or ``file``); the pairs whose runs lack it are named, not tested."""
     from semrec.encoder.compare import compare, table
 
     def saved(name: str) -> bool:
-        return all(r.get("run_dir") and (Path(r["run_dir"]) / "per_user.npz").exists() for r in runs[name])
+        return all(r.get("run_dir") and (Path(r["run_dir"]) / file).exists() for r in runs[name])
 
     groups: dict[str, list[str]] = {}
     for name, base in against.items():
@@ -213,11 +216,11 @@ def significance(runs: dict[str, list[dict]], against: dict[str, str], metric: s
             missing += [f"{n} against {base}" for n in have]
             continue
         paths = {n: [Path(r["run_dir"]) for r in runs[n]] for n in [base, *have]}
-        results = compare(paths[base], {n: paths[n] for n in have}, metric)
+        results = compare(paths[base], {n: paths[n] for n in have}, metric, file=file)
         parts.append(f"Against `{base}` (test {metric}, paired over users):\n\n"
                      + table(results, metric, results[0].base_runs))
     if missing:
-        parts.append("Not tested (a run folder without `per_user.npz`: gone, or made before runs saved it): " + ", ".join(missing) + ".")
+        parts.append(f"Not tested (a run folder without `{file}`: gone, or made before runs saved it): " + ", ".join(missing) + ".")
     return "\n\n".join(parts)
 
 

@@ -42,6 +42,11 @@ def loss_terms(hist: Path) -> str:
     return " + ".join(terms) if terms else "loss"
 
 
+#: each user's final metrics in a run folder (``semrec-compare``'s input); ``--evaluate`` under other
+#: settings writes ``per_user-PROTOCOL-EXCLUDE.npz`` beside it
+PER_USER = "per_user.npz"
+
+
 def save_per_user(path: Path, per_user: dict[str, dict[str, np.ndarray]]) -> None:
     """Each user's final metrics by split, compressed (``semrec-compare`` reads them)."""
     arrays = {f"{split}/{key}": value for split, d in per_user.items() for key, value in d.items()}

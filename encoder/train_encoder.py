@@ -190,6 +190,7 @@ def _check_writable(folder: Path, doing: str) -> None:
 
 def evaluate_run(args: argparse.Namespace) -> dict:
     """``--evaluate``: a finished (or running) run's best weights under other evaluation settings."""
+    from semrec.encoder import run_files
     from semrec.encoder.config import ConfigError, parse_overrides
     from semrec.common.io import write_json
 
@@ -210,7 +211,8 @@ def evaluate_run(args: argparse.Namespace) -> dict:
                              saved.get("data_fingerprint"), "evaluated")
     results = trainer.evaluate_saved()
     out = run_dir / f"eval-{cfg.eval.protocol}-{cfg.eval.exclude}.json"
-    write_json(out, results)
+    write_json(out, results)  # and each user's metrics, for semrec-compare --per-user:
+    run_files.save_per_user(run_dir / f"per_user-{cfg.eval.protocol}-{cfg.eval.exclude}.npz", trainer.evaluator.per_user)
     results["run_dir"], results["written"] = str(run_dir), str(out)
     return results
 
@@ -341,7 +343,6 @@ def main(argv: list[str] | None = None) -> int:
     from semrec.common.extras import MissingExtra
     from semrec.common.io import BusyError, DataError
     from semrec.encoder.trainer import TrainingError
-
     from semrec.encoder import distributed
     from semrec.encoder.memory import describe_oom
 
@@ -366,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as e:
         lost = distributed.lost_rank(e)
         if lost:
-            print(f"semrec-train: training stopped: {lost}; the run folder keeps the last checkpoint "
-                  "(--resume it)", file=sys.stderr)
+            print(f"semrec-train: training stopped: {lost}", file=sys.stderr)
             return EXIT_TRAINING_FAILED
         oom = describe_oom(e)
         if oom is None:

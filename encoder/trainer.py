@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
 HISTORY = "history.jsonl"
-PER_USER = "per_user.npz"
 
 
 class TrainingError(RuntimeError):
@@ -376,7 +375,7 @@ class Trainer:
         self.model.load_state_dict(s.best_weights)
         valid, test = self.evaluate("valid", final=True), self.evaluate("test", final=True)
         if self.main:
-            run_files.save_per_user(self.run_dir / PER_USER, self.evaluator.per_user)
+            run_files.save_per_user(self.run_dir / run_files.PER_USER, self.evaluator.per_user)
         results = {
             "model": self.cfg.model_name, "dataset": self.cfg.dataset, "seed": tc.seed,
             "best_epoch": s.best_epoch, "last_epoch": s.epoch, "early_stopped": stopped_early,

@@ -206,6 +206,7 @@ def test_llm_accuracy_benchmark_scores_full_runs_under_the_sampled_protocol_too(
     assert out.returncode == 0, out.stderr[-2000:]
     full, sampled = out.stdout.split("under the sampled protocol")
     sampled, tested = sampled.split("Is each change real?")
+    tested, tested_sampled = tested.split("The same test with the sampled protocol's ranking")
     # the change tested over users, from the two runs' per-user metrics, as semrec-compare does
     from semrec.encoder.compare import compare
 
@@ -215,6 +216,14 @@ def test_llm_accuracy_benchmark_scores_full_runs_under_the_sampled_protocol_too(
     line = next(ln for ln in tested.splitlines() if ln.startswith("| sasrec_pca"))
     assert "Against `sasrec` (test ndcg@10, paired over users)" in tested
     assert f"| {want.diff:+.4f} ({100 * want.relative:+.1f}%) |" in line and f"| {want.t_p:.3g} (" in line
+    # the same under the sampled protocol, from the per-user file --evaluate wrote beside the run's own
+    per = "per_user-sampled-history.npz"
+    want = compare([runs / "sasrec" / "sasrec-2023"], {"sasrec_pca": [runs / "sasrec_pca" / "sasrec-2023"]},
+                   "ndcg@10", file=per)[0]
+    line = next(ln for ln in tested_sampled.splitlines() if ln.startswith("| sasrec_pca"))
+    assert f"| {want.diff:+.4f} ({100 * want.relative:+.1f}%) |" in line and f"| {want.t_p:.3g} (" in line
+    assert f"{want.variant_mean:.4f}" in line and abs(want.variant_mean - json.loads(
+        (runs / "sasrec_pca" / "sasrec-2023" / "bench_eval.protocol-sampled.json").read_text())["test"]["ndcg@10"]) < 1e-9
     row = lambda text: next(line for line in text.splitlines() if line.startswith("| sasrec"))  # noqa: E731
     cache = tmp_path / "full" / "sasrec" / "sasrec-2023" / "bench_eval.protocol-sampled.json"
     kept = json.loads(cache.read_text())

@@ -83,3 +83,15 @@ def test_runs_save_per_user_metrics_and_beyond_accuracy_and_compare_reads_them(t
     assert compare_main([str(tmp_path / "pop"), str(tmp_path / "ease"), "--metric", "hit@3"]) == 2
     assert "no 'hit@3' on test; it has" in capsys.readouterr().err
     assert compare_main([str(tmp_path / "pop")]) == 2
+    # --evaluate under other settings writes each user's metrics too; --per-user compares those
+    assert train(["--evaluate", str(tmp_path / "gccf"), "--set", "eval.exclude=none", "--quiet"]) == 0
+    assert train(["--evaluate", str(tmp_path / "ease"), "--set", "eval.exclude=none", "--quiet"]) == 0
+    other = json.loads((tmp_path / "gccf" / "eval-full-none.json").read_text())["test"]
+    with np.load(tmp_path / "gccf" / "per_user-full-none.npz") as z:
+        assert z["test/ndcg@20"].mean() == pytest.approx(other["ndcg@20"]) and other["ndcg@20"] != res["test"]["ndcg@20"]
+    capsys.readouterr()
+    assert compare_main([str(tmp_path / "ease"), str(tmp_path / "gccf"), "--per-user", "per_user-full-none.npz",
+                         "--metric", "ndcg@20", "--bootstrap", "500"]) == 0
+    assert f"| {other['ndcg@20']:.4f} |" in capsys.readouterr().out
+    assert compare_main([str(tmp_path / "pop"), str(tmp_path / "gccf"), "--per-user", "per_user-full-none.npz"]) == 2
+    assert "pop/per_user-full-none.npz: no per-user metrics" in capsys.readouterr().err
