@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_graph_cf import (RunFailed, add_device_arguments, append_markdown, finish, fmt, run_all,  # noqa: E402
                             run_one, subcommand_parser)
 from semrec.encoder.experiments import significance  # noqa: E402
+from semrec.encoder.run_files import evaluated_per_user  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -249,7 +250,7 @@ def accuracy(args, argv) -> int:
             text += "\n\nIs each change real? Full ranking, users' test NDCG@10 (their mean over seeds):\n\n" + tested
         rescored = [r["sampled"] for rs in runs.values() for r in rs if r.get("sampled")]
         if rescored:  # --evaluate saved each user's metrics under the sampled protocol beside the run's own
-            file = f"per_user-sampled-{rescored[0]['protocol']['exclude']}.npz"
+            file = evaluated_per_user("sampled", rescored[0]["protocol"]["exclude"])
             text += ("\n\nThe same test with the sampled protocol's ranking (the same checkpoints):\n\n"
                      + significance({n: [r for r in rs if r.get("sampled")] or rs for n, rs in runs.items()},
                                     against, "ndcg@10", file))

@@ -47,6 +47,11 @@ def loss_terms(hist: Path) -> str:
 PER_USER = "per_user.npz"
 
 
+def evaluated_per_user(protocol: str, exclude: str) -> str:
+    """The per-user file ``--evaluate`` writes for a run scored with ``protocol`` and ``exclude``."""
+    return f"per_user-{protocol}-{exclude}.npz"
+
+
 def save_per_user(path: Path, per_user: dict[str, dict[str, np.ndarray]]) -> None:
     """Each user's final metrics by split, compressed (``semrec-compare`` reads them)."""
     arrays = {f"{split}/{key}": value for split, d in per_user.items() for key, value in d.items()}

@@ -212,7 +212,7 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     results = trainer.evaluate_saved()
     out = run_dir / f"eval-{cfg.eval.protocol}-{cfg.eval.exclude}.json"
     write_json(out, results)  # and each user's metrics, for semrec-compare --per-user:
-    run_files.save_per_user(run_dir / f"per_user-{cfg.eval.protocol}-{cfg.eval.exclude}.npz", trainer.evaluator.per_user)
+    run_files.save_per_user(run_dir / run_files.evaluated_per_user(cfg.eval.protocol, cfg.eval.exclude), trainer.evaluator.per_user)
     results["run_dir"], results["written"] = str(run_dir), str(out)
     return results
 
