@@ -48,6 +48,15 @@ def test_the_scan_is_the_recurrence_in_values_and_gradients(method, length):
         assert torch.allclose(a, b, atol=1e-9), name
 
 
+@pytest.mark.parametrize("method", ["parallel", "loop"])
+def test_the_scan_without_gradients_is_the_same_recurrence(method):
+    """Evaluation runs the scan under ``no_grad``: the loop then keeps one state, not all."""
+    inputs = _inputs(length=23)
+    with torch.no_grad():
+        got = selective_scan(*inputs, method=method)
+    assert torch.allclose(got, naive_scan(*inputs), atol=1e-10)
+
+
 def test_the_scan_state_decays_and_accumulates_as_written():
     """A hand case: one channel, one state, A = -ln 2 and Δ = 1 halve the state each step."""
     x = torch.tensor([[[1.0], [0.0], [2.0]]])

@@ -83,13 +83,66 @@ def _parallel_scan(x, delta, A, B, C) -> torch.Tensor:
     return torch.einsum("bldn,bln->bld", h, C)
 
 
+class _LoopScan(torch.autograd.Function):
+    """The recurrence one position a step, with its backward pass written out.
+
+    Autograd through a plain loop records half a dozen small operations a position and twice as
+    many backwards, each a pass over a ``(batch, d, n)`` state (most of a SEAR step on a CPU).
+    Here each position is a few fused passes over data that stays in cache (forward: ``h_t =
+    a_t h_{t-1} + Δ_t x_t B_t`` with ``a_t = exp(Δ_t A)``; backward: ``g_t = C_t ∂y_t + a_{t+1}
+    g_{t+1}``, the same recurrence reversed, and each position's share of the gradients at once).
+    The states are kept for the backward pass, the decays recomputed there. Forming every
+    position's decays at once instead (one large ``exp``) is slower here: the ``(batch, L, d, n)``
+    tensors leave the cache.
+    """
+
+    @staticmethod
+    def forward(ctx, x, delta, A, B, C):
+        b, length, d = x.shape
+        states = x.new_empty(b, length, d, A.shape[1])
+        u = delta * x
+        decay = x.new_empty(b, d, A.shape[1])
+        for t in range(length):
+            torch.mul(u[:, t, :, None], B[:, t, None, :], out=states[:, t])
+            if t:
+                torch.mul(delta[:, t, :, None], A, out=decay).exp_()
+                states[:, t].addcmul_(decay, states[:, t - 1])
+        ctx.save_for_backward(x, delta, A, B, C, states)
+        return torch.matmul(states, C.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, delta, A, B, C, states = ctx.saved_tensors
+        b, length, d = x.shape
+        u = delta * x
+        grad_C = torch.matmul(grad_y.unsqueeze(-2), states).squeeze(-2)
+        grad_u, grad_B = torch.empty_like(x), torch.empty_like(B)
+        grad_delta, grad_A = torch.zeros_like(delta), torch.zeros_like(A)
+        g = x.new_zeros(b, d, A.shape[1])  # ∂loss/∂h_t, carried back
+        decay, exponent = torch.empty_like(g), torch.empty_like(g)  # reused: fresh 4 MB blocks cost page faults
+        for t in range(length - 1, -1, -1):
+            g.addcmul_(grad_y[:, t, :, None], C[:, t, None, :])
+            grad_u[:, t] = torch.matmul(g, B[:, t, :, None]).squeeze(-1)
+            grad_B[:, t] = torch.matmul(u[:, t, None, :], g).squeeze(-2)
+            if t:  # h_t = a_t h_{t-1} + ...: a_t = exp(Δ_t A) gets g_t h_{t-1}, through exp and Δ_t A
+                torch.mul(delta[:, t, :, None], A, out=decay).exp_()
+                g.mul_(decay)  # g's share for h_{t-1}
+                torch.mul(g, states[:, t - 1], out=exponent)
+                grad_delta[:, t] = torch.einsum("bdn,dn->bd", exponent, A)
+                grad_A.add_(torch.einsum("bdn,bd->dn", exponent, delta[:, t]))
+        return grad_u * delta, grad_delta + grad_u * x, grad_A, grad_B, grad_C
+
+
 def _loop_scan(x, delta, A, B, C) -> torch.Tensor:
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, delta, A, B, C)):
+        return _LoopScan.apply(x, delta, A, B, C)
+    # no backward pass to come (evaluation): one state at a time, not all of them
     h = x.new_zeros(x.shape[0], x.shape[2], A.shape[1])
-    out = []
+    y, u = x.new_empty(x.shape), delta * x
     for t in range(x.shape[1]):
-        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * x[:, t])[..., None] * B[:, t, None, :]
-        out.append((h * C[:, t, None, :]).sum(-1))
-    return torch.stack(out, dim=1)
+        h.mul_(torch.mul(delta[:, t, :, None], A).exp_()).addcmul_(u[:, t, :, None], B[:, t, None, :])
+        y[:, t] = torch.matmul(h, C[:, t, :, None]).squeeze(-1)
+    return y
 
 
 class MambaBlock(nn.Module):
