@@ -83,6 +83,8 @@ VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
     "sear": ("sear", [], "sasrec"),
     "sear_next_item": ("sear", ["model.loss=ce"], "sear"),
     "sear_no_ratings": ("sear", ["model.ratings=false"], "sear"),  # where the data has ratings (MovieLens)
+    # for SEAR's cost: SASRec as wide as SEAR's two-stream user state and output rows (2 x 64)
+    "sasrec_d128": ("sasrec", ["model.dim=128", "model.ffn_dim=512"], None),
 }
 PROTOCOLS = {"full": [], "sampled": ["eval.protocol=sampled"],
              "sracl": ["eval.exclude=none", "model.max_len=20"]}
@@ -292,7 +294,7 @@ print(json.dumps(out))
 
 def cost(args, argv) -> int:
     folder = _prepared(args)
-    names = [v for v in args.variants if VARIANTS[v][2] or any(VARIANTS[w][2] == v for w in args.variants)]
+    names = list(dict.fromkeys(args.variants))
     pairs = [(n, VARIANTS[n][0], VARIANTS[n][1]) for n in names]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run([sys.executable, "-c", COST_CHILD, str(folder), str(args.epochs), json.dumps(pairs),

@@ -6,7 +6,8 @@ One forward and backward pass of the scan alone (the part ``mamba-ssm`` runs as 
 at SEAR's sizes: a batch of sequences, ``inner`` channels (Mamba's 2 x d with d 64), ``state``
 states per channel, sequence lengths of Beauty (50) and MovieLens (200). Prints seconds per pass
 and each method's ratio to semrec's ``loop``. mambapy (a pure-PyTorch Mamba whose scan is a
-Blelloch parallel scan) is timed where it is installed (``pip install mambapy``; not a dependency).
+Blelloch parallel scan) is timed where it is installed (``pip install mambapy``; not a dependency),
+and so is autograd through the plain loop (semrec's ``loop`` before its backward pass was written out).
 """
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ def _mambapy():
     return scan
 
 
+def _autograd_loop(x, delta, A, B, C):
+    """The recurrence one position a step, differentiated by autograd (the baseline of ``loop``)."""
+    h = x.new_zeros(x.shape[0], x.shape[2], A.shape[1])
+    out = []
+    for t in range(x.shape[1]):
+        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * x[:, t])[..., None] * B[:, t, None, :]
+        out.append((h * C[:, t, None, :]).sum(-1))
+    return torch.stack(out, dim=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     from semrec.encoder.models.sequential.mamba import selective_scan
 
@@ -43,14 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch thread(s)")
     methods = {"loop": lambda *a: selective_scan(*a, method="loop"),
-               "parallel": lambda *a: selective_scan(*a, method="parallel")}
+               "parallel": lambda *a: selective_scan(*a, method="parallel"), "autograd loop": _autograd_loop}
     if _mambapy() is not None:
         methods["mambapy pscan"] = _mambapy()
     g = torch.Generator().manual_seed(0)
     for length in args.lengths:
         b, d, n = args.batch, args.inner, args.state
         x, delta = torch.randn(b, length, d, generator=g), torch.rand(b, length, d, generator=g) * 0.1
-        A, B, C = -torch.rand(d, n, generator=g), torch.randn(b, length, n, generator=g), torch.randn(b, length, n, generator=g)
+        A = (-torch.rand(d, n, generator=g)).requires_grad_(True)  # learned in the model
+        B, C = torch.randn(b, length, n, generator=g), torch.randn(b, length, n, generator=g)
         seconds = {}
         for name, scan in methods.items():
             leaves = [t.clone().requires_grad_(True) for t in (x, delta, B, C)]

@@ -14,11 +14,12 @@ otherwise computes the same function in PyTorch by one of two methods:
 * ``parallel``: a Hillis–Steele scan, ``log2 L`` steps, each combining every position with the one
   ``2^k`` before it (decays multiply, inputs accumulate): no loop over positions, but every step
   reads and writes the whole ``(batch, L, d, n)`` state;
-* ``loop``: one position at a time, each step one batched operation over batch, channels and states.
+* ``loop``: one position at a time, each step a few fused operations over batch, channels and
+  states, with the backward pass written out (:class:`_LoopScan`).
 
 On a CPU the loop is the faster by several times at recommendation lengths (the parallel scans,
 this one and mambapy's, move ``log L`` times the state through memory; docs/benchmarks.md,
-"Selective scan"), so ``auto`` takes it there, and the parallel scan on a GPU without ``mamba-ssm``,
+"Selective scan on a CPU"), so ``auto`` takes it there, and the parallel scan on a GPU without ``mamba-ssm``,
 where each step's kernel launches cost more than its memory traffic (not measured here: no GPU).
 
 :class:`MambaBlock` is the block around the scan (input projection, causal depthwise convolution,
