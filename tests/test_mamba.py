@@ -57,6 +57,20 @@ def test_the_scan_without_gradients_is_the_same_recurrence(method):
     assert torch.allclose(got, naive_scan(*inputs), atol=1e-10)
 
 
+def test_the_loop_scan_computes_mixed_precision_inputs_in_the_wider_type():
+    """bfloat16 activations with a float32 ``A`` (autocast's mix): computed in float32, gradients
+    back in each input's own type."""
+    x, delta, A, B, C, _ = (t.detach() for t in _inputs(length=9))
+    half = [t.to(torch.bfloat16).requires_grad_(True) for t in (x, delta, B, C)]
+    A = A.float().requires_grad_(True)
+    y = selective_scan(half[0], half[1], A, half[2], half[3], method="loop")
+    assert y.dtype == torch.float32
+    want = naive_scan(half[0].detach(), half[1].detach(), A.detach(), half[2].detach(), half[3].detach())
+    assert torch.allclose(y.double(), want, atol=1e-4)
+    y.sum().backward()
+    assert [t.grad.dtype for t in half] == [torch.bfloat16] * 4 and A.grad.dtype == torch.float32
+
+
 def test_the_scan_state_decays_and_accumulates_as_written():
     """A hand case: one channel, one state, A = -ln 2 and Δ = 1 halve the state each step."""
     x = torch.tensor([[[1.0], [0.0], [2.0]]])

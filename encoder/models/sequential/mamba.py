@@ -29,6 +29,7 @@ real position's output is that of the unpadded sequence.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -93,8 +94,8 @@ class _LoopScan(torch.autograd.Function):
     a_t h_{t-1} + Δ_t x_t B_t`` with ``a_t = exp(Δ_t A)``; backward: ``g_t = C_t ∂y_t + a_{t+1}
     g_{t+1}``, the same recurrence reversed, and each position's share of the gradients at once).
     The states are kept for the backward pass, the decays recomputed there. Forming every
-    position's decays at once instead (one large ``exp``) is slower here: the ``(batch, L, d, n)``
-    tensors leave the cache.
+    position's decays at once instead (one large ``exp``) is slower here: each fresh ``(batch, L,
+    d, n)`` tensor is new memory (page faults) and leaves the cache.
     """
 
     @staticmethod
@@ -135,6 +136,8 @@ class _LoopScan(torch.autograd.Function):
 
 
 def _loop_scan(x, delta, A, B, C) -> torch.Tensor:
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in (delta, A, B, C)), x.dtype)
+    x, delta, A, B, C = (t.to(dtype) for t in (x, delta, A, B, C))  # its in-place steps want one dtype
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, delta, A, B, C)):
         return _LoopScan.apply(x, delta, A, B, C)
     # no backward pass to come (evaluation): one state at a time, not all of them
