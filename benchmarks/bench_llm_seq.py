@@ -203,11 +203,16 @@ def _prepared(args) -> Path:
     return folder
 
 
-def accuracy(args, argv) -> int:
-    folder = _prepared(args)
-    unknown = [v for v in args.variants if v not in VARIANTS]
+def _known(variants: list[str]) -> list[str]:
+    unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
+    return variants
+
+
+def accuracy(args, argv) -> int:
+    folder = _prepared(args)
+    _known(args.variants)
 
     def one(name: str, seed: int) -> dict:
         model, settings, _ = VARIANTS[name]
@@ -294,7 +299,7 @@ print(json.dumps(out))
 
 def cost(args, argv) -> int:
     folder = _prepared(args)
-    names = list(dict.fromkeys(args.variants))
+    names = _known(list(dict.fromkeys(args.variants)))
     pairs = [(n, VARIANTS[n][0], VARIANTS[n][1]) for n in names]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run([sys.executable, "-c", COST_CHILD, str(folder), str(args.epochs), json.dumps(pairs),

@@ -195,6 +195,15 @@ def test_llm_cost_benchmark_times_each_variant_against_its_base(tmp_path):
     assert "Similar users (top 10 by cosine) for all 30 users" in out.stdout
 
 
+@pytest.mark.parametrize("command", ["accuracy", "cost"])
+def test_llm_benchmark_names_the_valid_variants_for_an_unknown_one(tmp_path, command):
+    _tiny_text_folder(tmp_path)
+    out = subprocess.run([sys.executable, str(BENCH / "bench_llm_seq.py"), command, "--workdir", str(tmp_path),
+                          "--variants", "sasrec", "sasrec_wide"], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "unknown variant(s) ['sasrec_wide']; valid: sasrec, llmesr," in out.stderr
+
+
 def test_llm_accuracy_benchmark_scores_full_runs_under_the_sampled_protocol_too(tmp_path):
     """``bench_llm_seq.py accuracy`` (protocol ``full``): each finished run's best weights are
     also scored under the sampled protocol (kept in the run folder) and printed as a second table."""
