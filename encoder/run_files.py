@@ -47,9 +47,27 @@ def loss_terms(hist: Path) -> str:
 PER_USER = "per_user.npz"
 
 
+def evaluated_results(protocol: str, exclude: str) -> str:
+    """The results file ``--evaluate`` writes for a run scored with ``protocol`` and ``exclude``."""
+    return f"eval-{protocol}-{exclude}.json"
+
+
 def evaluated_per_user(protocol: str, exclude: str) -> str:
     """The per-user file ``--evaluate`` writes for a run scored with ``protocol`` and ``exclude``."""
     return f"per_user-{protocol}-{exclude}.npz"
+
+
+#: what a run folder holds besides :func:`evaluated_results` and :func:`evaluated_per_user` (and
+#: the unfinished ``.tmp`` of each file): a folder with anything else is not a run
+RUN_FILES = {"config.yaml", "log.txt", ".lock", ".semrec-write-check", "history.jsonl", "checkpoint.pt",
+             "results.json", PER_USER, "tensorboard"}
+
+
+def is_run_file(name: str) -> bool:
+    """Whether ``name`` in a folder is one a semrec run (or ``--evaluate`` of it) writes."""
+    name = name.removesuffix(".tmp")
+    return name in RUN_FILES or (name.startswith("eval-") and name.endswith(".json")) or \
+        (name.startswith("per_user-") and name.endswith(".npz"))
 
 
 def save_per_user(path: Path, per_user: dict[str, dict[str, np.ndarray]]) -> None:

@@ -87,10 +87,6 @@ def _setup_logging(run_dir: Path | None, quiet: bool) -> None:
 #: flags that describe a new run; ``--resume`` continues a run with its saved ``config.yaml`` instead
 _NEW_RUN_FLAGS = {"model": "--model", "dataset": "--dataset", "data_dir": "--data-dir", "seed": "--seed",
                   "out": "--out", "config": "--config", "overrides": "--set", "allow_sparse_ids": "--allow-sparse-ids"}
-#: what a run folder may hold besides ``eval-*.json``: a folder with anything else is not a run
-RUN_FILES = {"config.yaml", "config.yaml.tmp", "log.txt", ".lock", ".semrec-write-check", "history.jsonl", "history.jsonl.tmp",
-             "checkpoint.pt", "checkpoint.pt.tmp", "results.json", "results.json.tmp", "per_user.npz",
-             "per_user.npz.tmp", "tensorboard"}
 
 
 def _saved_run(run_dir: Path) -> dict:
@@ -210,9 +206,10 @@ def evaluate_run(args: argparse.Namespace) -> dict:
     data, trainer = _trainer(cfg, data_dir, run_dir, bool(saved.get("allow_sparse_ids")),
                              saved.get("data_fingerprint"), "evaluated")
     results = trainer.evaluate_saved()
-    out = run_dir / f"eval-{cfg.eval.protocol}-{cfg.eval.exclude}.json"
+    settings = (cfg.eval.protocol, cfg.eval.exclude)
+    out = run_dir / run_files.evaluated_results(*settings)
     write_json(out, results)  # and each user's metrics, for semrec-compare --per-user:
-    run_files.save_per_user(run_dir / run_files.evaluated_per_user(cfg.eval.protocol, cfg.eval.exclude), trainer.evaluator.per_user)
+    run_files.save_per_user(run_dir / run_files.evaluated_per_user(*settings), trainer.evaluator.per_user)
     results["run_dir"], results["written"] = str(run_dir), str(out)
     return results
 
@@ -238,6 +235,7 @@ def _check_out(run_dir: Path, locked: bool = False) -> None:
     this process holds the folder's lock, so that a run still going is reported as busy) a run
     with a checkpoint, continued with ``--resume``. A run that stopped before its first
     checkpoint is started again."""
+    from semrec.encoder.run_files import is_run_file
     from semrec.encoder.trainer import CHECKPOINT
 
     if not run_dir.exists():
@@ -245,7 +243,7 @@ def _check_out(run_dir: Path, locked: bool = False) -> None:
     if not run_dir.is_dir():
         raise ValueError(f"--out {run_dir}: is a file, not a folder")
     names = sorted(p.name for p in run_dir.iterdir())
-    other = [n for n in names if n not in RUN_FILES and not (n.startswith("eval-") and n.endswith(".json"))]
+    other = [n for n in names if not is_run_file(n)]
     if other:
         raise ValueError(f"--out {run_dir}: the folder holds files that are not a semrec run's "
                          f"({', '.join(other[:4])}{', ...' if len(other) > 4 else ''}); choose a new or empty folder")

@@ -95,3 +95,6 @@ def test_runs_save_per_user_metrics_and_beyond_accuracy_and_compare_reads_them(t
     assert f"| {other['ndcg@20']:.4f} |" in capsys.readouterr().out
     assert compare_main([str(tmp_path / "pop"), str(tmp_path / "gccf"), "--per-user", "per_user-full-none.npz"]) == 2
     assert "pop/per_user-full-none.npz: no per-user metrics" in capsys.readouterr().err
+    # the files --evaluate wrote are the run's: a new run into the folder is told to --resume it
+    assert train(["--model", "gccf", "--dataset", "demo", "--out", str(tmp_path / "gccf"), "--quiet"]) != 0
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
